@@ -1,0 +1,15 @@
+//! proxythinker: ProxyThinker test-time guidance of Qwen vision-language models.
+//!
+//! The crate is organised as the design describes: `loader` turns a checkpoint directory into
+//! checked files, `models` holds the Qwen VL families (weights only; caches are owned by callers),
+//! `processor` prepares images and prompts exactly as transformers does, `generate` is the greedy
+//! reference loop, and `cli` is the command-line front end.
+
+pub mod cli;
+pub mod error;
+pub mod generate;
+pub mod loader;
+pub mod models;
+pub mod processor;
+
+pub use error::{Error, Result};

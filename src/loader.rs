@@ -1,0 +1,289 @@
+//! Turning a checkpoint directory in the Hugging Face Hub layout into checked files and loaded
+//! weights.
+//!
+//! A checkpoint directory holds `config.json`, the weights (`model.safetensors`, or shards
+//! listed by `model.safetensors.index.json`), `tokenizer.json`, the chat template (in
+//! `chat_template.jinja`, `chat_template.json` or `tokenizer_config.json`),
+//! `preprocessor_config.json` and `generation_config.json`. [`Checkpoint::open`] finds and
+//! checks all of them before any weights are read, so that a broken directory is reported in one
+//! line naming the file and what to do. Weights are memory-mapped and may be named as on the Hub
+//! (`model.layers.*`, `visual.*`, `lm_head.*`) or as transformers 5 saves them
+//! (`model.language_model.*`, `model.visual.*`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::models::{ModelConfig, VlModel};
+use crate::processor::image::ImageProcessorConfig;
+
+/// How tensor names in the safetensors files are spelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightLayout {
+    /// `model.layers.*`, `visual.*`, `lm_head.*` (the Hub's checkpoints).
+    Hub,
+    /// `model.language_model.*`, `model.visual.*`, `lm_head.*` (transformers 5).
+    Transformers5,
+}
+
+/// A checkpoint directory whose files have been found and whose small files have been parsed.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub config: ModelConfig,
+    pub weight_files: Vec<PathBuf>,
+    pub layout: WeightLayout,
+    pub tokenizer_file: PathBuf,
+    /// The chat template's source text, if the checkpoint has one.
+    pub chat_template: Option<String>,
+    /// Special tokens named in tokenizer_config.json (`bos_token`, `eos_token`, ...), passed to
+    /// the chat template as transformers does.
+    pub special_tokens: HashMap<String, String>,
+    pub processor: ImageProcessorConfig,
+    /// Token ids that end generation (generation_config.json's `eos_token_id`).
+    pub eos_token_ids: Vec<u32>,
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::config(path, format!("not valid JSON at line {} column {}: {e}", e.line(), e.column())))
+}
+
+fn token_ids(v: &Value) -> Option<Vec<u32>> {
+    match v {
+        Value::Number(n) => n.as_u64().map(|x| vec![x as u32]),
+        Value::Array(items) => items.iter().map(|x| x.as_u64().map(|x| x as u32)).collect(),
+        _ => None,
+    }
+}
+
+/// A special token in tokenizer_config.json is a string or an AddedToken object.
+fn token_content(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o.get("content").and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    }
+}
+
+impl Checkpoint {
+    /// Finds and checks the files of the checkpoint in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.exists() {
+            return Err(Error::NotFound {
+                what: "model directory",
+                path: dir.to_path_buf(),
+                hint: "pass a directory holding config.json, *.safetensors and tokenizer.json".into(),
+            });
+        }
+        if !dir.is_dir() {
+            return Err(Error::invalid(format!(
+                "{} is not a directory: --model takes a checkpoint directory holding config.json, *.safetensors and tokenizer.json",
+                dir.display()
+            )));
+        }
+        let need = |name: &str, what: &'static str| -> Result<PathBuf> {
+            let p = dir.join(name);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(Error::NotFound {
+                    what,
+                    path: p,
+                    hint: "the checkpoint directory is incomplete; download the file again from the model's repository".into(),
+                })
+            }
+        };
+        let config_path = need("config.json", "config.json")?;
+        let config = ModelConfig::from_file(&config_path)?;
+        let weight_files = Self::find_weights(dir)?;
+        let layout = Self::detect_layout(&weight_files)?;
+        let tokenizer_file = need("tokenizer.json", "tokenizer.json")?;
+
+        let tokenizer_config_path = dir.join("tokenizer_config.json");
+        let tokenizer_config = if tokenizer_config_path.is_file() { Some(read_json(&tokenizer_config_path)?) } else { None };
+        let mut special_tokens = HashMap::new();
+        if let Some(Value::Object(tc)) = &tokenizer_config {
+            for key in ["bos_token", "eos_token", "pad_token", "unk_token"] {
+                if let Some(t) = tc.get(key).and_then(token_content) {
+                    special_tokens.insert(key.to_string(), t);
+                }
+            }
+        }
+        let chat_template = Self::find_chat_template(dir, tokenizer_config.as_ref(), &tokenizer_config_path)?;
+
+        let pre = dir.join("preprocessor_config.json");
+        let processor = if pre.is_file() { ImageProcessorConfig::from_file(&pre)? } else { ImageProcessorConfig::default() };
+
+        let eos_token_ids = Self::eos_ids(dir, &config_path)?;
+        Ok(Checkpoint {
+            dir: dir.to_path_buf(),
+            config,
+            weight_files,
+            layout,
+            tokenizer_file,
+            chat_template,
+            special_tokens,
+            processor,
+            eos_token_ids,
+        })
+    }
+
+    fn find_weights(dir: &Path) -> Result<Vec<PathBuf>> {
+        let index = dir.join("model.safetensors.index.json");
+        if index.is_file() {
+            let v = read_json(&index)?;
+            let Some(map) = v.get("weight_map").and_then(Value::as_object) else {
+                return Err(Error::config(&index, "no `weight_map` object: the shard index is malformed"));
+            };
+            let mut files = BTreeSet::new();
+            for (name, file) in map {
+                let Some(file) = file.as_str() else {
+                    return Err(Error::config(&index, format!("`weight_map.{name}` must be a file name")));
+                };
+                files.insert(file.to_string());
+            }
+            let mut paths = Vec::with_capacity(files.len());
+            for f in files {
+                let p = dir.join(&f);
+                if !p.is_file() {
+                    return Err(Error::NotFound {
+                        what: "weight shard",
+                        path: p,
+                        hint: format!("{} lists it; download the missing shard", index.display()),
+                    });
+                }
+                paths.push(p);
+            }
+            if paths.is_empty() {
+                return Err(Error::config(&index, "the shard index lists no files"));
+            }
+            return Ok(paths);
+        }
+        let single = dir.join("model.safetensors");
+        if single.is_file() {
+            return Ok(vec![single]);
+        }
+        Err(Error::NotFound {
+            what: "weights",
+            path: single,
+            hint: "expected model.safetensors or model.safetensors.index.json with its shards".into(),
+        })
+    }
+
+    fn detect_layout(files: &[PathBuf]) -> Result<WeightLayout> {
+        for f in files {
+            let names = safetensors_names(f)?;
+            if names.iter().any(|n| n.starts_with("model.language_model.")) {
+                return Ok(WeightLayout::Transformers5);
+            }
+            if names.iter().any(|n| n.starts_with("model.layers.") || n.starts_with("model.embed_tokens.")) {
+                return Ok(WeightLayout::Hub);
+            }
+        }
+        Ok(WeightLayout::Hub)
+    }
+
+    fn find_chat_template(dir: &Path, tokenizer_config: Option<&Value>, tc_path: &Path) -> Result<Option<String>> {
+        let jinja = dir.join("chat_template.jinja");
+        if jinja.is_file() {
+            let t = std::fs::read_to_string(&jinja).map_err(|source| Error::Io { path: jinja.clone(), source })?;
+            return Ok(Some(t));
+        }
+        let json = dir.join("chat_template.json");
+        if json.is_file() {
+            let v = read_json(&json)?;
+            return match v.get("chat_template") {
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                _ => Err(Error::config(&json, "`chat_template` must be a string")),
+            };
+        }
+        match tokenizer_config.and_then(|tc| tc.get("chat_template")) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            // A list of named templates: use the one named "default".
+            Some(Value::Array(items)) => Ok(items
+                .iter()
+                .find(|i| i.get("name").and_then(Value::as_str) == Some("default"))
+                .and_then(|i| i.get("template"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)),
+            Some(_) => Err(Error::config(tc_path, "`chat_template` must be a string or a list of named templates")),
+        }
+    }
+
+    fn eos_ids(dir: &Path, config_path: &Path) -> Result<Vec<u32>> {
+        let gen = dir.join("generation_config.json");
+        for path in [gen.as_path(), config_path] {
+            if !path.is_file() {
+                continue;
+            }
+            let v = read_json(path)?;
+            let eos = v.get("eos_token_id").or_else(|| v.get("text_config").and_then(|t| t.get("eos_token_id")));
+            if let Some(eos) = eos {
+                if eos.is_null() {
+                    continue;
+                }
+                return token_ids(eos).ok_or_else(|| {
+                    Error::config(path, format!("`eos_token_id` must be a token id or a list of them, found {eos}"))
+                });
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Loads the weights (memory-mapped) into a model of the given dtype on the given device.
+    pub fn load_model(&self, dtype: DType, device: &Device) -> Result<VlModel> {
+        // SAFETY: the files are memory-mapped read-only; like every safetensors loader we rely on
+        // them not being modified while the model is alive.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&self.weight_files, dtype, device) }
+            .map_err(|e| Error::weights(&self.dir, format!("cannot read the safetensors files: {}", first_line(&e))))?;
+        let vb = match self.layout {
+            WeightLayout::Hub => vb,
+            WeightLayout::Transformers5 => vb.rename_f(|name: &str| {
+                if let Some(rest) = name.strip_prefix("model.") {
+                    format!("model.language_model.{rest}")
+                } else if let Some(rest) = name.strip_prefix("visual.") {
+                    format!("model.visual.{rest}")
+                } else {
+                    name.to_string()
+                }
+            }),
+        };
+        VlModel::new(&self.config, vb).map_err(|e| {
+            Error::weights(
+                &self.dir,
+                format!("{}; the weights do not match config.json (is it the right checkpoint?)", first_line(&e)),
+            )
+        })
+    }
+}
+
+/// Tensor names in one safetensors file, from its header alone.
+pub fn safetensors_names(path: &Path) -> Result<Vec<String>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|_| Error::weights(path, "too short to be a safetensors file; download it again"))?;
+    let len = u64::from_le_bytes(len);
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > 100_000_000 || len + 8 > size {
+        return Err(Error::weights(path, "not a safetensors file (bad header length); download it again"));
+    }
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let v: Value = serde_json::from_slice(&header)
+        .map_err(|_| Error::weights(path, "not a safetensors file (header is not JSON); download it again"))?;
+    Ok(v.as_object().map(|o| o.keys().filter(|k| *k != "__metadata__").cloned().collect()).unwrap_or_default())
+}
+
+/// The first line of an error's message: candle errors can carry backtraces.
+pub fn first_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().lines().next().unwrap_or("").trim().to_string()
+}

@@ -1,0 +1,32 @@
+//! The proxythinker binary: parses the command line, runs the subcommand, and turns every error
+//! into one line on stderr with exit status 2.
+
+use clap::error::ErrorKind;
+use clap::Parser;
+use proxythinker::cli::{run_generate, run_logits, Cli, Command};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            _ => {
+                let rendered = e.render().to_string();
+                let line = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("error: bad arguments");
+                eprintln!("{} (see --help)", line.trim_end());
+                std::process::exit(2);
+            }
+        },
+    };
+    let result = match &cli.command {
+        Command::Logits(args) => run_logits(args),
+        Command::Generate(args) => run_generate(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}

@@ -1,0 +1,257 @@
+//! The Qwen2 text decoder shared by Qwen2-VL and Qwen2.5-VL.
+//!
+//! A pre-norm transformer with grouped-query attention (q/k/v projections with bias, output
+//! without), RMSNorm, a SwiGLU MLP, and multimodal rotary embeddings (M-RoPE): every token has a
+//! temporal, a height and a width position, and the rotary half-dimension is split into three
+//! sections (`mrope_section`) that rotate by one of the three positions each. Text tokens carry
+//! the same value in all three.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{embedding, linear, linear_no_bias, rms_norm, Embedding, Linear, RmsNorm, VarBuilder};
+
+use super::cache::KvCache;
+use super::config::TextConfig;
+
+/// Rotary tables for one forward: cos and sin of shape (rows, tokens, head_dim / 2).
+pub struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// Inverse frequencies of the rotary embedding, computed in f32 as transformers does.
+pub(crate) fn inv_freq(dim: usize, theta: f64) -> Vec<f32> {
+    (0..dim)
+        .step_by(2)
+        .map(|i| {
+            let exponent = i as f32 / dim as f32;
+            1.0f32 / (theta as f32).powf(exponent)
+        })
+        .collect()
+}
+
+impl Rotary {
+    /// Builds the tables for `positions[row][token] = [t, h, w]`.
+    pub fn new(
+        positions: &[Vec<[i64; 3]>],
+        inv_freq: &[f32],
+        mrope_section: &[usize],
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let rows = positions.len();
+        let tokens = positions.first().map_or(0, Vec::len);
+        let half = inv_freq.len();
+        // Which of the three positions rotates each frequency.
+        let mut axis = Vec::with_capacity(half);
+        for (a, &n) in mrope_section.iter().enumerate() {
+            axis.extend(std::iter::repeat(a).take(n));
+        }
+        let mut cos = Vec::with_capacity(rows * tokens * half);
+        let mut sin = Vec::with_capacity(rows * tokens * half);
+        for row in positions {
+            for pos in row {
+                for (j, &f) in inv_freq.iter().enumerate() {
+                    // The angle is rounded to f32 as torch computes it; cos/sin then in f64
+                    // to land on the correctly rounded f32.
+                    let angle = (pos[axis[j]] as f32 * f) as f64;
+                    cos.push(angle.cos() as f32);
+                    sin.push(angle.sin() as f32);
+                }
+            }
+        }
+        let cos = Tensor::from_vec(cos, (rows, tokens, half), device)?.to_dtype(dtype)?;
+        let sin = Tensor::from_vec(sin, (rows, tokens, half), device)?.to_dtype(dtype)?;
+        Ok(Rotary { cos, sin })
+    }
+
+    fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::rotary_emb::rope(&x.contiguous()?, &self.cos, &self.sin)
+    }
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn new(cfg: &TextConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let h = cfg.hidden_size;
+        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        Ok(Attention {
+            q_proj: linear(h, nh * hd, vb.pp("q_proj"))?,
+            k_proj: linear(h, nkv * hd, vb.pp("k_proj"))?,
+            v_proj: linear(h, nkv * hd, vb.pp("v_proj"))?,
+            o_proj: linear_no_bias(nh * hd, h, vb.pp("o_proj"))?,
+            num_heads: nh,
+            num_kv_heads: nkv,
+            head_dim: hd,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> candle_core::Result<Tensor> {
+        let (b, l, _) = x.dims3()?;
+        let q = self.q_proj.forward(x)?.reshape((b, l, self.num_heads, self.head_dim))?.transpose(1, 2)?;
+        let k = self.k_proj.forward(x)?.reshape((b, l, self.num_kv_heads, self.head_dim))?.transpose(1, 2)?;
+        let v = self.v_proj.forward(x)?.reshape((b, l, self.num_kv_heads, self.head_dim))?.transpose(1, 2)?;
+        let q = rotary.apply(&q)?;
+        let k = rotary.apply(&k)?;
+        let (k, v) = cache.append(layer, &k, &v.contiguous()?)?;
+
+        // Grouped-query attention without copying keys: the query heads that share a key head
+        // are stacked along the token axis, (b, kv, rep * l, d) against (b, kv, s, d).
+        let rep = self.num_heads / self.num_kv_heads;
+        let q = q.reshape((b, self.num_kv_heads, rep * l, self.head_dim))?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let scores = scores.to_dtype(DType::F32)?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let out = probs.matmul(&v)?; // (b, kv, rep * l, d)
+        let out = out.reshape((b, self.num_heads, l, self.head_dim))?.transpose(1, 2)?.reshape((
+            b,
+            l,
+            self.num_heads * self.head_dim,
+        ))?;
+        self.o_proj.forward(&out)
+    }
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn new(cfg: &TextConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Mlp {
+            gate_proj: linear_no_bias(h, i, vb.pp("gate_proj"))?,
+            up_proj: linear_no_bias(h, i, vb.pp("up_proj"))?,
+            down_proj: linear_no_bias(i, h, vb.pp("down_proj"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    }
+}
+
+struct DecoderLayer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+/// The text decoder: embeddings, decoder layers, final norm and the language-model head.
+pub struct TextDecoder {
+    embed_tokens: Embedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    inv_freq: Vec<f32>,
+    cfg: TextConfig,
+}
+
+impl TextDecoder {
+    /// `vb` points at the decoder's weights (`model.` on the Hub), `lm_head` at the head's
+    /// (`lm_head.`); with tied embeddings the head reuses the embedding matrix.
+    pub fn new(cfg: &TextConfig, vb: VarBuilder, lm_head: VarBuilder) -> candle_core::Result<Self> {
+        let embed_tokens = embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("embed_tokens"))?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let vb = vb.pp("layers").pp(i);
+            layers.push(DecoderLayer {
+                input_layernorm: rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
+                self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+                post_attention_layernorm: rms_norm(
+                    cfg.hidden_size,
+                    cfg.rms_norm_eps,
+                    vb.pp("post_attention_layernorm"),
+                )?,
+                mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+            });
+        }
+        let norm = rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("norm"))?;
+        let lm_head = if cfg.tie_word_embeddings && !lm_head.contains_tensor("weight") {
+            Linear::new(embed_tokens.embeddings().clone(), None)
+        } else {
+            linear_no_bias(cfg.hidden_size, cfg.vocab_size, lm_head)?
+        };
+        Ok(TextDecoder { embed_tokens, layers, norm, lm_head, inv_freq: inv_freq(cfg.head_dim, cfg.rope_theta), cfg: cfg.clone() })
+    }
+
+    pub fn config(&self) -> &TextConfig {
+        &self.cfg
+    }
+
+    /// Token embeddings of `ids` (rows, tokens).
+    pub fn embed(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        self.embed_tokens.forward(ids)
+    }
+
+    /// Runs the decoder layers over `embeds` (rows, tokens, hidden) at the given 3-D positions,
+    /// appending to `cache`, and returns the final-normed hidden state of the last token of each
+    /// row, (rows, hidden).
+    pub fn forward(
+        &self,
+        embeds: &Tensor,
+        positions: &[Vec<[i64; 3]>],
+        cache: &mut KvCache,
+    ) -> candle_core::Result<Tensor> {
+        let (_, l, _) = embeds.dims3()?;
+        let device = embeds.device();
+        let rotary = Rotary::new(positions, &self.inv_freq, &self.cfg.mrope_section, embeds.dtype(), device)?;
+        let mask = if l > 1 { Some(self.causal_mask(l, cache.len(), device)?) } else { None };
+        let mut x = embeds.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let residual = &x;
+            let h = layer.input_layernorm.forward(&x)?;
+            let h = layer.self_attn.forward(&h, &rotary, mask.as_ref(), cache, i)?;
+            let x1 = (residual + h)?;
+            let h = layer.post_attention_layernorm.forward(&x1)?;
+            let h = layer.mlp.forward(&h)?;
+            x = (x1 + h)?;
+        }
+        cache.advance(l);
+        let last = x.narrow(1, l - 1, 1)?.squeeze(1)?;
+        self.norm.forward(&last)
+    }
+
+    /// Language-model logits (rows, vocab) in f32 for final hidden states (rows, hidden).
+    pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        self.lm_head.forward(hidden)?.to_dtype(DType::F32)
+    }
+
+    /// Additive causal mask for `l` new tokens after `past` cached ones, with rows repeated for
+    /// every query head that shares a key head: shape (rep * l, past + l).
+    fn causal_mask(&self, l: usize, past: usize, device: &Device) -> candle_core::Result<Tensor> {
+        let rep = self.cfg.num_attention_heads / self.cfg.num_key_value_heads;
+        let s = past + l;
+        let mut m = Vec::with_capacity(rep * l * s);
+        for _ in 0..rep {
+            for i in 0..l {
+                m.extend((0..s).map(|j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }));
+            }
+        }
+        Tensor::from_vec(m, (rep * l, s), device)
+    }
+}

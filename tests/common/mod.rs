@@ -1,0 +1,55 @@
+//! Helpers shared by the integration tests: fixture paths and loading a fixture model.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+use proxythinker::loader::Checkpoint;
+use proxythinker::models::VlModel;
+use proxythinker::processor::{prepare_prompt, prompt, PreparedPrompt};
+use serde_json::Value;
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn f32s(v: &Value) -> Vec<f32> {
+    v.as_array().expect("array of numbers").iter().map(|x| x.as_f64().expect("number") as f32).collect()
+}
+
+pub fn u32s(v: &Value) -> Vec<u32> {
+    v.as_array().expect("array of ids").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+}
+
+pub struct Fixture {
+    pub checkpoint: Checkpoint,
+    pub tokenizer: tokenizers::Tokenizer,
+    pub model: VlModel,
+}
+
+pub fn load(model_dir: &str, dtype: DType) -> Fixture {
+    let dir = fixtures().join("models").join(model_dir);
+    let checkpoint = Checkpoint::open(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let tokenizer = prompt::load_tokenizer(&checkpoint.tokenizer_file).unwrap();
+    let model = checkpoint.load_model(dtype, &Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
+    Fixture { checkpoint, tokenizer, model }
+}
+
+impl Fixture {
+    pub fn prompt(&self, question: &str, image: Option<&str>, raw: bool) -> PreparedPrompt {
+        let image = image.map(|i| fixtures().join(i));
+        prepare_prompt(&self.checkpoint, &self.tokenizer, question, image.as_deref(), raw, &Device::Cpu)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
