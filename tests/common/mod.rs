@@ -34,7 +34,7 @@ pub struct Fixture {
 }
 
 pub fn load(model_dir: &str, dtype: DType) -> Fixture {
-    let dir = fixtures().join("models").join(model_dir);
+    let dir = fixtures().join("tiny").join(model_dir);
     let checkpoint = Checkpoint::open(&dir).unwrap_or_else(|e| panic!("{e}"));
     let tokenizer = prompt::load_tokenizer(&checkpoint.tokenizer_file).unwrap();
     let model = checkpoint.load_model(dtype, &Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
@@ -43,7 +43,7 @@ pub fn load(model_dir: &str, dtype: DType) -> Fixture {
 
 impl Fixture {
     pub fn prompt(&self, question: &str, image: Option<&str>, raw: bool) -> PreparedPrompt {
-        let image = image.map(|i| fixtures().join(i));
+        let image = image.map(|i| fixtures().join("tiny").join(i));
         prepare_prompt(&self.checkpoint, &self.tokenizer, question, image.as_deref(), raw, &Device::Cpu)
             .unwrap_or_else(|e| panic!("{e}"))
     }

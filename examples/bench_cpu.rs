@@ -1,0 +1,68 @@
+//! CPU benchmark of one model: prefill and greedy-decode throughput.
+//!
+//! ```sh
+//! python3 bench/make_bench_model.py target/bench-model          # once: a small random Qwen2.5-VL
+//! cargo run --release --example bench_cpu -- target/bench-model [NEW_TOKENS] [REPEATS]
+//! python3 bench/transformers_reference.py target/bench-model     # the same measurement in transformers
+//! ```
+//!
+//! Prints one JSON object: prompt tokens, prefill tokens/s and decode tokens/s (medians over the
+//! repeats). The image and question are the committed fixtures', so both sides see the same
+//! inputs.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use proxythinker::generate::argmax_rows;
+use proxythinker::loader::Checkpoint;
+use proxythinker::processor::{prepare_prompt, prompt};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = PathBuf::from(args.get(1).ok_or("usage: bench_cpu MODEL_DIR [NEW_TOKENS] [REPEATS]")?);
+    let new_tokens: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(64);
+    let repeats: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let image = root.join("tests/fixtures/images/224x224.png");
+    let question = "Describe the picture in detail, then count the circles.";
+
+    let device = Device::Cpu;
+    let checkpoint = Checkpoint::open(&dir)?;
+    let tokenizer = prompt::load_tokenizer(&checkpoint.tokenizer_file)?;
+    let prepared = prepare_prompt(&checkpoint, &tokenizer, question, Some(&image), false, &device)?;
+    let model = checkpoint.load_model(DType::F32, &device)?;
+    let n_prompt = prepared.input.input_ids.len();
+
+    let mut prefill = Vec::new();
+    let mut decode = Vec::new();
+    for _ in 0..repeats {
+        let mut cache = model.new_cache();
+        let t = Instant::now();
+        let mut logits = model.prefill(std::slice::from_ref(&prepared.input), &mut cache)?;
+        prefill.push(n_prompt as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for _ in 0..new_tokens {
+            let next = argmax_rows(&logits)?[0];
+            logits = model.step(&[next], &mut cache)?;
+        }
+        decode.push(new_tokens as f64 / t.elapsed().as_secs_f64());
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "engine": "proxythinker (candle, f32, cpu)",
+            "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "prompt_tokens": n_prompt,
+            "new_tokens": new_tokens,
+            "prefill_tokens_per_second": median(prefill),
+            "decode_tokens_per_second": median(decode),
+        })
+    );
+    Ok(())
+}
