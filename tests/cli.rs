@@ -1,0 +1,206 @@
+//! The command-line contract: `logits` and `generate` print one JSON object with the agreed
+//! keys, and every kind of bad input gets one line on stderr and exit status 2, never a panic.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_proxythinker"))
+}
+
+fn model(name: &str) -> PathBuf {
+    fixtures().join("tiny").join(name)
+}
+
+fn image(name: &str) -> PathBuf {
+    fixtures().join("tiny/images").join(name)
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run proxythinker")
+}
+
+fn json_stdout(out: &Output) -> Value {
+    assert!(out.status.success(), "exit {:?}, stderr: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(text.trim_end().lines().count(), 1, "stdout must be exactly one JSON line");
+    serde_json::from_str(&text).expect("stdout is JSON")
+}
+
+/// Asserts a clean failure: status 2, one line on stderr that mentions every needle.
+fn assert_user_error(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected, got: {stderr}");
+    for n in needles {
+        assert!(stderr.to_lowercase().contains(&n.to_lowercase()), "{n:?} not in: {stderr}");
+    }
+    assert!(out.stdout.is_empty(), "nothing on stdout on error");
+}
+
+fn copy_checkpoint(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(model(name)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+fn edit_json(path: &Path, f: impl FnOnce(&mut Value)) {
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+fn expected_case(file: &str) -> Value {
+    read_json(&fixtures().join("tiny/expected").join(file))
+}
+
+#[test]
+fn logits_prints_ids_and_logits_of_the_last_position() {
+    let case = expected_case("03_qwen2_5_vl_logits.json");
+    let img = image("224x224.png");
+    let out = run(&["logits", "--model", model("qwen2_5_vl").to_str().unwrap(), "--image", img.to_str().unwrap(), "--prompt", case["prompt"].as_str().unwrap()]);
+    let v = json_stdout(&out);
+    assert_eq!(u32s(&v["input_ids"]), u32s(&case["input_ids"]));
+    assert!(max_abs_diff(&f32s(&v["logits"]), &f32s(&case["logits"])) < 1e-4);
+    assert_eq!(v["image_grid_thw"], serde_json::json!([[1, 16, 16]]));
+}
+
+#[test]
+fn logits_raw_skips_the_template() {
+    let case = expected_case("08_qwen2_5_vl_logits.json");
+    assert_eq!(case["raw"], true);
+    let out = run(&["logits", "--model", model("qwen2_5_vl").to_str().unwrap(), "--prompt", case["prompt"].as_str().unwrap(), "--raw"]);
+    let v = json_stdout(&out);
+    assert_eq!(u32s(&v["input_ids"]), u32s(&case["input_ids"]));
+    assert!(max_abs_diff(&f32s(&v["logits"]), &f32s(&case["logits"])) < 1e-4);
+}
+
+#[test]
+fn generate_json_gives_the_greedy_tokens_of_transformers() {
+    let case = expected_case("22_qwen2_vl_generate.json");
+    let img = image("56x56.png");
+    let out = run(&[
+        "generate", "--model", model("qwen2_vl").to_str().unwrap(), "--image", img.to_str().unwrap(),
+        "--prompt", case["prompt"].as_str().unwrap(), "--max-new-tokens", "12", "--ignore-eos", "--json",
+    ]);
+    let v = json_stdout(&out);
+    assert_eq!(u32s(&v["token_ids"]), u32s(&case["token_ids"]));
+    assert_eq!(v["text"], case["text"]);
+    assert_eq!(v["stop"], "max_new_tokens");
+}
+
+#[test]
+fn generate_stops_at_the_eos_ids_of_generation_config() {
+    let case = expected_case("09_qwen2_5_vl_generate.json");
+    let tokens = u32s(&case["token_ids"]);
+    let dir = copy_checkpoint("qwen2_5_vl");
+    // Declare the third greedy token an eos token: decoding must end right after it.
+    edit_json(&dir.path().join("generation_config.json"), |v| v["eos_token_id"] = serde_json::json!([tokens[2], 9999]));
+    let args = |extra: &[&str]| {
+        let mut a = vec!["generate", "--model", dir.path().to_str().unwrap(), "--prompt", case["prompt"].as_str().unwrap(), "--max-new-tokens", "12", "--json"];
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let v = json_stdout(&bin().args(args(&[])).output().unwrap());
+    let first_eos = tokens.iter().position(|&t| t == tokens[2]).unwrap();
+    assert_eq!(u32s(&v["token_ids"]), tokens[..=first_eos].to_vec());
+    assert_eq!(v["stop"], "eos");
+    let v = json_stdout(&bin().args(args(&["--ignore-eos"])).output().unwrap());
+    assert_eq!(u32s(&v["token_ids"]), tokens);
+}
+
+#[test]
+fn plain_generate_prints_the_text() {
+    let out = run(&["generate", "--model", model("qwen2_vl").to_str().unwrap(), "--prompt", "Hi", "--max-new-tokens", "3"]);
+    assert!(out.status.success());
+    assert!(!out.stdout.is_empty());
+}
+
+#[test]
+fn missing_model_directory() {
+    let out = run(&["logits", "--model", "/nonexistent/model", "--prompt", "hi"]);
+    assert_user_error(&out, &["model directory not found", "/nonexistent/model"]);
+}
+
+#[test]
+fn missing_file_in_checkpoint() {
+    let dir = copy_checkpoint("qwen2_5_vl");
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    let out = run(&["logits", "--model", dir.path().to_str().unwrap(), "--prompt", "hi"]);
+    assert_user_error(&out, &["tokenizer.json"]);
+    let dir = copy_checkpoint("qwen2_vl");
+    std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+    let out = run(&["logits", "--model", dir.path().to_str().unwrap(), "--prompt", "hi"]);
+    assert_user_error(&out, &["weight shard", "model-00002-of-00002.safetensors"]);
+}
+
+#[test]
+fn unsupported_model_type() {
+    let dir = copy_checkpoint("qwen2_5_vl");
+    edit_json(&dir.path().join("config.json"), |v| v["model_type"] = "llava".into());
+    let out = run(&["logits", "--model", dir.path().to_str().unwrap(), "--prompt", "hi"]);
+    assert_user_error(&out, &["unsupported model_type", "llava", "config.json"]);
+}
+
+#[test]
+fn tensor_of_the_wrong_shape() {
+    let dir = copy_checkpoint("qwen2_5_vl");
+    edit_json(&dir.path().join("config.json"), |v| v["intermediate_size"] = 96.into());
+    let out = run(&["logits", "--model", dir.path().to_str().unwrap(), "--prompt", "hi"]);
+    assert_user_error(&out, &["shape mismatch", "mlp", "do not match config.json"]);
+}
+
+#[test]
+fn missing_tensor() {
+    let dir = copy_checkpoint("qwen2_vl");
+    edit_json(&dir.path().join("config.json"), |v| v["num_hidden_layers"] = 3.into());
+    let out = run(&["logits", "--model", dir.path().to_str().unwrap(), "--prompt", "hi"]);
+    assert_user_error(&out, &["model.layers.2"]);
+}
+
+#[test]
+fn file_that_is_not_an_image_and_empty_image() {
+    for (name, needle) in [("not_an_image.png", "not_an_image.png"), ("empty.png", "empty")] {
+        let img = image(name);
+        let out = run(&["logits", "--model", model("qwen2_5_vl").to_str().unwrap(), "--image", img.to_str().unwrap(), "--prompt", "hi"]);
+        assert_user_error(&out, &[needle]);
+    }
+    let out = run(&["logits", "--model", model("qwen2_5_vl").to_str().unwrap(), "--image", "/no/such.png", "--prompt", "hi"]);
+    assert_user_error(&out, &["/no/such.png"]);
+}
+
+#[test]
+fn empty_prompt() {
+    let out = run(&["logits", "--model", model("qwen2_5_vl").to_str().unwrap(), "--prompt", "  "]);
+    assert_user_error(&out, &["prompt is empty"]);
+}
+
+#[test]
+fn bad_device_and_dtype() {
+    let m = model("qwen2_5_vl");
+    let out = run(&["logits", "--model", m.to_str().unwrap(), "--prompt", "hi", "--device", "tpu"]);
+    assert_user_error(&out, &["unknown device", "tpu"]);
+    let out = run(&["logits", "--model", m.to_str().unwrap(), "--prompt", "hi", "--dtype", "f8"]);
+    assert_user_error(&out, &["unknown dtype", "f8"]);
+    if !cfg!(feature = "cuda") {
+        let out = run(&["logits", "--model", m.to_str().unwrap(), "--prompt", "hi", "--device", "cuda:0"]);
+        assert_user_error(&out, &["no CUDA support", "--features cuda"]);
+    }
+}
+
+#[test]
+fn malformed_config_names_line_and_file() {
+    let dir = copy_checkpoint("qwen2_5_vl");
+    std::fs::write(dir.path().join("config.json"), "{\n  \"model_type\": \"qwen2_5_vl\",\n  oops\n}").unwrap();
+    let out = run(&["logits", "--model", dir.path().to_str().unwrap(), "--prompt", "hi"]);
+    assert_user_error(&out, &["config.json", "line 3"]);
+}
