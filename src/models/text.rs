@@ -44,7 +44,7 @@ impl Rotary {
         // Which of the three positions rotates each frequency.
         let mut axis = Vec::with_capacity(half);
         for (a, &n) in mrope_section.iter().enumerate() {
-            axis.extend(std::iter::repeat(a).take(n));
+            axis.extend(std::iter::repeat_n(a, n));
         }
         let mut cos = Vec::with_capacity(rows * tokens * half);
         let mut sin = Vec::with_capacity(rows * tokens * half);

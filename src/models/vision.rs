@@ -61,9 +61,9 @@ pub fn vision_rotary(
     let mut cos = Vec::with_capacity(positions.len() * quarter * 2);
     let mut sin = Vec::with_capacity(positions.len() * quarter * 2);
     for p in positions {
-        for axis in 0..2 {
+        for &coord in p {
             for &f in &freqs {
-                let angle = (p[axis] as f32 * f) as f64;
+                let angle = (coord as f32 * f) as f64;
                 cos.push(angle.cos() as f32);
                 sin.push(angle.sin() as f32);
             }
