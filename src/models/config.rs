@@ -209,7 +209,8 @@ impl ModelConfig {
                 text_obj.insert(k.clone(), v.clone());
             }
         }
-        let text = Self::text_config(&Fields { obj: &text_obj, path, section: "text_config" }, &root, path)?;
+        let section = if root.contains_key("text_config") { "text_config" } else { "" };
+        let text = Self::text_config(&Fields { obj: &text_obj, path, section }, &root, path)?;
 
         let empty = Map::new();
         let vision_obj = match root.get("vision_config") {
