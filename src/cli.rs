@@ -29,6 +29,8 @@ pub enum Command {
     Logits(LogitsArgs),
     /// Greedy decoding with the KV cache.
     Generate(GenerateArgs),
+    /// Guided decoding without a UI: base alone, RFT alone and guided, in lockstep.
+    Run(RunArgs),
 }
 
 /// Where a model runs.
@@ -186,5 +188,147 @@ pub fn run_generate(args: &GenerateArgs) -> Result<()> {
     } else {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{text}").map_err(|source| Error::Io { path: Path::new("<stdout>").to_path_buf(), source })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The large base model's checkpoint directory.
+    #[arg(long, value_name = "DIR")]
+    pub base: PathBuf,
+    /// The small reinforcement-fine-tuned reasoner's checkpoint directory.
+    #[arg(long, value_name = "DIR")]
+    pub rft: PathBuf,
+    /// The RFT model's own untuned base.
+    #[arg(long, value_name = "DIR")]
+    pub small: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    #[arg(long, value_name = "TEXT")]
+    pub question: String,
+    /// Guidance strength α (the paper uses 0.5).
+    #[arg(long, allow_negative_numbers = true)]
+    pub alpha: f32,
+    #[arg(long, value_name = "N")]
+    pub max_new_tokens: usize,
+    /// Greedy decoding (the default, as in the paper).
+    #[arg(long, conflicts_with_all = ["temperature", "top_k", "top_p", "seed"])]
+    pub greedy: bool,
+    /// Sample with this temperature instead of greedy decoding.
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Keep only the K most probable tokens when sampling (0 = all).
+    #[arg(long, requires = "temperature", default_value_t = 0)]
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches P when sampling.
+    #[arg(long, requires = "temperature", default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Seed of the sampler (the same seed gives the same streams).
+    #[arg(long, requires = "temperature", default_value_t = 0)]
+    pub seed: u64,
+    /// Stop a stream when its text contains this string (repeatable).
+    #[arg(long = "stop", value_name = "TEXT")]
+    pub stop: Vec<String>,
+    #[arg(long)]
+    pub ignore_eos: bool,
+    #[arg(long)]
+    pub json: bool,
+    /// Write every record as JSON Lines to this file.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    pub dtype: DType,
+    #[arg(long, default_value = "cpu", value_parser = DeviceSpec::parse)]
+    pub device: DeviceSpec,
+}
+
+impl RunArgs {
+    pub fn sampling(&self) -> crate::guidance::Sampling {
+        match self.temperature {
+            None => crate::guidance::Sampling::Greedy,
+            Some(temperature) => crate::guidance::Sampling::Sample {
+                temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                seed: self.seed,
+            },
+        }
+    }
+}
+
+pub fn run_guided(args: &RunArgs) -> Result<()> {
+    use crate::engine::{trio::TrioFiles, Session, Settings, StreamKind};
+    if !args.alpha.is_finite() {
+        return Err(Error::invalid(format!("--alpha must be a finite number, got {}", args.alpha)));
+    }
+    let sampling = args.sampling();
+    sampling.validate().map_err(Error::invalid)?;
+    if args.question.trim().is_empty() {
+        return Err(Error::invalid("the question is empty: pass one with --question"));
+    }
+    let device = args.device.open()?;
+    let trace = args.trace.as_deref().map(crate::trace::TraceWriter::create).transpose()?;
+    let files = TrioFiles::open(&args.base, &args.rft, &args.small)?;
+    // One processor, the base model's, prepares the inputs of all three models (as in the paper).
+    let (base_ckpt, tokenizer) = &files.base;
+    let prepared = prepare_prompt(base_ckpt, tokenizer, &args.question, args.image.as_deref(), false, &device)?;
+    let trio = files.load(args.dtype, &device)?;
+    let settings = Settings {
+        alpha: args.alpha,
+        sampling,
+        max_new_tokens: args.max_new_tokens,
+        stop_strings: args.stop.clone(),
+        stop_at_eos: !args.ignore_eos,
+    };
+    let started = std::time::Instant::now();
+    let mut session =
+        Session::new(trio, tokenizer.clone(), prepared.input.clone(), settings.clone(), base_ckpt.eos_token_ids.clone())?;
+    let records = session.run_to_end()?;
+    let secs = started.elapsed().as_secs_f64();
+    if let Some(trace) = trace {
+        let header = json!({
+            "models": {"base": args.base, "rft": args.rft, "small": args.small},
+            "alpha": settings.alpha,
+            "sampling": settings.sampling,
+            "max_new_tokens": settings.max_new_tokens,
+            "stop_strings": settings.stop_strings,
+            "stop_at_eos": settings.stop_at_eos,
+            "question": args.question,
+            "image": args.image,
+            "prompt": prepared.text,
+            "input_ids": prepared.input.input_ids,
+            "shared_vocab": session.shared_vocab(),
+        });
+        trace.finish(&header, &records)?;
+    }
+    let stream = |kind: StreamKind| -> Result<serde_json::Value> {
+        Ok(json!({
+            "token_ids": session.tokens(kind),
+            "text": session.text(kind)?,
+            "stop": session.stop(kind),
+        }))
+    };
+    if args.json {
+        print_json(&json!({
+            "alpha": settings.alpha,
+            "shared_vocab": session.shared_vocab(),
+            "prompt_tokens": prepared.input.input_ids.len(),
+            "seconds": secs,
+            "base": stream(StreamKind::Base)?,
+            "rft": stream(StreamKind::Rft)?,
+            "guided": stream(StreamKind::Guided)?,
+        }))
+    } else {
+        let mut out = std::io::stdout().lock();
+        let io = |source| Error::Io { path: Path::new("<stdout>").to_path_buf(), source };
+        for (title, kind) in [("base", StreamKind::Base), ("rft", StreamKind::Rft), ("guided", StreamKind::Guided)] {
+            let label = if kind == StreamKind::Guided { format!("{title} (alpha = {:.2})", settings.alpha) } else { title.to_string() };
+            writeln!(out, "=== {label} ===").map_err(io)?;
+            writeln!(out, "{}", session.text(kind)?).map_err(io)?;
+            if let Some(crate::engine::Stop::Error(e)) = session.stop(kind) {
+                writeln!(out, "[stopped: {e}]").map_err(io)?;
+            }
+        }
+        Ok(())
     }
 }

@@ -7,9 +7,12 @@
 
 pub mod cli;
 pub mod error;
+pub mod engine;
 pub mod generate;
+pub mod guidance;
 pub mod loader;
 pub mod models;
 pub mod processor;
+pub mod trace;
 
 pub use error::{Error, Result};

@@ -3,7 +3,7 @@
 
 use clap::error::ErrorKind;
 use clap::Parser;
-use proxythinker::cli::{run_generate, run_logits, Cli, Command};
+use proxythinker::cli::{run_generate, run_guided, run_logits, Cli, Command};
 
 fn main() {
     let cli = match Cli::try_parse() {
@@ -24,6 +24,7 @@ fn main() {
     let result = match &cli.command {
         Command::Logits(args) => run_logits(args),
         Command::Generate(args) => run_generate(args),
+        Command::Run(args) => run_guided(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

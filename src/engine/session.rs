@@ -1,0 +1,531 @@
+//! A guided session: three models decoding three streams in lockstep.
+//!
+//! Streams: the base model alone, the RFT model alone, and the guided stream whose every token is
+//! chosen from `base[..V] + α · (rft[..V] − small[..V])` and then fed to all three models. Each
+//! model is prefilled once; the rows that share a model's weights decode as one batched forward:
+//! the base model carries rows [base-only, guided], the RFT model [rft-only, guided], the small
+//! model [guided].
+//!
+//! For live α the session keeps, per guided step, `base[..V]` and `rft[..V] − small[..V]` (f32, on
+//! the models' device): 8·V bytes per token. Setting α replays those vectors, keeps every guided
+//! token whose choice would not change, truncates the caches at the first that would, and decodes
+//! on from there. The base-only and RFT-only streams do not depend on α: while the guided stream
+//! re-decodes, their rows are fed their own recorded tokens again, so they are kept as they were.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use crate::error::{Error, Result};
+use crate::guidance::{self, Sampling};
+use crate::models::{KvCache, PromptInput, VlModel};
+
+/// How many candidates a record keeps.
+pub const TOP_K: usize = 10;
+
+/// The three streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamKind {
+    Base,
+    Rft,
+    Guided,
+}
+
+/// Why a stream ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason", content = "detail")]
+pub enum Stop {
+    Eos,
+    StopString(String),
+    MaxNewTokens,
+    /// The logits held a NaN: the stream stopped with this message, keeping what came before.
+    Error(String),
+}
+
+/// Settings of a session.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub alpha: f32,
+    pub sampling: Sampling,
+    pub max_new_tokens: usize,
+    pub stop_strings: Vec<String>,
+    /// Stop at the base model's eos ids.
+    pub stop_at_eos: bool,
+}
+
+/// A candidate token with its probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub token: u32,
+    pub text: String,
+    pub prob: f32,
+}
+
+/// One model's distribution at a step: its top candidates, entropy (nats) and the chosen token's
+/// log-probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    pub top: Vec<Candidate>,
+    pub entropy: f32,
+    pub chosen_logprob: f32,
+}
+
+/// What the guided stream records per token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuidedRecord {
+    pub step: usize,
+    pub token: u32,
+    pub text: String,
+    pub forced: bool,
+    pub base: Distribution,
+    pub rft: Distribution,
+    pub small: Distribution,
+    pub guided: Distribution,
+    pub kl_guided_base: f32,
+    pub kl_rft_small: f32,
+    pub js_guided_base: f32,
+    /// 1-based rank of the chosen token under the base model.
+    pub base_rank: usize,
+    /// Whether guidance changed the argmax away from the base model's.
+    pub flipped: bool,
+}
+
+/// What the base-only and RFT-only streams record per token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamRecord {
+    pub step: usize,
+    pub token: u32,
+    pub text: String,
+    pub logprob: f32,
+    pub entropy: f32,
+    pub top: Vec<Candidate>,
+}
+
+/// A record of either kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "stream", rename_all = "snake_case")]
+pub enum Record {
+    Base(StreamRecord),
+    Rft(StreamRecord),
+    Guided(GuidedRecord),
+}
+
+#[derive(Debug, Clone)]
+struct Stream<R> {
+    tokens: Vec<u32>,
+    records: Vec<R>,
+    stop: Option<Stop>,
+}
+
+impl<R> Default for Stream<R> {
+    fn default() -> Self {
+        Stream { tokens: Vec::new(), records: Vec::new(), stop: None }
+    }
+}
+
+/// The three models of a session.
+#[derive(Clone)]
+pub struct Trio {
+    pub base: Arc<VlModel>,
+    pub rft: Arc<VlModel>,
+    pub small: Arc<VlModel>,
+}
+
+/// A session of three streams; see the module docs.
+pub struct Session {
+    trio: Trio,
+    tokenizer: Tokenizer,
+    prompt: PromptInput,
+    settings: Settings,
+    eos: Vec<u32>,
+    vocab: usize,
+    /// Token fed to a row whose stream has ended, to keep the rows in lockstep.
+    filler: u32,
+    base_cache: KvCache,
+    rft_cache: KvCache,
+    small_cache: KvCache,
+    /// Logits of the next step: base (2 rows), rft (2 rows), small (1 row), f32 on the device.
+    pending: (Tensor, Tensor, Tensor),
+    /// The prefill logits, for re-decoding from step 0.
+    prefill_logits: (Tensor, Tensor, Tensor),
+    base: Stream<StreamRecord>,
+    rft: Stream<StreamRecord>,
+    guided: Stream<GuidedRecord>,
+    /// Per guided step: base[..V] and rft[..V] − small[..V].
+    replay: Vec<(Tensor, Tensor)>,
+    forced: BTreeMap<usize, u32>,
+    /// Number of lockstep steps taken (the length of the longest stream).
+    steps: usize,
+}
+
+fn row(t: &Tensor, r: usize) -> Result<Vec<f32>> {
+    Ok(t.get(r)?.to_dtype(DType::F32)?.to_vec1()?)
+}
+
+impl Session {
+    /// Prefills the three models with `prompt` (prepared by the base model's processor).
+    pub fn new(trio: Trio, tokenizer: Tokenizer, prompt: PromptInput, settings: Settings, eos: Vec<u32>) -> Result<Self> {
+        if !settings.alpha.is_finite() {
+            return Err(Error::invalid(format!("--alpha must be a finite number, got {}", settings.alpha)));
+        }
+        settings.sampling.validate().map_err(Error::invalid)?;
+        let vocab = trio.base.vocab_size().min(trio.rft.vocab_size()).min(trio.small.vocab_size());
+        let filler = eos.first().copied().unwrap_or(0).min(vocab as u32 - 1);
+        let mut caches = Vec::new();
+        let mut logits = Vec::new();
+        for (model, rows) in [(&trio.base, 2), (&trio.rft, 2), (&trio.small, 1)] {
+            let mut cache = model.new_cache();
+            let l = model.prefill(std::slice::from_ref(&prompt), &mut cache)?;
+            let idx: Vec<usize> = vec![0; rows];
+            caches.push(cache.select_rows(&idx)?);
+            let ids = Tensor::new(&vec![0u32; rows][..], l.device())?;
+            logits.push(l.index_select(&ids, 0)?);
+        }
+        let small_cache = caches.pop().expect("three caches");
+        let rft_cache = caches.pop().expect("three caches");
+        let base_cache = caches.pop().expect("three caches");
+        let pending = (logits[0].clone(), logits[1].clone(), logits[2].clone());
+        Ok(Session {
+            trio,
+            tokenizer,
+            prompt,
+            settings,
+            eos,
+            vocab,
+            filler,
+            base_cache,
+            rft_cache,
+            small_cache,
+            prefill_logits: pending.clone(),
+            pending,
+            base: Stream::default(),
+            rft: Stream::default(),
+            guided: Stream::default(),
+            replay: Vec::new(),
+            forced: BTreeMap::new(),
+            steps: 0,
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The shared vocabulary size V.
+    pub fn shared_vocab(&self) -> usize {
+        self.vocab
+    }
+
+    pub fn prompt(&self) -> &PromptInput {
+        &self.prompt
+    }
+
+    pub fn tokens(&self, kind: StreamKind) -> &[u32] {
+        match kind {
+            StreamKind::Base => &self.base.tokens,
+            StreamKind::Rft => &self.rft.tokens,
+            StreamKind::Guided => &self.guided.tokens,
+        }
+    }
+
+    pub fn stop(&self, kind: StreamKind) -> Option<&Stop> {
+        match kind {
+            StreamKind::Base => self.base.stop.as_ref(),
+            StreamKind::Rft => self.rft.stop.as_ref(),
+            StreamKind::Guided => self.guided.stop.as_ref(),
+        }
+    }
+
+    pub fn guided_records(&self) -> &[GuidedRecord] {
+        &self.guided.records
+    }
+
+    pub fn stream_records(&self, kind: StreamKind) -> &[StreamRecord] {
+        match kind {
+            StreamKind::Base => &self.base.records,
+            _ => &self.rft.records,
+        }
+    }
+
+    /// Decoded text of a stream (special tokens kept).
+    pub fn text(&self, kind: StreamKind) -> Result<String> {
+        crate::processor::prompt::decode(&self.tokenizer, self.tokens(kind))
+    }
+
+    /// Whether every stream has ended.
+    pub fn is_done(&self) -> bool {
+        self.base.stop.is_some() && self.rft.stop.is_some() && self.guided.stop.is_some()
+    }
+
+    fn token_text(&self, t: u32) -> String {
+        self.tokenizer.decode(&[t], false).unwrap_or_default()
+    }
+
+    fn candidates(&self, logp: &[f64]) -> Vec<Candidate> {
+        guidance::top_k(logp, TOP_K)
+            .into_iter()
+            .map(|(token, p)| Candidate { token, text: self.token_text(token), prob: p as f32 })
+            .collect()
+    }
+
+    fn distribution(&self, logits: &[f32], chosen: u32) -> (Distribution, Vec<f64>) {
+        let logp = guidance::log_softmax(logits);
+        let d = Distribution {
+            top: self.candidates(&logp),
+            entropy: guidance::entropy(&logp) as f32,
+            chosen_logprob: logp[chosen as usize] as f32,
+        };
+        (d, logp)
+    }
+
+    fn stream_record(&self, step: usize, logits: &[f32], token: u32) -> StreamRecord {
+        let (d, _) = self.distribution(logits, token);
+        StreamRecord { step, token, text: self.token_text(token), logprob: d.chosen_logprob, entropy: d.entropy, top: d.top }
+    }
+
+    /// Why a stream with these tokens ends after its latest one, if it does.
+    fn check_stop(&self, tokens: &[u32]) -> Option<Stop> {
+        let last = *tokens.last()?;
+        if self.settings.stop_at_eos && self.eos.contains(&last) {
+            return Some(Stop::Eos);
+        }
+        if !self.settings.stop_strings.is_empty() {
+            // Only the tail can complete a stop string; decode enough of it to cover the longest.
+            let longest = self.settings.stop_strings.iter().map(|s| s.len()).max().unwrap_or(0);
+            let tail = &tokens[tokens.len().saturating_sub(longest + 2)..];
+            let text = self.tokenizer.decode(tail, false).unwrap_or_default();
+            if let Some(s) = self.settings.stop_strings.iter().find(|s| text.contains(s.as_str())) {
+                return Some(Stop::StopString(s.clone()));
+            }
+        }
+        if tokens.len() >= self.settings.max_new_tokens {
+            return Some(Stop::MaxNewTokens);
+        }
+        None
+    }
+
+    /// Advances every stream that has not ended by one token and returns the new records.
+    pub fn step(&mut self) -> Result<Vec<Record>> {
+        if self.is_done() {
+            return Ok(Vec::new());
+        }
+        let step = self.steps;
+        let mut records = Vec::new();
+        let v = self.vocab;
+        let base_rows = (row(&self.pending.0, 0)?, row(&self.pending.0, 1)?);
+        let rft_rows = (row(&self.pending.1, 0)?, row(&self.pending.1, 1)?);
+        let small_row = row(&self.pending.2, 0)?;
+
+        // Base alone and RFT alone: re-fed their recorded token while the guided stream catches
+        // up after a change of α; otherwise chosen from their own full vocabularies.
+        let mut feed_base = self.filler;
+        if step < self.base.tokens.len() {
+            feed_base = self.base.tokens[step];
+        } else if self.base.stop.is_none() {
+            if guidance::has_nan(&base_rows.0) {
+                self.base.stop = Some(Stop::Error(format!("the base model's logits hold NaN at step {step}")));
+            } else {
+                let t = guidance::choose(&base_rows.0, &self.settings.sampling, step);
+                let r = self.stream_record(step, &base_rows.0, t);
+                self.base.tokens.push(t);
+                self.base.records.push(r.clone());
+                records.push(Record::Base(r));
+                self.base.stop = self.check_stop(&self.base.tokens);
+                feed_base = t;
+            }
+        }
+        let mut feed_rft = self.filler;
+        if step < self.rft.tokens.len() {
+            feed_rft = self.rft.tokens[step];
+        } else if self.rft.stop.is_none() {
+            if guidance::has_nan(&rft_rows.0) {
+                self.rft.stop = Some(Stop::Error(format!("the RFT model's logits hold NaN at step {step}")));
+            } else {
+                let t = guidance::choose(&rft_rows.0, &self.settings.sampling, step);
+                let r = self.stream_record(step, &rft_rows.0, t);
+                self.rft.tokens.push(t);
+                self.rft.records.push(r.clone());
+                records.push(Record::Rft(r));
+                self.rft.stop = self.check_stop(&self.rft.tokens);
+                feed_rft = t;
+            }
+        }
+
+        let mut feed_guided = self.filler;
+        if self.guided.stop.is_none() {
+            debug_assert_eq!(self.guided.tokens.len(), step);
+            let (b, r, s) = (&base_rows.1[..v], &rft_rows.1[..v], &small_row[..v]);
+            if guidance::has_nan(b) || guidance::has_nan(r) || guidance::has_nan(s) {
+                let which = if guidance::has_nan(b) { "base" } else if guidance::has_nan(r) { "RFT" } else { "small" };
+                self.guided.stop = Some(Stop::Error(format!("the {which} model's logits hold NaN at guided step {step}")));
+            } else {
+                let delta = guidance::delta(r, s, v);
+                let mixed = guidance::combine(b, &delta, self.settings.alpha);
+                let forced = self.forced.get(&step).copied();
+                let t = forced.unwrap_or_else(|| guidance::choose(&mixed, &self.settings.sampling, step));
+                let device = self.pending.0.device();
+                self.replay.push((Tensor::new(b, device)?, Tensor::new(&delta[..], device)?));
+                let rec = self.guided_record(step, t, forced.is_some(), b, r, s, &mixed);
+                self.guided.tokens.push(t);
+                self.guided.records.push(rec.clone());
+                records.push(Record::Guided(rec));
+                self.guided.stop = self.check_stop(&self.guided.tokens);
+                feed_guided = t;
+            }
+        }
+        self.steps += 1;
+        if !self.is_done() {
+            self.pending = (
+                self.trio.base.step(&[feed_base, feed_guided], &mut self.base_cache)?,
+                self.trio.rft.step(&[feed_rft, feed_guided], &mut self.rft_cache)?,
+                self.trio.small.step(&[feed_guided], &mut self.small_cache)?,
+            );
+        }
+        Ok(records)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn guided_record(&self, step: usize, t: u32, forced: bool, b: &[f32], r: &[f32], s: &[f32], mixed: &[f32]) -> GuidedRecord {
+        let (base, lb) = self.distribution(b, t);
+        let (rft, lr) = self.distribution(r, t);
+        let (small, ls) = self.distribution(s, t);
+        let (guided, lg) = self.distribution(mixed, t);
+        GuidedRecord {
+            step,
+            token: t,
+            text: self.token_text(t),
+            forced,
+            kl_guided_base: guidance::kl(&lg, &lb) as f32,
+            kl_rft_small: guidance::kl(&lr, &ls) as f32,
+            js_guided_base: guidance::js(&lg, &lb) as f32,
+            base_rank: guidance::rank(b, t),
+            flipped: guidance::argmax(mixed) != guidance::argmax(b),
+            base,
+            rft,
+            small,
+            guided,
+        }
+    }
+
+    /// Runs until every stream has ended, returning all records in order.
+    pub fn run_to_end(&mut self) -> Result<Vec<Record>> {
+        let mut all = Vec::new();
+        while !self.is_done() {
+            all.extend(self.step()?);
+        }
+        Ok(all)
+    }
+
+    /// Sets α. Returns the guided step from which the stream changes (and was truncated), or
+    /// `None` when every guided token decoded so far is kept.
+    pub fn set_alpha(&mut self, alpha: f32) -> Result<Option<usize>> {
+        if !alpha.is_finite() {
+            return Err(Error::invalid(format!("α must be a finite number, got {alpha}")));
+        }
+        self.settings.alpha = alpha;
+        let mut diverge = None;
+        for (j, (b, d)) in self.replay.iter().enumerate() {
+            let t = match self.forced.get(&j) {
+                Some(&t) => t,
+                None => {
+                    let b: Vec<f32> = b.to_vec1()?;
+                    let d: Vec<f32> = d.to_vec1()?;
+                    guidance::choose(&guidance::combine(&b, &d, alpha), &self.settings.sampling, j)
+                }
+            };
+            if t != self.guided.tokens[j] {
+                diverge = Some(j);
+                break;
+            }
+        }
+        if let Some(j) = diverge {
+            self.rewind_guided(j)?;
+        }
+        // The kept records carry α-dependent measures: bring them to the new α.
+        self.refresh_guided_records()?;
+        Ok(diverge)
+    }
+
+    /// Recomputes the α-dependent parts of the kept guided records (the guided distribution,
+    /// KL and JS against the base, the flip marker) for the current α.
+    fn refresh_guided_records(&mut self) -> Result<()> {
+        let n = self.guided.records.len().min(self.replay.len());
+        for j in 0..n {
+            let b: Vec<f32> = self.replay[j].0.to_vec1()?;
+            let d: Vec<f32> = self.replay[j].1.to_vec1()?;
+            let mixed = guidance::combine(&b, &d, self.settings.alpha);
+            let t = self.guided.records[j].token;
+            let (guided, lg) = self.distribution(&mixed, t);
+            let lb = guidance::log_softmax(&b);
+            let rec = &mut self.guided.records[j];
+            rec.kl_guided_base = guidance::kl(&lg, &lb) as f32;
+            rec.js_guided_base = guidance::js(&lg, &lb) as f32;
+            rec.flipped = guidance::argmax(&mixed) != guidance::argmax(&b);
+            rec.guided = guided;
+        }
+        Ok(())
+    }
+
+    /// Forces `token` at guided step `step` (at most the next step): the stream is truncated
+    /// there and continues from the forced token.
+    pub fn force(&mut self, step: usize, token: u32) -> Result<()> {
+        if step > self.guided.tokens.len() {
+            return Err(Error::invalid(format!(
+                "cannot force step {step}: the guided stream has {} tokens",
+                self.guided.tokens.len()
+            )));
+        }
+        if token as usize >= self.vocab {
+            return Err(Error::invalid(format!("token {token} is outside the shared vocabulary of {}", self.vocab)));
+        }
+        self.forced.retain(|&s, _| s < step);
+        self.forced.insert(step, token);
+        if step < self.guided.tokens.len() {
+            self.rewind_guided(step)?;
+        } else if self.guided.stop.is_some() {
+            // Forcing the next token of an ended stream reopens it.
+            self.rewind_guided(step)?;
+        }
+        Ok(())
+    }
+
+    /// Truncates the guided stream (and every cache) to `j` tokens, so the next step decodes
+    /// guided step `j` again.
+    fn rewind_guided(&mut self, j: usize) -> Result<()> {
+        self.guided.tokens.truncate(j);
+        self.guided.records.truncate(j);
+        self.guided.stop = None;
+        self.replay.truncate(j);
+        self.steps = j;
+        if j == 0 {
+            let prompt_len = self.prompt.input_ids.len();
+            for c in [&mut self.base_cache, &mut self.rft_cache, &mut self.small_cache] {
+                c.truncate(prompt_len)?;
+            }
+            self.pending = self.prefill_logits.clone();
+            return Ok(());
+        }
+        // Caches hold the prompt and tokens 0..j-1 of each row after step j-1 was fed; cut back
+        // one token and feed token j-1 again to get the logits of step j.
+        let keep = self.prompt.input_ids.len() + j - 1;
+        for c in [&mut self.base_cache, &mut self.rft_cache, &mut self.small_cache] {
+            c.truncate(keep)?;
+        }
+        let fed = |s: &[u32]| s.get(j - 1).copied().unwrap_or(self.filler);
+        let (b, r, g) = (fed(&self.base.tokens), fed(&self.rft.tokens), self.guided_fed(j - 1));
+        self.pending = (
+            self.trio.base.step(&[b, g], &mut self.base_cache)?,
+            self.trio.rft.step(&[r, g], &mut self.rft_cache)?,
+            self.trio.small.step(&[g], &mut self.small_cache)?,
+        );
+        Ok(())
+    }
+
+    fn guided_fed(&self, j: usize) -> u32 {
+        self.guided.tokens.get(j).copied().unwrap_or(self.filler)
+    }
+}

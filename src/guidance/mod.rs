@@ -1,0 +1,214 @@
+//! ProxyThinker's guidance arithmetic: vocabulary alignment, the α combination, sampling, and the
+//! divergence measures shown per token. Pure functions on logit slices, tested on their own.
+//!
+//! As in the paper's code, logits are mixed raw, before temperature, top-k/top-p and softmax:
+//! `guided = base[..V] + α · (rft[..V] − small[..V])` with V the smallest vocabulary.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// `rft[..V] − small[..V]`: the direction guidance pushes the base in.
+pub fn delta(rft: &[f32], small: &[f32], v: usize) -> Vec<f32> {
+    rft[..v].iter().zip(&small[..v]).map(|(r, s)| r - s).collect()
+}
+
+/// `base[..V] + α · delta`, computed in that order so that replaying a stored `base` and `delta`
+/// at a new α gives bit for bit what a fresh run at that α computes.
+pub fn combine(base: &[f32], delta: &[f32], alpha: f32) -> Vec<f32> {
+    base[..delta.len()].iter().zip(delta).map(|(b, d)| b + alpha * d).collect()
+}
+
+/// How the next token is chosen from logits.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Sampling {
+    /// The largest logit (first on ties), as the paper's runs do.
+    Greedy,
+    /// Temperature, then top-k (0 = off), then top-p (1 = off), then a draw from a generator
+    /// seeded by `seed` and the step, so a step's draw depends on nothing but its logits.
+    Sample { temperature: f32, top_k: usize, top_p: f32, seed: u64 },
+}
+
+impl Sampling {
+    /// Checks the parameters, naming the flag at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Sampling::Sample { temperature, top_p, .. } = *self {
+            if !(temperature.is_finite() && temperature > 0.0) {
+                return Err(format!("--temperature must be a positive number, got {temperature}"));
+            }
+            if !(top_p > 0.0 && top_p <= 1.0) {
+                return Err(format!("--top-p must be in (0, 1], got {top_p}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Index of the largest value; the first wins ties, as torch.argmax does.
+pub fn argmax(x: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in x.iter().enumerate() {
+        if v > x[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Whether any logit is NaN (a broken model or overflow): the stream must stop, not guess.
+pub fn has_nan(x: &[f32]) -> bool {
+    x.iter().any(|v| v.is_nan())
+}
+
+/// Chooses the token of step `step` from `logits`.
+pub fn choose(logits: &[f32], sampling: &Sampling, step: usize) -> u32 {
+    match *sampling {
+        Sampling::Greedy => argmax(logits),
+        Sampling::Sample { temperature, top_k, top_p, seed } => {
+            let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+            // Descending by logit, ties by index, so the candidate order is deterministic.
+            order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+            if top_k > 0 {
+                order.truncate(top_k.max(1));
+            }
+            let max = logits[order[0] as usize] / temperature;
+            let mut probs: Vec<f64> = order.iter().map(|&i| ((logits[i as usize] / temperature - max) as f64).exp()).collect();
+            let total: f64 = probs.iter().sum();
+            probs.iter_mut().for_each(|p| *p /= total);
+            if top_p < 1.0 {
+                let mut cum = 0.0;
+                let mut keep = probs.len();
+                for (i, p) in probs.iter().enumerate() {
+                    cum += p;
+                    if cum >= top_p as f64 {
+                        keep = i + 1;
+                        break;
+                    }
+                }
+                probs.truncate(keep);
+                order.truncate(keep);
+            }
+            let total: f64 = probs.iter().sum();
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut u: f64 = rng.random::<f64>() * total;
+            for (i, p) in probs.iter().enumerate() {
+                if u < *p {
+                    return order[i];
+                }
+                u -= p;
+            }
+            *order.last().expect("at least one candidate")
+        }
+    }
+}
+
+/// log-softmax in f64 for stable measures.
+pub fn log_softmax(x: &[f32]) -> Vec<f64> {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+    let lse = x.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln() + max;
+    x.iter().map(|&v| v as f64 - lse).collect()
+}
+
+/// Shannon entropy (nats) of a distribution given as log-probabilities.
+pub fn entropy(logp: &[f64]) -> f64 {
+    -logp.iter().filter(|l| l.is_finite()).map(|&l| l.exp() * l).sum::<f64>()
+}
+
+/// KL(p‖q) in nats.
+pub fn kl(logp: &[f64], logq: &[f64]) -> f64 {
+    logp.iter().zip(logq).filter(|(p, _)| p.is_finite()).map(|(&p, &q)| p.exp() * (p - q)).sum::<f64>().max(0.0)
+}
+
+/// Jensen–Shannon divergence in nats.
+pub fn js(logp: &[f64], logq: &[f64]) -> f64 {
+    let mut total = 0.0;
+    for (&a, &b) in logp.iter().zip(logq) {
+        let (p, q) = (a.exp(), b.exp());
+        let m = 0.5 * (p + q);
+        if m <= 0.0 {
+            continue;
+        }
+        let lm = m.ln();
+        if p > 0.0 {
+            total += 0.5 * p * (a - lm);
+        }
+        if q > 0.0 {
+            total += 0.5 * q * (b - lm);
+        }
+    }
+    total.max(0.0)
+}
+
+/// The `k` most probable tokens, most probable first, with their probabilities.
+pub fn top_k(logp: &[f64], k: usize) -> Vec<(u32, f64)> {
+    let mut idx: Vec<u32> = (0..logp.len() as u32).collect();
+    let k = k.min(idx.len());
+    idx.select_nth_unstable_by(k.saturating_sub(1).min(logp.len().saturating_sub(1)), |&a, &b| {
+        logp[b as usize].total_cmp(&logp[a as usize]).then(a.cmp(&b))
+    });
+    let mut top: Vec<u32> = idx[..k].to_vec();
+    top.sort_by(|&a, &b| logp[b as usize].total_cmp(&logp[a as usize]).then(a.cmp(&b)));
+    top.into_iter().map(|i| (i, logp[i as usize].exp())).collect()
+}
+
+/// 1-based rank of `token` under `logits` (1 = the argmax).
+pub fn rank(logits: &[f32], token: u32) -> usize {
+    let v = logits[token as usize];
+    1 + logits.iter().enumerate().filter(|&(i, &x)| x > v || (x == v && (i as u32) < token)).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combine_is_base_plus_alpha_times_difference_on_the_shared_vocabulary() {
+        let base = [1.0, 2.0, 3.0, 100.0];
+        let d = delta(&[0.5, 0.0, 1.0], &[0.0, 1.0, 0.0, 7.0], 3);
+        assert_eq!(d, vec![0.5, -1.0, 1.0]);
+        assert_eq!(combine(&base, &d, 2.0), vec![2.0, 0.0, 5.0]);
+        assert_eq!(combine(&base, &d, 0.0), vec![1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn greedy_takes_the_first_maximum() {
+        assert_eq!(choose(&[1.0, 3.0, 3.0, 2.0], &Sampling::Greedy, 0), 1);
+    }
+
+    #[test]
+    fn sampling_is_reproducible_per_step_and_respects_top_k_and_top_p() {
+        let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let s = Sampling::Sample { temperature: 1.0, top_k: 5, top_p: 1.0, seed: 42 };
+        let top5: Vec<u32> = top_k(&log_softmax(&logits), 5).iter().map(|t| t.0).collect();
+        let draws: Vec<u32> = (0..200).map(|step| choose(&logits, &s, step)).collect();
+        assert!(draws.iter().all(|t| top5.contains(t)));
+        assert!(draws.iter().collect::<std::collections::HashSet<_>>().len() > 1, "draws vary by step");
+        assert_eq!(draws, (0..200).map(|step| choose(&logits, &s, step)).collect::<Vec<_>>());
+        // top_p tiny keeps only the most probable token.
+        let p = Sampling::Sample { temperature: 1.0, top_k: 0, top_p: 1e-6, seed: 1 };
+        assert!((0..50).all(|step| choose(&logits, &p, step) == argmax(&logits)));
+        let other_seed = Sampling::Sample { temperature: 1.0, top_k: 5, top_p: 1.0, seed: 43 };
+        assert_ne!(draws, (0..200).map(|step| choose(&logits, &other_seed, step)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn measures_match_hand_computed_values() {
+        let p = log_softmax(&[0.0, 0.0]);
+        assert!((entropy(&p) - 2f64.ln()).abs() < 1e-12);
+        let q = log_softmax(&[(3f32).ln(), 0.0]); // 0.75, 0.25
+        let want_kl = 0.5 * (0.5f64 / 0.75).ln() + 0.5 * (0.5f64 / 0.25).ln();
+        assert!((kl(&p, &q) - want_kl).abs() < 1e-6);
+        assert!(kl(&p, &p).abs() < 1e-12);
+        let m = [0.625f64, 0.375];
+        let want_js = 0.5 * (0.5 * (0.5 / m[0]).ln() + 0.5 * (0.5 / m[1]).ln())
+            + 0.5 * (0.75 * (0.75 / m[0]).ln() + 0.25 * (0.25 / m[1]).ln());
+        assert!((js(&p, &q) - want_js).abs() < 1e-6);
+        assert_eq!(rank(&[0.1, 0.9, 0.5], 2), 2);
+        assert_eq!(rank(&[0.1, 0.9, 0.5], 1), 1);
+        let t = top_k(&q, 1);
+        assert_eq!(t[0].0, 0);
+        assert!((t[0].1 - 0.75).abs() < 1e-6);
+        assert!(has_nan(&[1.0, f32::NAN]) && !has_nan(&[1.0]));
+    }
+}
