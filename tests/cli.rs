@@ -204,3 +204,44 @@ fn malformed_config_names_line_and_file() {
     let out = run(&["logits", "--model", dir.path().to_str().unwrap(), "--prompt", "hi"]);
     assert_user_error(&out, &["config.json", "line 3"]);
 }
+
+fn run_args(extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "run".into(), "--base".into(), model("qwen2_5_vl").to_str().unwrap().into(),
+        "--rft".into(), model("trio_rft").to_str().unwrap().into(),
+        "--small".into(), model("trio_small").to_str().unwrap().into(),
+        "--question".into(), "What is in the picture?".into(), "--max-new-tokens".into(), "5".into(),
+    ];
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+#[test]
+fn run_json_has_the_three_streams() {
+    let v = json_stdout(&bin().args(run_args(&["--alpha", "0.5", "--json", "--ignore-eos"])).output().unwrap());
+    for key in ["base", "rft", "guided"] {
+        assert_eq!(v[key]["token_ids"].as_array().unwrap().len(), 5, "{key}");
+        assert!(v[key]["text"].is_string(), "{key}");
+    }
+    let out = bin().args(run_args(&["--alpha", "0.5"])).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("=== base ===") && text.contains("=== guided (alpha = 0.50) ==="), "{text}");
+}
+
+#[test]
+fn run_refuses_a_non_finite_alpha_and_bad_sampling() {
+    for a in ["nan", "inf"] {
+        let out = bin().args(run_args(&["--alpha", a])).output().unwrap();
+        assert_user_error(&out, &["--alpha must be a finite number"]);
+    }
+    let out = bin().args(run_args(&["--alpha", "0.5", "--temperature", "0"])).output().unwrap();
+    assert_user_error(&out, &["--temperature must be a positive number"]);
+    let out = bin().args(run_args(&["--alpha", "0.5", "--greedy", "--temperature", "0.7"])).output().unwrap();
+    assert_user_error(&out, &["--greedy"]);
+}
+
+#[test]
+fn run_with_an_unwritable_trace_fails_before_decoding() {
+    let out = bin().args(run_args(&["--alpha", "0.5", "--trace", "/nonexistent-dir/trace.jsonl"])).output().unwrap();
+    assert_user_error(&out, &["--trace", "/nonexistent-dir/trace.jsonl", "cannot write there"]);
+}
