@@ -1,6 +1,8 @@
 """Makes the small random Qwen2.5-VL checkpoint the CPU benchmark runs (not committed: ~1.2 GB).
 
-    python3 bench/make_bench_model.py target/bench-model
+    python3 bench/make_bench_model.py target/bench-model                 # base-sized (543 M)
+    python3 bench/make_bench_model.py target/bench-rft small 1           # small pair for bench_guided
+    python3 bench/make_bench_model.py target/bench-small small 2
 
 Text decoder shaped like Qwen2.5-0.5B (hidden 896, 24 layers, 14 query / 2 key-value heads,
 intermediate 4864, vocabulary 151936, tied embeddings); a vision tower of 8 blocks, hidden 640.
@@ -21,17 +23,24 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = os.path.join(HERE, "..", "tests", "fixtures", "tiny", "qwen2_5_vl")
 
 
-def main(out):
+SIZES = {
+    # Text decoder shaped like Qwen2.5-0.5B.
+    "base": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14),
+    # A smaller one for the RFT/small pair of the guided benchmark.
+    "small": dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8),
+}
+
+
+def main(out, size="base", seed=0):
     tiny = json.load(open(os.path.join(TINY, "config.json")))
     cfg = dict(tiny)
-    cfg.update(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-               num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True,
-               rope_scaling={"type": "mrope", "mrope_section": [8, 12, 12]}, max_window_layers=24)
+    cfg.update(vocab_size=151936, num_key_value_heads=2, tie_word_embeddings=True,
+               rope_scaling={"type": "mrope", "mrope_section": [8, 12, 12]}, max_window_layers=24, **SIZES[size])
     cfg["vision_config"] = dict(depth=8, hidden_size=640, hidden_act="silu", intermediate_size=1710, num_heads=10,
-                                in_chans=3, out_hidden_size=896, patch_size=14, spatial_merge_size=2,
+                                in_chans=3, out_hidden_size=cfg["hidden_size"], patch_size=14, spatial_merge_size=2,
                                 spatial_patch_size=14, temporal_patch_size=2, window_size=112,
                                 fullatt_block_indexes=[3, 7], tokens_per_second=2)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**cfg)).eval()
     os.makedirs(out, exist_ok=True)
     json.dump(cfg, open(os.path.join(out, "config.json"), "w"), indent=2)
@@ -48,4 +57,5 @@ def main(out):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "target/bench-model")
+    a = sys.argv[1:]
+    main(a[0] if a else "target/bench-model", a[1] if len(a) > 1 else "base", int(a[2]) if len(a) > 2 else 0)

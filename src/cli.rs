@@ -31,6 +31,14 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Guided decoding without a UI: base alone, RFT alone and guided, in lockstep.
     Run(RunArgs),
+    /// Decoding speed of a trio on this machine (prefill, guided alone, the full session).
+    Bench(BenchArgs),
+    /// The terminal UI (the default when the first argument is a flag): three streams, live α.
+    Tui(crate::tui::TuiArgs),
+    /// The terminal UI on built-in tiny checkpoints with synthetic random weights.
+    Demo(crate::tui::DemoArgs),
+    /// Read a trace back in the terminal UI, without any model.
+    Replay(crate::tui::ReplayArgs),
 }
 
 /// Where a model runs.
@@ -331,4 +339,42 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
         }
         Ok(())
     }
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[arg(long, value_name = "DIR")]
+    pub base: PathBuf,
+    #[arg(long, value_name = "DIR")]
+    pub rft: PathBuf,
+    #[arg(long, value_name = "DIR")]
+    pub small: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    #[arg(long, value_name = "TEXT", default_value = "Describe the picture, then count the circles in it.")]
+    pub question: String,
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+    pub alpha: f32,
+    /// Decoding steps per timed run.
+    #[arg(long, default_value_t = 64)]
+    pub steps: usize,
+    /// Also time the session's five rows as five separate forwards per step.
+    #[arg(long)]
+    pub unbatched: bool,
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    pub dtype: DType,
+    #[arg(long, default_value = "cpu", value_parser = DeviceSpec::parse)]
+    pub device: DeviceSpec,
+}
+
+pub fn run_bench(args: &BenchArgs) -> Result<()> {
+    use crate::engine::trio::TrioFiles;
+    if args.steps == 0 {
+        return Err(Error::invalid("--steps must be at least 1"));
+    }
+    let device = args.device.open()?;
+    let files = TrioFiles::open(&args.base, &args.rft, &args.small)?;
+    let prepared = prepare_prompt(&files.base.0, &files.base.1, &args.question, args.image.as_deref(), false, &device)?;
+    let report = crate::bench::run(&files, &prepared.input, args.dtype, &device, args.alpha, args.steps, args.unbatched)?;
+    print_json(&serde_json::to_value(&report).map_err(|e| Error::invalid(format!("cannot encode the report: {e}")))?)
 }

@@ -5,6 +5,7 @@
 //! `processor` prepares images and prompts exactly as transformers does, `generate` is the greedy
 //! reference loop, and `cli` is the command-line front end.
 
+pub mod bench;
 pub mod cli;
 pub mod error;
 pub mod engine;
@@ -14,5 +15,6 @@ pub mod loader;
 pub mod models;
 pub mod processor;
 pub mod trace;
+pub mod tui;
 
 pub use error::{Error, Result};

@@ -237,6 +237,25 @@ impl Checkpoint {
         Ok(Vec::new())
     }
 
+    /// Every tensor of the checkpoint, from the safetensors headers.
+    pub fn tensors(&self) -> Result<Vec<TensorEntry>> {
+        let mut all = Vec::new();
+        for f in &self.weight_files {
+            all.extend(safetensors_header(f)?);
+        }
+        Ok(all)
+    }
+
+    /// Bytes of the weights, loaded as `dtype`, that one decoding step reads: the text decoder and
+    /// the output head. The vision tower is idle while decoding, and an untied input embedding is
+    /// only indexed (one row per token), so neither counts.
+    pub fn decode_weight_bytes(&self, dtype: DType) -> Result<u64> {
+        let tensors = self.tensors()?;
+        let has_head = tensors.iter().any(|t| t.name.starts_with("lm_head."));
+        let read = |name: &str| !name.contains("visual.") && !(has_head && name.contains("embed_tokens."));
+        Ok(tensors.iter().filter(|t| read(&t.name)).map(|t| t.numel()).sum::<u64>() * dtype.size_in_bytes() as u64)
+    }
+
     /// Loads the weights (memory-mapped) into a model of the given dtype on the given device.
     pub fn load_model(&self, dtype: DType, device: &Device) -> Result<VlModel> {
         // SAFETY: the files are memory-mapped read-only; like every safetensors loader we rely on
@@ -256,16 +275,40 @@ impl Checkpoint {
             }),
         };
         VlModel::new(&self.config, vb).map_err(|e| {
-            Error::weights(
-                &self.dir,
-                format!("{}; the weights do not match config.json (is it the right checkpoint?)", first_line(&e)),
-            )
+            let message = first_line(&e);
+            if is_out_of_memory(&message) {
+                let need = self.tensors().map(|t| t.iter().map(|t| t.numel()).sum::<u64>()).unwrap_or(0) * dtype.size_in_bytes() as u64;
+                return Error::weights(
+                    &self.dir,
+                    format!(
+                        "the device ran out of memory loading this model: its weights need {:.1} GiB as {} on {}; \
+                         try --dtype bf16, another device, or a smaller model",
+                        need as f64 / (1u64 << 30) as f64,
+                        format!("{dtype:?}").to_lowercase(),
+                        device_name(device),
+                    ),
+                );
+            }
+            Error::weights(&self.dir, format!("{message}; the weights do not match config.json (is it the right checkpoint?)"))
         })
     }
 }
 
-/// Tensor names in one safetensors file, from its header alone.
-pub fn safetensors_names(path: &Path) -> Result<Vec<String>> {
+/// One tensor as a safetensors header describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorEntry {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+impl TensorEntry {
+    pub fn numel(&self) -> u64 {
+        self.shape.iter().map(|&d| d as u64).product()
+    }
+}
+
+/// The tensors of one safetensors file, from its header alone (no weights read).
+pub fn safetensors_header(path: &Path) -> Result<Vec<TensorEntry>> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     let mut len = [0u8; 8];
@@ -280,7 +323,42 @@ pub fn safetensors_names(path: &Path) -> Result<Vec<String>> {
     f.read_exact(&mut header).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     let v: Value = serde_json::from_slice(&header)
         .map_err(|_| Error::weights(path, "not a safetensors file (header is not JSON); download it again"))?;
-    Ok(v.as_object().map(|o| o.keys().filter(|k| *k != "__metadata__").cloned().collect()).unwrap_or_default())
+    let Some(o) = v.as_object() else {
+        return Err(Error::weights(path, "not a safetensors file (header is not a JSON object); download it again"));
+    };
+    let mut out = Vec::new();
+    for (name, t) in o.iter().filter(|(k, _)| *k != "__metadata__") {
+        let shape = t
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| Error::weights(path, format!("the header entry of {name} has no valid shape; download it again")))?;
+        out.push(TensorEntry { name: name.clone(), shape });
+    }
+    Ok(out)
+}
+
+/// Tensor names in one safetensors file, from its header alone.
+pub fn safetensors_names(path: &Path) -> Result<Vec<String>> {
+    Ok(safetensors_header(path)?.into_iter().map(|t| t.name).collect())
+}
+
+/// Whether a device error message says that memory ran out (CUDA's or the allocator's wording).
+pub fn is_out_of_memory(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("out_of_memory") || m.contains("out of memory")
+}
+
+/// A device as the command line names it.
+pub fn device_name(device: &Device) -> String {
+    match device {
+        Device::Cpu => "cpu".to_string(),
+        Device::Cuda(_) => match device.location() {
+            candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+            _ => "cuda".to_string(),
+        },
+        other => format!("{:?}", other.location()),
+    }
 }
 
 /// The first line of an error's message: candle errors can carry backtraces.

@@ -3,10 +3,11 @@
 
 use clap::error::ErrorKind;
 use clap::Parser;
-use proxythinker::cli::{run_generate, run_guided, run_logits, Cli, Command};
+use proxythinker::cli::{run_bench, run_generate, run_guided, run_logits, Cli, Command};
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    // `proxythinker --base ..` (no subcommand) is the terminal UI.
+    let cli = match Cli::try_parse_from(proxythinker::tui::with_default_subcommand(std::env::args_os())) {
         Ok(cli) => cli,
         Err(e) => match e.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
@@ -25,6 +26,10 @@ fn main() {
         Command::Logits(args) => run_logits(args),
         Command::Generate(args) => run_generate(args),
         Command::Run(args) => run_guided(args),
+        Command::Bench(args) => run_bench(args),
+        Command::Tui(args) => proxythinker::tui::run_tui(args),
+        Command::Demo(args) => proxythinker::tui::run_demo(args),
+        Command::Replay(args) => proxythinker::tui::run_replay(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

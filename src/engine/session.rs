@@ -162,8 +162,89 @@ pub struct Session {
     steps: usize,
 }
 
-fn row(t: &Tensor, r: usize) -> Result<Vec<f32>> {
-    Ok(t.get(r)?.to_dtype(DType::F32)?.to_vec1()?)
+/// Measures records from logits on the host; borrows only the tokenizer (for token texts), so
+/// it can run on other threads while the session launches the next forwards.
+#[derive(Clone, Copy)]
+struct Measure<'a>(&'a Tokenizer);
+
+impl Measure<'_> {
+    fn token_text(&self, t: u32) -> String {
+        self.0.decode(&[t], false).unwrap_or_default()
+    }
+
+    fn candidates(&self, logp: &[f64]) -> Vec<Candidate> {
+        guidance::top_k(logp, TOP_K)
+            .into_iter()
+            .map(|(token, p)| Candidate { token, text: self.token_text(token), prob: p as f32 })
+            .collect()
+    }
+
+    fn distribution(&self, logits: &[f32], chosen: u32) -> (Distribution, Vec<f64>) {
+        let logp = guidance::log_softmax(logits);
+        let d = Distribution {
+            top: self.candidates(&logp),
+            entropy: guidance::entropy(&logp) as f32,
+            chosen_logprob: logp[chosen as usize] as f32,
+        };
+        (d, logp)
+    }
+
+    fn stream_record(&self, step: usize, logits: &[f32], token: u32) -> StreamRecord {
+        let (d, _) = self.distribution(logits, token);
+        StreamRecord { step, token, text: self.token_text(token), logprob: d.chosen_logprob, entropy: d.entropy, top: d.top }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn guided_record(&self, step: usize, t: u32, forced: bool, b: &[f32], r: &[f32], s: &[f32], mixed: &[f32]) -> GuidedRecord {
+        let (base, rft, small, guided) = std::thread::scope(|scope| {
+            let base = scope.spawn(|| self.distribution(b, t));
+            let rft = scope.spawn(|| self.distribution(r, t));
+            let small = scope.spawn(|| self.distribution(s, t));
+            let guided = self.distribution(mixed, t);
+            (join(base), join(rft), join(small), guided)
+        });
+        let (kl_guided_base, kl_rft_small, js_guided_base) = std::thread::scope(|scope| {
+            let kl_gb = scope.spawn(|| guidance::kl(&guided.1, &base.1));
+            let kl_rs = scope.spawn(|| guidance::kl(&rft.1, &small.1));
+            let js = guidance::js(&guided.1, &base.1);
+            (join(kl_gb), join(kl_rs), js)
+        });
+        GuidedRecord {
+            step,
+            token: t,
+            text: self.token_text(t),
+            forced,
+            kl_guided_base: kl_guided_base as f32,
+            kl_rft_small: kl_rft_small as f32,
+            js_guided_base: js_guided_base as f32,
+            base_rank: guidance::rank(b, t),
+            flipped: guidance::argmax(mixed) != guidance::argmax(b),
+            base: base.0,
+            rft: rft.0,
+            small: small.0,
+            guided: guided.0,
+        }
+    }
+}
+
+/// One decoding step of the three models: base rows [base-only, guided], RFT rows [rft-only,
+/// guided], small row [guided], fed `[base, rft, guided]` tokens.
+fn forward_trio(trio: &Trio, feeds: [u32; 3], caches: (&mut KvCache, &mut KvCache, &mut KvCache)) -> Result<(Tensor, Tensor, Tensor)> {
+    let [b, r, g] = feeds;
+    let (bc, rc, sc) = caches;
+    // One thread launches all three: launching the models' forwards from three threads onto one
+    // CUDA device hung in candle 0.11 (seen on an H200), so the launches stay sequential.
+    Ok((trio.base.step(&[b, g], bc)?, trio.rft.step(&[r, g], rc)?, trio.small.step(&[g], sc)?))
+}
+
+/// The result of a scoped thread; a panic there is a bug, so it goes on unwinding here.
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// Every row of a logits tensor, on the host, in one copy.
+fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(t.to_dtype(DType::F32)?.to_vec2()?)
 }
 
 impl Session {
@@ -261,32 +342,6 @@ impl Session {
         self.base.stop.is_some() && self.rft.stop.is_some() && self.guided.stop.is_some()
     }
 
-    fn token_text(&self, t: u32) -> String {
-        self.tokenizer.decode(&[t], false).unwrap_or_default()
-    }
-
-    fn candidates(&self, logp: &[f64]) -> Vec<Candidate> {
-        guidance::top_k(logp, TOP_K)
-            .into_iter()
-            .map(|(token, p)| Candidate { token, text: self.token_text(token), prob: p as f32 })
-            .collect()
-    }
-
-    fn distribution(&self, logits: &[f32], chosen: u32) -> (Distribution, Vec<f64>) {
-        let logp = guidance::log_softmax(logits);
-        let d = Distribution {
-            top: self.candidates(&logp),
-            entropy: guidance::entropy(&logp) as f32,
-            chosen_logprob: logp[chosen as usize] as f32,
-        };
-        (d, logp)
-    }
-
-    fn stream_record(&self, step: usize, logits: &[f32], token: u32) -> StreamRecord {
-        let (d, _) = self.distribution(logits, token);
-        StreamRecord { step, token, text: self.token_text(token), logprob: d.chosen_logprob, entropy: d.entropy, top: d.top }
-    }
-
     /// Why a stream with these tokens ends after its latest one, if it does.
     fn check_stop(&self, tokens: &[u32]) -> Option<Stop> {
         let last = *tokens.last()?;
@@ -309,105 +364,110 @@ impl Session {
     }
 
     /// Advances every stream that has not ended by one token and returns the new records.
+    ///
+    /// The tokens are chosen first and the next forwards launched before the records are
+    /// measured: on a GPU the forwards run while the host computes the records.
     pub fn step(&mut self) -> Result<Vec<Record>> {
         if self.is_done() {
             return Ok(Vec::new());
         }
         let step = self.steps;
-        let mut records = Vec::new();
         let v = self.vocab;
-        let base_rows = (row(&self.pending.0, 0)?, row(&self.pending.0, 1)?);
-        let rft_rows = (row(&self.pending.1, 0)?, row(&self.pending.1, 1)?);
-        let small_row = row(&self.pending.2, 0)?;
+        let base_rows = rows(&self.pending.0)?;
+        let rft_rows = rows(&self.pending.1)?;
+        let small_rows = rows(&self.pending.2)?;
 
         // Base alone and RFT alone: re-fed their recorded token while the guided stream catches
         // up after a change of α; otherwise chosen from their own full vocabularies.
-        let mut feed_base = self.filler;
-        if step < self.base.tokens.len() {
-            feed_base = self.base.tokens[step];
-        } else if self.base.stop.is_none() {
-            if guidance::has_nan(&base_rows.0) {
-                self.base.stop = Some(Stop::Error(format!("the base model's logits hold NaN at step {step}")));
-            } else {
-                let t = guidance::choose(&base_rows.0, &self.settings.sampling, step);
-                let r = self.stream_record(step, &base_rows.0, t);
-                self.base.tokens.push(t);
-                self.base.records.push(r.clone());
-                records.push(Record::Base(r));
-                self.base.stop = self.check_stop(&self.base.tokens);
-                feed_base = t;
-            }
-        }
-        let mut feed_rft = self.filler;
-        if step < self.rft.tokens.len() {
-            feed_rft = self.rft.tokens[step];
-        } else if self.rft.stop.is_none() {
-            if guidance::has_nan(&rft_rows.0) {
-                self.rft.stop = Some(Stop::Error(format!("the RFT model's logits hold NaN at step {step}")));
-            } else {
-                let t = guidance::choose(&rft_rows.0, &self.settings.sampling, step);
-                let r = self.stream_record(step, &rft_rows.0, t);
-                self.rft.tokens.push(t);
-                self.rft.records.push(r.clone());
-                records.push(Record::Rft(r));
-                self.rft.stop = self.check_stop(&self.rft.tokens);
-                feed_rft = t;
-            }
-        }
+        let base_new = self.own_choice(StreamKind::Base, step, &base_rows[0]);
+        let rft_new = self.own_choice(StreamKind::Rft, step, &rft_rows[0]);
+        let feed_base = self.base.tokens.get(step).copied().unwrap_or(self.filler);
+        let feed_rft = self.rft.tokens.get(step).copied().unwrap_or(self.filler);
 
-        let mut feed_guided = self.filler;
+        let mut guided_new = None;
         if self.guided.stop.is_none() {
             debug_assert_eq!(self.guided.tokens.len(), step);
-            let (b, r, s) = (&base_rows.1[..v], &rft_rows.1[..v], &small_row[..v]);
+            let (b, r, s) = (&base_rows[1][..v], &rft_rows[1][..v], &small_rows[0][..v]);
             if guidance::has_nan(b) || guidance::has_nan(r) || guidance::has_nan(s) {
                 let which = if guidance::has_nan(b) { "base" } else if guidance::has_nan(r) { "RFT" } else { "small" };
                 self.guided.stop = Some(Stop::Error(format!("the {which} model's logits hold NaN at guided step {step}")));
             } else {
-                let delta = guidance::delta(r, s, v);
-                let mixed = guidance::combine(b, &delta, self.settings.alpha);
+                let mixed = guidance::combine(b, &guidance::delta(r, s, v), self.settings.alpha);
                 let forced = self.forced.get(&step).copied();
                 let t = forced.unwrap_or_else(|| guidance::choose(&mixed, &self.settings.sampling, step));
-                let device = self.pending.0.device();
-                self.replay.push((Tensor::new(b, device)?, Tensor::new(&delta[..], device)?));
-                let rec = self.guided_record(step, t, forced.is_some(), b, r, s, &mixed);
+                // What live α replays, kept on the device: r − s in f32 there is the same IEEE
+                // subtraction as on the host, so a replay reproduces this step bit for bit.
+                let b_dev = self.pending.0.get(1)?.narrow(0, 0, v)?.to_dtype(DType::F32)?.copy()?;
+                let d_dev = (self.pending.1.get(1)?.narrow(0, 0, v)?.to_dtype(DType::F32)?
+                    - self.pending.2.get(0)?.narrow(0, 0, v)?.to_dtype(DType::F32)?)?;
+                self.replay.push((b_dev, d_dev));
                 self.guided.tokens.push(t);
-                self.guided.records.push(rec.clone());
-                records.push(Record::Guided(rec));
                 self.guided.stop = self.check_stop(&self.guided.tokens);
-                feed_guided = t;
+                guided_new = Some((t, forced.is_some(), mixed));
             }
         }
+        let feed_guided = guided_new.as_ref().map(|g| g.0).unwrap_or(self.filler);
         self.steps += 1;
-        if !self.is_done() {
-            self.pending = (
-                self.trio.base.step(&[feed_base, feed_guided], &mut self.base_cache)?,
-                self.trio.rft.step(&[feed_rft, feed_guided], &mut self.rft_cache)?,
-                self.trio.small.step(&[feed_guided], &mut self.small_cache)?,
-            );
+        let launch = !self.is_done();
+
+        // The records (six distributions over ~V entries each) are measured on threads of their
+        // own while this thread launches the next forwards: on a GPU, launching is host work too.
+        let measure = Measure(&self.tokenizer);
+        let (trio, caches) = (&self.trio, (&mut self.base_cache, &mut self.rft_cache, &mut self.small_cache));
+        let (own, guided, next) = std::thread::scope(|scope| {
+            let base = scope.spawn(|| base_new.map(|t| measure.stream_record(step, &base_rows[0], t)));
+            let rft = scope.spawn(|| rft_new.map(|t| measure.stream_record(step, &rft_rows[0], t)));
+            let guided = scope.spawn(|| {
+                guided_new.map(|(t, forced, mixed)| {
+                    measure.guided_record(step, t, forced, &base_rows[1][..v], &rft_rows[1][..v], &small_rows[0][..v], &mixed)
+                })
+            });
+            let next = if launch { Some(forward_trio(trio, [feed_base, feed_rft, feed_guided], caches)) } else { None };
+            ((join(base), join(rft)), join(guided), next)
+        });
+        if let Some(next) = next {
+            self.pending = next?;
+        }
+        let mut records = Vec::new();
+        if let Some(r) = own.0 {
+            self.base.records.push(r.clone());
+            records.push(Record::Base(r));
+        }
+        if let Some(r) = own.1 {
+            self.rft.records.push(r.clone());
+            records.push(Record::Rft(r));
+        }
+        if let Some(rec) = guided {
+            self.guided.records.push(rec.clone());
+            records.push(Record::Guided(rec));
         }
         Ok(records)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn guided_record(&self, step: usize, t: u32, forced: bool, b: &[f32], r: &[f32], s: &[f32], mixed: &[f32]) -> GuidedRecord {
-        let (base, lb) = self.distribution(b, t);
-        let (rft, lr) = self.distribution(r, t);
-        let (small, ls) = self.distribution(s, t);
-        let (guided, lg) = self.distribution(mixed, t);
-        GuidedRecord {
-            step,
-            token: t,
-            text: self.token_text(t),
-            forced,
-            kl_guided_base: guidance::kl(&lg, &lb) as f32,
-            kl_rft_small: guidance::kl(&lr, &ls) as f32,
-            js_guided_base: guidance::js(&lg, &lb) as f32,
-            base_rank: guidance::rank(b, t),
-            flipped: guidance::argmax(mixed) != guidance::argmax(b),
-            base,
-            rft,
-            small,
-            guided,
+    /// Chooses the next token of the base-only or RFT-only stream, when it is due one: pushes it
+    /// and updates the stream's stop. A NaN in its logits stops the stream with an error.
+    fn own_choice(&mut self, kind: StreamKind, step: usize, logits: &[f32]) -> Option<u32> {
+        let name = if kind == StreamKind::Base { "base" } else { "RFT" };
+        let stream = self.own_stream(kind);
+        if step < stream.tokens.len() || stream.stop.is_some() {
+            return None;
+        }
+        if guidance::has_nan(logits) {
+            self.own_stream(kind).stop = Some(Stop::Error(format!("the {name} model's logits hold NaN at step {step}")));
+            return None;
+        }
+        let t = guidance::choose(logits, &self.settings.sampling, step);
+        self.own_stream(kind).tokens.push(t);
+        let stop = self.check_stop(self.tokens(kind));
+        self.own_stream(kind).stop = stop;
+        Some(t)
+    }
+
+    fn own_stream(&mut self, kind: StreamKind) -> &mut Stream<StreamRecord> {
+        if kind == StreamKind::Base {
+            &mut self.base
+        } else {
+            &mut self.rft
         }
     }
 
@@ -459,7 +519,7 @@ impl Session {
             let d: Vec<f32> = self.replay[j].1.to_vec1()?;
             let mixed = guidance::combine(&b, &d, self.settings.alpha);
             let t = self.guided.records[j].token;
-            let (guided, lg) = self.distribution(&mixed, t);
+            let (guided, lg) = Measure(&self.tokenizer).distribution(&mixed, t);
             let lb = guidance::log_softmax(&b);
             let rec = &mut self.guided.records[j];
             rec.kl_guided_base = guidance::kl(&lg, &lb) as f32;
@@ -516,12 +576,8 @@ impl Session {
             c.truncate(keep)?;
         }
         let fed = |s: &[u32]| s.get(j - 1).copied().unwrap_or(self.filler);
-        let (b, r, g) = (fed(&self.base.tokens), fed(&self.rft.tokens), self.guided_fed(j - 1));
-        self.pending = (
-            self.trio.base.step(&[b, g], &mut self.base_cache)?,
-            self.trio.rft.step(&[r, g], &mut self.rft_cache)?,
-            self.trio.small.step(&[g], &mut self.small_cache)?,
-        );
+        let feeds = [fed(&self.base.tokens), fed(&self.rft.tokens), self.guided_fed(j - 1)];
+        self.pending = forward_trio(&self.trio, feeds, (&mut self.base_cache, &mut self.rft_cache, &mut self.small_cache))?;
         Ok(())
     }
 

@@ -1,0 +1,163 @@
+//! `proxythinker bench`: decoding speed of a trio on this machine, as figures for the README.
+//!
+//! It times, on the same models and prompt, in one process:
+//! - the prefill of the three models (vision tower included);
+//! - guided decoding alone: one row per model, the mix and the argmax on the models' device, one
+//!   token id back to the host per step (what the paper's native loop does);
+//! - the full session: three streams in lockstep with every record measured (what the UI runs);
+//! - optionally the session's five rows as five separate forwards per step (`--unbatched`), the
+//!   reference for the batching ratio.
+//!
+//! Decoding ignores eos so that every run takes exactly `--steps` steps. The weight bytes one
+//! guided step must read (text decoders and output heads; the vision towers are idle while
+//! decoding) are reported too, so the caller can set tokens/s against a memory-bandwidth limit.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, D};
+use serde::Serialize;
+
+use crate::engine::trio::TrioFiles;
+use crate::engine::{Session, Settings};
+use crate::error::Result;
+use crate::generate::argmax_rows;
+use crate::guidance::{self, Sampling};
+use crate::engine::StreamKind;
+use crate::models::{KvCache, PromptInput, VlModel};
+
+/// What one bench run measured.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub device: String,
+    pub dtype: String,
+    pub prompt_tokens: usize,
+    pub image_tokens: usize,
+    pub steps: usize,
+    pub load_seconds: f64,
+    /// The three models' prefills, one after the other.
+    pub prefill_seconds: f64,
+    pub guided_only_tokens_per_second: f64,
+    /// Lockstep steps per second of the full session (each step: one token of each stream).
+    pub session_steps_per_second: f64,
+    pub five_forwards_steps_per_second: Option<f64>,
+    /// Bytes of weights one guided step reads: the three text decoders and output heads.
+    pub weight_bytes_per_step: u64,
+    /// The first step where the session's guided token differs from the guided-only loop's, if
+    /// any. In f32 on the CPU the two agree; in bf16 on a GPU the session's two-row forwards and
+    /// the loop's one-row forwards may round differently, and random weights leave near-ties.
+    pub first_divergence: Option<usize>,
+}
+
+/// Synchronises the device (a host copy of a scalar), so that host clocks time finished work.
+fn sync(t: &Tensor) -> Result<()> {
+    t.flatten_all()?.narrow(0, 0, 1)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    Ok(())
+}
+
+/// Guided decoding alone, with the mix and the argmax on the device.
+/// One step of the three models on one row each, launched one after the other as the session
+/// does (see `engine::session::forward_trio`).
+fn step_all(models: [&VlModel; 3], token: &[u32], caches: &mut [KvCache]) -> Result<Vec<Tensor>> {
+    models.iter().zip(caches.iter_mut()).map(|(m, c)| m.step(token, c)).collect()
+}
+
+fn guided_only(models: [&VlModel; 3], prompt: &PromptInput, alpha: f64, steps: usize) -> Result<(f64, f64, Vec<u32>)> {
+    let v = models.iter().map(|m| m.vocab_size()).min().unwrap_or(0);
+    let t0 = Instant::now();
+    let mut caches: Vec<_> = models.iter().map(|m| m.new_cache()).collect();
+    let mut logits = Vec::new();
+    for (m, c) in models.iter().zip(caches.iter_mut()) {
+        logits.push(m.prefill(std::slice::from_ref(prompt), c)?);
+    }
+    sync(&logits[2])?;
+    let prefill = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let mut tokens = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let cut = |l: &Tensor| l.narrow(D::Minus1, 0, v);
+        let mixed = (cut(&logits[0])? + ((cut(&logits[1])? - cut(&logits[2])?)? * alpha)?)?;
+        let token: Vec<u32> = mixed.argmax(D::Minus1)?.to_vec1()?;
+        tokens.push(token[0]);
+        logits = step_all(models, &token, &mut caches)?;
+    }
+    sync(&logits[2])?;
+    Ok((prefill, steps as f64 / t1.elapsed().as_secs_f64(), tokens))
+}
+
+/// The session's five rows as five separate single-row forwards per step.
+fn five_forwards(models: [&VlModel; 3], prompt: &PromptInput, alpha: f32, steps: usize) -> Result<f64> {
+    let rows = [models[0], models[0], models[1], models[1], models[2]];
+    let v = models.iter().map(|m| m.vocab_size()).min().unwrap_or(0);
+    let mut caches = Vec::new();
+    let mut logits = Vec::new();
+    for m in rows {
+        let mut c = m.new_cache();
+        logits.push(m.prefill(std::slice::from_ref(prompt), &mut c)?);
+        caches.push(c);
+    }
+    let t = Instant::now();
+    for _ in 0..steps {
+        let host = |i: usize| -> Result<Vec<f32>> { Ok(logits[i].get(0)?.to_dtype(DType::F32)?.to_vec1()?) };
+        let (b, r, s) = (host(1)?, host(3)?, host(4)?);
+        let g = guidance::argmax(&guidance::combine(&b, &guidance::delta(&r, &s, v), alpha));
+        let own = [argmax_rows(&logits[0])?[0], g, argmax_rows(&logits[2])?[0], g, g];
+        for (i, m) in rows.iter().enumerate() {
+            logits[i] = m.step(&[own[i]], &mut caches[i])?;
+        }
+    }
+    sync(&logits[4])?;
+    Ok(steps as f64 / t.elapsed().as_secs_f64())
+}
+
+/// Runs the benchmark; see the module docs.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    files: &TrioFiles,
+    prompt: &PromptInput,
+    dtype: DType,
+    device: &Device,
+    alpha: f32,
+    steps: usize,
+    unbatched: bool,
+) -> Result<BenchReport> {
+    let t = Instant::now();
+    let trio = files.load(dtype, device)?;
+    let load_seconds = t.elapsed().as_secs_f64();
+    let weight_bytes_per_step = [&files.base.0, &files.rft.0, &files.small.0]
+        .iter()
+        .map(|c| c.decode_weight_bytes(dtype))
+        .sum::<Result<u64>>()?;
+    let models = [trio.base.as_ref(), trio.rft.as_ref(), trio.small.as_ref()];
+
+    // A short warm-up, so that kernel loading and allocator growth stay out of the figures.
+    guided_only(models, prompt, alpha as f64, 2)?;
+    let (prefill_seconds, guided_only_tps, guided_tokens) = guided_only(models, prompt, alpha as f64, steps)?;
+
+    let settings = Settings { alpha, sampling: Sampling::Greedy, max_new_tokens: steps, stop_strings: vec![], stop_at_eos: false };
+    let mut session = Session::new(trio.clone(), files.base.1.clone(), prompt.clone(), settings, vec![])?;
+    let t = Instant::now();
+    session.run_to_end()?;
+    let session_sps = steps as f64 / t.elapsed().as_secs_f64();
+    let session_tokens = session.tokens(StreamKind::Guided);
+    let first_divergence = session_tokens.iter().zip(&guided_tokens).position(|(a, b)| a != b);
+    drop(session);
+
+    let five = if unbatched { Some(five_forwards(models, prompt, alpha, steps)?) } else { None };
+    Ok(BenchReport {
+        device: match device {
+            Device::Cpu => format!("cpu, {} threads", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+            _ => crate::loader::device_name(device),
+        },
+        dtype: format!("{dtype:?}").to_lowercase(),
+        prompt_tokens: prompt.input_ids.len(),
+        image_tokens: prompt.images.iter().map(|i| i.grid_thw.iter().product::<usize>() / 4).sum(),
+        steps,
+        load_seconds,
+        prefill_seconds,
+        guided_only_tokens_per_second: guided_only_tps,
+        session_steps_per_second: session_sps,
+        five_forwards_steps_per_second: five,
+        weight_bytes_per_step,
+        first_divergence,
+    })
+}

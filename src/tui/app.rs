@@ -1,0 +1,300 @@
+//! The state of the terminal UI, as plain data: what the session is (models, device, sampling,
+//! question, image), the three streams of records, the token cursor, the selected measure, α,
+//! the status line and the input line. Nothing here touches a terminal or a model, so the whole
+//! UI can be built from synthetic records in tests; `update` changes it, `view` draws it.
+
+use std::path::PathBuf;
+
+use ratatui::text::Span;
+
+use crate::engine::{GuidedRecord, StreamRecord};
+use crate::guidance::Sampling;
+
+use super::measure::Measure;
+use super::picture::Thumbnail;
+
+/// The three stream panes, left to right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Base,
+    Rft,
+    Guided,
+}
+
+impl Pane {
+    pub const ALL: [Pane; 3] = [Pane::Base, Pane::Rft, Pane::Guided];
+
+    pub fn index(self) -> usize {
+        match self {
+            Pane::Base => 0,
+            Pane::Rft => 1,
+            Pane::Guided => 2,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Base => "base",
+            Pane::Rft => "RFT-small",
+            Pane::Guided => "guided",
+        }
+    }
+
+    pub fn next(self) -> Pane {
+        Pane::ALL[(self.index() + 1) % 3]
+    }
+}
+
+/// Where the records come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// Models given on the command line.
+    Live,
+    /// The built-in synthetic checkpoints.
+    Demo,
+    /// A trace file read back; no models are loaded.
+    Replay(PathBuf),
+}
+
+/// What the session is, for the header and for exported traces.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub mode: Mode,
+    pub base: String,
+    pub rft: String,
+    pub small: String,
+    pub device: String,
+    pub dtype: String,
+    pub sampling: Sampling,
+    pub max_new_tokens: usize,
+    pub question: String,
+    pub image_path: Option<PathBuf>,
+}
+
+/// Where decoding stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Waiting for the models and the prefill.
+    Loading,
+    Running,
+    Paused,
+    Finished,
+    /// A replayed trace: nothing is decoding.
+    Replay,
+}
+
+/// A message on the status line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub text: String,
+    pub error: bool,
+}
+
+/// What the input line is asking for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputPurpose {
+    Question,
+    ImagePath,
+}
+
+/// The input line, while one is open.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Input {
+    pub purpose: InputPurpose,
+    pub text: String,
+}
+
+/// A token as a pane lays it out: its text made printable, its width in cells, and whether the
+/// token ends a line (it held a line break). Computed once per record, so that wrapping thousands
+/// of tokens per frame is integer arithmetic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenCell {
+    pub text: String,
+    pub width: u16,
+    pub newline: bool,
+}
+
+impl TokenCell {
+    /// Makes a token's text printable: line breaks become `↵` (and end the line), tabs `→`,
+    /// other control characters `·`; an empty token is shown as `∅` so that it can be selected.
+    pub fn new(raw: &str) -> TokenCell {
+        let mut text = String::with_capacity(raw.len());
+        let mut newline = false;
+        for c in raw.chars() {
+            match c {
+                '\n' => {
+                    text.push('↵');
+                    newline = true;
+                }
+                '\r' => {}
+                '\t' => text.push('→'),
+                c if c.is_control() => text.push('·'),
+                c => text.push(c),
+            }
+        }
+        if text.is_empty() {
+            text.push('∅');
+        }
+        // A token wider than any pane would never fit on a line; clip it (the inspector shows it whole).
+        const WIDEST: usize = 24;
+        if text.chars().count() > WIDEST {
+            text = text.chars().take(WIDEST - 1).chain(std::iter::once('…')).collect();
+        }
+        let width = Span::raw(text.as_str()).width().max(1) as u16;
+        TokenCell { text, width, newline }
+    }
+}
+
+/// The whole UI state.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub info: SessionInfo,
+    pub image: Option<Thumbnail>,
+    pub alpha: f32,
+    pub base: Vec<StreamRecord>,
+    pub rft: Vec<StreamRecord>,
+    pub guided: Vec<GuidedRecord>,
+    /// Per pane, the printable form of every token (same order as the records).
+    pub cells: [Vec<TokenCell>; 3],
+    pub step: usize,
+    pub tokens_per_second: f64,
+    pub run: RunState,
+    /// The selected step (the same step is marked in all three panes).
+    pub cursor: usize,
+    /// The cursor follows the newest guided token until the user moves it.
+    pub follow: bool,
+    /// The pane that arrows and clicks act on.
+    pub focus: Pane,
+    /// The guided candidate selected in the inspector (what Enter forces).
+    pub candidate: usize,
+    pub measure: Measure,
+    pub status: Option<Status>,
+    pub input: Option<Input>,
+    pub help: bool,
+    /// Per pane, the first visible wrapped line; `None` shows the newest lines.
+    pub scroll: [Option<usize>; 3],
+    /// The terminal's size, for mouse hit-testing.
+    pub screen: (u16, u16),
+}
+
+impl App {
+    pub fn new(info: SessionInfo, alpha: f32) -> App {
+        let run = if matches!(info.mode, Mode::Replay(_)) { RunState::Replay } else { RunState::Loading };
+        App {
+            info,
+            image: None,
+            alpha,
+            base: Vec::new(),
+            rft: Vec::new(),
+            guided: Vec::new(),
+            cells: [Vec::new(), Vec::new(), Vec::new()],
+            step: 0,
+            tokens_per_second: 0.0,
+            run,
+            cursor: 0,
+            follow: true,
+            focus: Pane::Guided,
+            candidate: 0,
+            measure: Measure::KlGuidedBase,
+            status: None,
+            input: None,
+            help: false,
+            scroll: [None; 3],
+            screen: (0, 0),
+        }
+    }
+
+    pub fn is_replay(&self) -> bool {
+        matches!(self.info.mode, Mode::Replay(_))
+    }
+
+    /// How many tokens a pane holds.
+    pub fn len(&self, pane: Pane) -> usize {
+        self.cells[pane.index()].len()
+    }
+
+    pub fn push_base(&mut self, r: StreamRecord) {
+        self.cells[0].push(TokenCell::new(&r.text));
+        self.base.push(r);
+    }
+
+    pub fn push_rft(&mut self, r: StreamRecord) {
+        self.cells[1].push(TokenCell::new(&r.text));
+        self.rft.push(r);
+    }
+
+    /// Adds a guided token; a record for an earlier step replaces the stream from there.
+    pub fn push_guided(&mut self, r: GuidedRecord) {
+        if r.step < self.guided.len() {
+            self.guided.truncate(r.step);
+            self.cells[2].truncate(r.step);
+        }
+        self.cells[2].push(TokenCell::new(&r.text));
+        self.guided.push(r);
+        if self.follow {
+            self.cursor = self.guided.len() - 1;
+        }
+    }
+
+    /// Replaces the guided stream with `kept` (after a change of α or a forced token).
+    pub fn reset_guided(&mut self, kept: Vec<GuidedRecord>) {
+        self.cells[2] = kept.iter().map(|r| TokenCell::new(&r.text)).collect();
+        self.guided = kept;
+        if self.follow {
+            self.cursor = self.guided.len().saturating_sub(1);
+        }
+        self.clamp_cursor();
+    }
+
+    /// Empties every stream (a restart).
+    pub fn clear_streams(&mut self) {
+        self.base.clear();
+        self.rft.clear();
+        self.guided.clear();
+        for c in &mut self.cells {
+            c.clear();
+        }
+        self.cursor = 0;
+        self.follow = true;
+        self.candidate = 0;
+        self.scroll = [None; 3];
+        self.step = 0;
+        self.tokens_per_second = 0.0;
+    }
+
+    /// Keeps the cursor on a token of the focused pane (or at 0 when it is empty) and the
+    /// inspector candidate inside the top-k list.
+    pub fn clamp_cursor(&mut self) {
+        let longest = Pane::ALL.iter().map(|p| self.len(*p)).max().unwrap_or(0);
+        self.cursor = self.cursor.min(longest.saturating_sub(1));
+        let candidates = self.guided.get(self.cursor).map_or(0, |r| r.guided.top.len());
+        self.candidate = self.candidate.min(candidates.saturating_sub(1));
+    }
+
+    pub fn set_status(&mut self, text: impl Into<String>) {
+        self.status = Some(Status { text: text.into(), error: false });
+    }
+
+    pub fn set_error(&mut self, text: impl Into<String>) {
+        self.status = Some(Status { text: text.into(), error: true });
+    }
+
+    /// The guided record under the cursor.
+    pub fn selected_guided(&self) -> Option<&GuidedRecord> {
+        self.guided.get(self.cursor)
+    }
+
+    /// The heat level in [0, 1] of token `i` of `pane` under the selected measure.
+    pub fn level(&self, pane: Pane, i: usize) -> f32 {
+        match pane {
+            Pane::Base => self.base.get(i).map_or(0.0, |r| self.measure.stream_level(r)),
+            Pane::Rft => self.rft.get(i).map_or(0.0, |r| self.measure.stream_level(r)),
+            Pane::Guided => self.guided.get(i).map_or(0.0, |r| self.measure.guided_level(r)),
+        }
+    }
+
+    /// α as every part of the UI prints it.
+    pub fn alpha_label(&self) -> String {
+        format!("α={:.2}", self.alpha)
+    }
+}

@@ -1,0 +1,136 @@
+//! Synthetic sessions for tests, snapshots and the frame benchmark: records made up from a fixed
+//! word list and a small deterministic generator, so that every run draws the same screen.
+
+use std::path::PathBuf;
+
+use crate::engine::{Candidate, Distribution, GuidedRecord, StreamRecord};
+use crate::guidance::Sampling;
+
+use super::app::{App, Mode, SessionInfo};
+use super::picture::Thumbnail;
+
+const WORDS: [&str; 24] = [
+    " The", " picture", " shows", " three", " circles", ",", " one", " red", " and", " two", " blue", ".", " Count",
+    "ing", " them", ":", " 1", " 2", " 3", "\n", " so", " the", " answer", " is",
+];
+
+/// A tiny deterministic generator (a 64-bit LCG): the same seed, the same numbers.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+
+    /// A number in [0, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() % 10_000) as f32 / 10_000.0
+    }
+}
+
+fn candidates(rng: &mut Lcg, first: u32) -> Vec<Candidate> {
+    let mut probs: Vec<f32> = (0..10).map(|k| rng.unit() / (k as f32 + 1.0).powi(2)).collect();
+    probs[0] += 0.3;
+    let total: f32 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    probs.sort_by(|a, b| b.total_cmp(a));
+    probs
+        .into_iter()
+        .enumerate()
+        .map(|(k, prob)| {
+            let token = (first as usize + k * 7) % WORDS.len();
+            Candidate { token: token as u32, text: WORDS[token].to_string(), prob }
+        })
+        .collect()
+}
+
+fn distribution(rng: &mut Lcg, first: u32) -> Distribution {
+    let top = candidates(rng, first);
+    let chosen_logprob = top[0].prob.ln();
+    Distribution { top, entropy: rng.unit() * 4.0, chosen_logprob }
+}
+
+/// The record of guided step `step` (deterministic in `step` and `seed`).
+pub fn guided_record(step: usize, seed: u64) -> GuidedRecord {
+    let mut rng = Lcg(seed.wrapping_add(step as u64 * 7919));
+    let token = (rng.next() % WORDS.len() as u64) as u32;
+    let flipped = rng.next().is_multiple_of(5);
+    GuidedRecord {
+        step,
+        token,
+        text: WORDS[token as usize].to_string(),
+        forced: false,
+        base: distribution(&mut rng, (token + 1) % WORDS.len() as u32),
+        rft: distribution(&mut rng, token),
+        small: distribution(&mut rng, (token + 2) % WORDS.len() as u32),
+        guided: distribution(&mut rng, token),
+        kl_guided_base: rng.unit() * 2.5,
+        kl_rft_small: rng.unit() * 2.0,
+        js_guided_base: rng.unit() * 0.69,
+        base_rank: 1 + (rng.next() % 50) as usize * usize::from(flipped),
+        flipped,
+    }
+}
+
+/// The record of step `step` of the base-only or RFT-only stream.
+pub fn stream_record(step: usize, seed: u64) -> StreamRecord {
+    let mut rng = Lcg(seed.wrapping_add(step as u64 * 104_729));
+    let token = (rng.next() % WORDS.len() as u64) as u32;
+    let d = distribution(&mut rng, token);
+    StreamRecord {
+        step,
+        token,
+        text: WORDS[token as usize].to_string(),
+        logprob: -rng.unit() * 9.0,
+        entropy: d.entropy,
+        top: d.top,
+    }
+}
+
+/// A small striped picture, so the image pane has something to show without reading a file.
+pub fn thumbnail() -> Thumbnail {
+    let (width, height) = (32u32, 24u32);
+    let pixels = (0..width * height)
+        .map(|i| {
+            let (x, y) = (i % width, i / width);
+            let d = (x as i32 - 16).pow(2) + (y as i32 - 12).pow(2);
+            if d < 64 {
+                [220, 40, 40]
+            } else {
+                [(x * 8) as u8, (y * 10) as u8, 120]
+            }
+        })
+        .collect();
+    Thumbnail { width, height, pixels }
+}
+
+/// An app in `mode` with `n` tokens in every pane, sized `screen`.
+pub fn app(n: usize, screen: (u16, u16)) -> App {
+    let info = SessionInfo {
+        mode: Mode::Live,
+        base: "Qwen2.5-VL-32B-Instruct".into(),
+        rft: "ThinkLite-VL-7B".into(),
+        small: "Qwen2.5-VL-7B-Instruct".into(),
+        device: "cuda:0".into(),
+        dtype: "bf16".into(),
+        sampling: Sampling::Greedy,
+        max_new_tokens: 512.max(n),
+        question: "How many circles are in the picture?".into(),
+        image_path: Some(PathBuf::from("assets/sample.png")),
+    };
+    let mut app = App::new(info, 0.5);
+    app.screen = screen;
+    app.image = Some(thumbnail());
+    for s in 0..n {
+        app.push_base(stream_record(s, 1));
+        app.push_rft(stream_record(s, 2));
+        app.push_guided(guided_record(s, 3));
+    }
+    if n > 0 {
+        app.run = super::app::RunState::Running;
+    }
+    app.step = n;
+    app.tokens_per_second = 12.5;
+    app
+}

@@ -1,0 +1,94 @@
+//! Taking over the terminal and giving it back: raw mode, the alternate screen and mouse capture
+//! on entry; the reverse on quit, on error (a guard's `Drop`) and on panic (a hook that restores
+//! the terminal before the previous hook prints the panic). Logs go to a file, never the screen.
+
+use std::io::{stdout, Stdout};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::thread::ThreadId;
+
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+use ratatui::crossterm::execute;
+use ratatui::crossterm::terminal::{disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen};
+use ratatui::Terminal;
+
+pub type Term = Terminal<CrosstermBackend<Stdout>>;
+
+/// Gives the terminal back. Safe to call more than once and when it was never taken.
+pub fn restore() {
+    let _ = disable_raw_mode();
+    let _ = execute!(stdout(), DisableMouseCapture, LeaveAlternateScreen, ratatui::crossterm::cursor::Show);
+}
+
+/// Owns the terminal while the UI runs; gives it back when dropped (on every way out).
+pub struct TerminalGuard {
+    pub terminal: Term,
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// Installs the panic hook (once), then enters raw mode, the alternate screen and mouse capture.
+pub fn enter() -> std::io::Result<TerminalGuard> {
+    install_panic_hook(std::thread::current().id());
+    enable_raw_mode()?;
+    let entered = execute!(stdout(), EnterAlternateScreen, EnableMouseCapture)
+        .and_then(|_| Terminal::new(CrosstermBackend::new(stdout())));
+    match entered {
+        Ok(terminal) => Ok(TerminalGuard { terminal }),
+        Err(e) => {
+            restore();
+            Err(e)
+        }
+    }
+}
+
+static HOOK: Once = Once::new();
+
+fn install_panic_hook(ui_thread: ThreadId) {
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().id() == ui_thread {
+                // The UI is going down: give the terminal back first, so the message is readable
+                // and the shell is usable.
+                restore();
+                previous(info);
+            } else {
+                // Another thread (the engine): printing would scribble over the UI, which keeps
+                // running and reports the stopped engine on its status line.
+                tracing::error!("panic: {info}");
+            }
+        }));
+    });
+}
+
+/// Where the log file goes: `logs/proxythinker.log` under the cache directory.
+pub fn log_file() -> PathBuf {
+    super::demo::cache_dir().join("logs").join("proxythinker.log")
+}
+
+/// Sends `tracing` output to the log file. Returns the file's path, or `None` when it cannot be
+/// written (the UI then runs without a log rather than printing on the screen).
+pub fn init_logging(path: &Path) -> Option<PathBuf> {
+    let dir = path.parent()?;
+    std::fs::create_dir_all(dir).ok()?;
+    let name = path.file_name()?.to_str()?;
+    // The builder, unlike `rolling::never`, reports an unwritable place instead of panicking.
+    let appender = tracing_appender::rolling::RollingFileAppender::builder()
+        .rotation(tracing_appender::rolling::Rotation::NEVER)
+        .filename_prefix(name)
+        .build(dir)
+        .ok()?;
+    tracing_subscriber::fmt()
+        .with_writer(appender)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .try_init()
+        .ok()?;
+    Some(path.to_path_buf())
+}

@@ -1,0 +1,105 @@
+//! A stream pane: the tokens of one stream, wrapped, each on a background coloured by the
+//! selected measure (the heatmap), the selected step marked. Only the visible lines are built,
+//! so a pane costs the same with ten tokens or ten thousand (wrapping is integer arithmetic on
+//! widths computed when each token arrived).
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Borders, Widget};
+
+use crate::tui::app::{App, Pane};
+use crate::tui::layout;
+use crate::tui::measure::{heat, ink, Measure};
+
+pub struct StreamPane<'a> {
+    pub app: &'a App,
+    pub pane: Pane,
+}
+
+/// The colour scale as a line: bottom value, a ramp of `steps` cells, top value.
+pub fn legend(bottom: &str, top: &str, steps: usize) -> Line<'static> {
+    let mut spans = vec![Span::raw(format!(" {bottom} "))];
+    for i in 0..steps {
+        spans.push(Span::styled(" ", Style::default().bg(heat(i as f32 / (steps.max(2) - 1) as f32))));
+    }
+    spans.push(Span::raw(format!(" {top} ")));
+    Line::from(spans)
+}
+
+impl StreamPane<'_> {
+    fn caption(&self) -> String {
+        match self.pane {
+            Pane::Guided => self.app.measure.name().to_string(),
+            _ => self.app.measure.pane_caption().to_string(),
+        }
+    }
+
+    fn scale_top(&self) -> String {
+        let m = self.app.measure;
+        match self.pane {
+            Pane::Guided => match m {
+                Measure::BaseRank => format!("{:.0}+", m.scale_top()),
+                Measure::Flipped => "yes".into(),
+                _ => format!("{:.2}+", m.scale_top()),
+            },
+            _ => match m {
+                Measure::Entropy => format!("{:.2}+", m.scale_top()),
+                _ => "8.00+".into(),
+            },
+        }
+    }
+}
+
+impl Widget for StreamPane<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.app;
+        let focused = app.focus == self.pane;
+        let border = if focused { Style::default().fg(Color::Cyan) } else { Style::default().fg(Color::DarkGray) };
+        let title = format!(" {} · {} ", self.pane.title(), self.caption());
+        // Narrow panes (80-column terminals) get a shorter count and ramp, so both still fit.
+        let wide = area.width >= 40;
+        let count = if wide { format!(" {} tokens ", app.len(self.pane)) } else { format!(" {} ", app.len(self.pane)) };
+        let bottom_scale = legend("0", &self.scale_top(), if wide { 8 } else { 4 });
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .border_type(if focused { BorderType::Thick } else { BorderType::Plain })
+            .border_style(border)
+            .title(Line::from(title).style(if focused { Style::default().fg(Color::Cyan) } else { Style::default() }))
+            .title_bottom(Line::from(count))
+            .title_bottom(bottom_scale.right_aligned());
+        let inner = block.inner(area);
+        block.render(area, buf);
+        if inner.width == 0 || inner.height == 0 {
+            return;
+        }
+        let cells = &app.cells[self.pane.index()];
+        if cells.is_empty() {
+            let note = if app.is_replay() { "(no tokens in the trace)" } else { "(waiting for tokens)" };
+            buf.set_string(inner.x, inner.y, note, Style::default().fg(Color::DarkGray));
+            return;
+        }
+        let lines = layout::pane_lines_in(app, self.pane, inner);
+        let forced_style = Modifier::UNDERLINED;
+        for row in 0..inner.height as usize {
+            let line = lines.top + row;
+            if line >= lines.starts.len() {
+                break;
+            }
+            let mut spans = Vec::new();
+            for i in layout::line_range(&lines.starts, line, cells.len()) {
+                let level = app.level(self.pane, i);
+                let mut style = Style::default().bg(heat(level)).fg(ink(level));
+                if self.pane == Pane::Guided && app.guided.get(i).is_some_and(|r| r.forced) {
+                    style = style.add_modifier(forced_style);
+                }
+                if i == app.cursor {
+                    style = Style::default().bg(Color::White).fg(Color::Black).add_modifier(Modifier::BOLD);
+                }
+                spans.push(Span::styled(cells[i].text.as_str(), style));
+            }
+            buf.set_line(inner.x, inner.y + row as u16, &Line::from(spans), inner.width);
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The real binary in a real terminal: tmux runs `proxythinker demo` in a 200×50 window, keys are
+//! typed with send-keys and the screen read with capture-pane. Also `replay` of a file that is
+//! not a trace, and bad command lines (one line on stderr, exit status 2, no panic).
+//!
+//! Needs tmux (`apt-get install tmux`); without it the test fails and says so.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxythinker");
+
+/// A private tmux server (its own socket), killed when the test ends however it ends.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(name: &str) -> Tmux {
+        let present = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
+        assert!(
+            present,
+            "tmux is not installed: the end-to-end UI test drives the binary in tmux; install it (e.g. `apt-get install tmux`)"
+        );
+        let tmux = Tmux { socket: format!("proxythinker-{name}-{}", std::process::id()) };
+        let out = tmux.run(&["-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "50", "-s", "e2e", "sh"]);
+        assert!(out.status.success(), "tmux new-session failed: {}", String::from_utf8_lossy(&out.stderr));
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("run tmux")
+    }
+
+    /// Types `keys` (tmux key names, e.g. "Enter", or literal text with `literal`).
+    fn send(&self, keys: &str, literal: bool) {
+        let mut args = vec!["send-keys", "-t", "e2e"];
+        if literal {
+            args.push("-l");
+        }
+        args.push(keys);
+        let out = self.run(&args);
+        assert!(out.status.success(), "send-keys: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn type_line(&self, line: &str) {
+        self.send(line, true);
+        self.send("Enter", false);
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "e2e"]).stdout).into_owned()
+    }
+
+    /// Waits until the screen satisfies `ok`, failing with the last screen after `secs`.
+    fn wait_for(&self, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            if started.elapsed() > Duration::from_secs(secs) {
+                panic!("timed out waiting for {what}; the screen was:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The token counts the three panes print on their bottom borders (" N tokens ").
+fn token_counts(screen: &str) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for line in screen.lines() {
+        let mut rest = line;
+        while let Some(at) = rest.find(" tokens ") {
+            let before = &rest[..at];
+            let digits: String = before.chars().rev().take_while(|c| c.is_ascii_digit()).collect();
+            if !digits.is_empty() {
+                counts.push(digits.chars().rev().collect::<String>().parse().unwrap_or(0));
+            }
+            rest = &rest[at + 8..];
+        }
+    }
+    counts
+}
+
+fn wait_for_file(path: &Path, secs: u64) -> String {
+    let started = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if s.ends_with('\n') {
+                return s;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(secs), "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn quoted(p: &Path) -> String {
+    format!("'{}'", p.display())
+}
+
+#[test]
+fn demo_fills_three_panes_changes_alpha_and_quits_cleanly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    let code = dir.path().join("code");
+    let stty = dir.path().join("stty");
+    let tmux = Tmux::start("demo");
+    tmux.type_line(&format!(
+        "cd {} && PROXYTHINKER_CACHE={} {BIN} demo --max-new-tokens 48 --ignore-eos; echo $? > {}",
+        quoted(dir.path()),
+        quoted(&cache),
+        quoted(&code)
+    ));
+    let screen = tmux.wait_for("the demo header", 60, |s| s.contains("DEMO — synthetic random models"));
+    assert!(screen.contains("α=0.50"), "{screen}");
+    let screen = tmux.wait_for("tokens in all three panes", 120, |s| {
+        let c = token_counts(s);
+        c.len() == 3 && c.iter().all(|n| *n >= 5)
+    });
+    for pane in ["base ·", "RFT-small ·", "guided ·"] {
+        assert!(screen.contains(pane), "pane {pane} missing:\n{screen}");
+    }
+    tmux.send("]", true);
+    let screen = tmux.wait_for("α=0.60 in the header", 20, |s| s.contains("α=0.60"));
+    assert!(!screen.contains("α=0.50"), "{screen}");
+    tmux.send("q", true);
+    let status = wait_for_file(&code, 20);
+    assert_eq!(status.trim(), "0", "exit status");
+    // Back on the normal screen, in cooked mode: the shell runs the next command.
+    tmux.type_line(&format!("stty -a > {}", quoted(&stty)));
+    let modes = wait_for_file(&stty, 10);
+    assert!(modes.contains(" icanon") && !modes.contains("-icanon"), "still in raw mode: {modes}");
+    assert!(modes.contains(" echo ") && !modes.contains("-echo "), "echo is off: {modes}");
+    let screen = tmux.screen();
+    assert!(!screen.contains("DEMO — synthetic"), "the alternate screen was not left:\n{screen}");
+    assert!(screen.contains("demo --max-new-tokens 48"), "the shell's screen is back:\n{screen}");
+    // The demo wrote its checkpoints to the cache directory and its log beside them.
+    assert!(cache.join(format!("demo-{}", env!("CARGO_PKG_VERSION"))).join("base/model.safetensors").is_file());
+    assert!(cache.join("logs/proxythinker.log").is_file());
+}
+
+#[test]
+fn a_panic_gives_the_terminal_back_and_prints_the_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let code = dir.path().join("code");
+    let stty = dir.path().join("stty");
+    let tmux = Tmux::start("panic");
+    tmux.type_line(&format!(
+        "PROXYTHINKER_TEST_PANIC=1 PROXYTHINKER_CACHE={} {BIN} demo --max-new-tokens 8; echo $? > {}",
+        quoted(&dir.path().join("cache")),
+        quoted(&code)
+    ));
+    assert_eq!(wait_for_file(&code, 60).trim(), "101", "a panic exits with Rust's status 101");
+    tmux.type_line(&format!("stty -a > {}", quoted(&stty)));
+    let modes = wait_for_file(&stty, 10);
+    assert!(modes.contains(" icanon") && !modes.contains("-icanon"), "still in raw mode: {modes}");
+    let screen = tmux.screen();
+    // The message is printed on the normal screen, after the alternate screen was left.
+    assert!(screen.contains("panicking on purpose"), "{screen}");
+    assert!(!screen.contains("DEMO — synthetic"), "{screen}");
+}
+
+#[test]
+fn replay_of_a_file_that_is_not_a_trace_shows_the_error_in_the_ui() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = dir.path().join("not_a_trace");
+    std::fs::write(&bad, "this is not json\n").expect("write");
+    let code = dir.path().join("code");
+    let tmux = Tmux::start("replay");
+    tmux.type_line(&format!(
+        "PROXYTHINKER_CACHE={} {BIN} replay {}; echo $? > {}",
+        quoted(&dir.path().join("cache")),
+        quoted(&bad),
+        quoted(&code)
+    ));
+    let screen = tmux.wait_for("the error on the status line", 30, |s| s.contains("not a proxythinker trace"));
+    assert!(screen.contains("REPLAY"), "{screen}");
+    // Still running: the help opens and closes.
+    tmux.send("?", true);
+    tmux.wait_for("the help", 10, |s| s.contains("any key closes"));
+    tmux.send("Escape", false);
+    tmux.wait_for("the help to close", 10, |s| !s.contains("any key closes"));
+    tmux.send("q", true);
+    assert_eq!(wait_for_file(&code, 20).trim(), "0");
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env("PROXYTHINKER_CACHE", std::env::temp_dir().join("proxythinker-e2e")).output().expect("run the binary")
+}
+
+fn assert_one_line_error(out: &Output, contains: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(contains), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny").join(rel)
+}
+
+#[test]
+fn bad_command_lines_are_one_line_errors_with_status_2() {
+    let base = fixture("qwen2_5_vl");
+    let rft = fixture("trio_rft");
+    let small = fixture("trio_small");
+    let (b, r, s) = (base.to_str().unwrap_or(""), rft.to_str().unwrap_or(""), small.to_str().unwrap_or(""));
+    // No subcommand: the UI, whose checks run before the terminal is touched.
+    assert_one_line_error(&run(&["--base", "/nonexistent", "--rft", r, "--small", s]), "/nonexistent");
+    assert_one_line_error(&run(&["tui", "--base", b, "--rft", "/nonexistent/rft", "--small", s]), "/nonexistent/rft");
+    assert_one_line_error(&run(&["--base", b, "--rft", r]), "required");
+    assert_one_line_error(&run(&["--base", b, "--rft", r, "--small", s, "--alpha", "nan"]), "--alpha");
+    assert_one_line_error(&run(&["--base", b, "--rft", r, "--small", s, "--question", " "]), "question is empty");
+    let not_image = fixture("images/not_an_image.png");
+    assert_one_line_error(
+        &run(&["--base", b, "--rft", r, "--small", s, "--image", not_image.to_str().unwrap_or("")]),
+        "not_an_image.png",
+    );
+    assert_one_line_error(&run(&["demo", "--temperature", "0"]), "--temperature");
+    assert_one_line_error(&run(&["demo", "--device", "tpu"]), "tpu");
+    assert_one_line_error(&run(&["replay"]), "required");
+}

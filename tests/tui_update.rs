@@ -1,0 +1,471 @@
+//! The UI's behaviour without a terminal: `update` on synthetic state, key by key, and the
+//! app-level functions behind the effects (image opening, trace export and replay).
+
+use std::path::{Path, PathBuf};
+
+use proxythinker::engine::{Command, Event};
+use proxythinker::tui::app::{App, InputPurpose, Mode, Pane, RunState};
+use proxythinker::tui::layout;
+use proxythinker::tui::measure::{Measure, ALL};
+use proxythinker::tui::picture::Thumbnail;
+use proxythinker::tui::synthetic;
+use proxythinker::tui::trace_io;
+use proxythinker::tui::update::{update, Effect, Msg};
+use ratatui::crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
+
+fn key(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn ch(c: char) -> Msg {
+    key(KeyCode::Char(c))
+}
+
+fn app(n: usize) -> App {
+    synthetic::app(n, (200, 50))
+}
+
+fn alpha_sent(effects: &[Effect]) -> Option<f32> {
+    match effects {
+        [Effect::SendCommand(Command::SetAlpha(a))] => Some(*a),
+        _ => None,
+    }
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+}
+
+#[test]
+fn bracket_raises_alpha_by_a_tenth_and_sends_it() {
+    let mut a = app(5);
+    let fx = update(&mut a, ch(']'));
+    assert_eq!(a.alpha, 0.6);
+    assert_eq!(alpha_sent(&fx), Some(0.6));
+    assert_eq!(a.alpha_label(), "α=0.60");
+    let fx = update(&mut a, ch('['));
+    assert_eq!(a.alpha, 0.5);
+    assert_eq!(alpha_sent(&fx), Some(0.5));
+}
+
+#[test]
+fn braces_change_alpha_by_a_hundredth() {
+    let mut a = app(5);
+    let fx = update(&mut a, ch('{'));
+    assert_eq!(a.alpha, 0.49);
+    assert_eq!(alpha_sent(&fx), Some(0.49));
+    update(&mut a, ch('}'));
+    update(&mut a, ch('}'));
+    assert_eq!(a.alpha, 0.51);
+    // Ten hundredths land exactly on a tenth: α stays on the grid the header prints.
+    for _ in 0..9 {
+        update(&mut a, ch('}'));
+    }
+    assert_eq!(a.alpha, 0.6);
+}
+
+#[test]
+fn alpha_goes_below_zero_and_back() {
+    let mut a = app(1);
+    for _ in 0..6 {
+        update(&mut a, ch('['));
+    }
+    assert_eq!(a.alpha, -0.1);
+    assert_eq!(a.alpha_label(), "α=-0.10");
+}
+
+#[test]
+fn m_cycles_through_every_measure() {
+    let mut a = app(3);
+    let mut seen = vec![a.measure];
+    for _ in 0..ALL.len() {
+        let fx = update(&mut a, ch('m'));
+        assert!(fx.is_empty());
+        seen.push(a.measure);
+    }
+    assert_eq!(&seen[..ALL.len()], &ALL[..]);
+    assert_eq!(seen[ALL.len()], Measure::KlGuidedBase, "wraps around");
+}
+
+#[test]
+fn cursor_moves_and_clamps_at_both_ends() {
+    let mut a = app(10);
+    assert_eq!(a.cursor, 9, "follows the newest token");
+    assert!(a.follow);
+    update(&mut a, key(KeyCode::Right));
+    assert_eq!(a.cursor, 9, "clamped at the end");
+    assert!(!a.follow);
+    update(&mut a, ch('h'));
+    assert_eq!(a.cursor, 8);
+    update(&mut a, key(KeyCode::Left));
+    assert_eq!(a.cursor, 7);
+    update(&mut a, ch('g'));
+    assert_eq!(a.cursor, 0);
+    update(&mut a, key(KeyCode::Left));
+    assert_eq!(a.cursor, 0, "clamped at the start");
+    update(&mut a, ch('l'));
+    assert_eq!(a.cursor, 1);
+    update(&mut a, ch('G'));
+    assert_eq!(a.cursor, 9);
+    assert!(a.follow);
+}
+
+#[test]
+fn a_new_token_moves_the_cursor_only_while_following() {
+    let mut a = app(4);
+    update(&mut a, Msg::Engine(Event::Record(proxythinker::engine::Record::Guided(synthetic::guided_record(4, 3)))));
+    assert_eq!(a.cursor, 4);
+    update(&mut a, ch('h'));
+    update(&mut a, Msg::Engine(Event::Record(proxythinker::engine::Record::Guided(synthetic::guided_record(5, 3)))));
+    assert_eq!(a.cursor, 3, "the user's cursor stays");
+    assert_eq!(a.guided.len(), 6);
+}
+
+#[test]
+fn down_and_up_move_by_wrapped_lines() {
+    let mut a = app(400);
+    update(&mut a, ch('g'));
+    let lines = layout::pane_lines(&a, Pane::Guided).expect("layout");
+    update(&mut a, ch('j'));
+    assert_eq!(layout::line_of(&lines.starts, a.cursor), 1, "one line down");
+    update(&mut a, key(KeyCode::Down));
+    assert_eq!(layout::line_of(&lines.starts, a.cursor), 2);
+    update(&mut a, ch('k'));
+    assert_eq!(layout::line_of(&lines.starts, a.cursor), 1);
+    update(&mut a, key(KeyCode::Up));
+    update(&mut a, key(KeyCode::Up));
+    assert_eq!(a.cursor, 0, "clamped on the first line");
+}
+
+#[test]
+fn moving_the_cursor_scrolls_the_panes_to_show_it() {
+    let mut a = app(2000);
+    assert_eq!(a.scroll, [None; 3]);
+    update(&mut a, ch('g'));
+    assert_eq!(a.scroll[Pane::Guided.index()], Some(0));
+    let lines = layout::pane_lines(&a, Pane::Guided).expect("layout");
+    assert!(lines.top == 0);
+}
+
+#[test]
+fn enter_forces_the_selected_candidate_at_the_cursor() {
+    let mut a = app(10);
+    update(&mut a, ch('h'));
+    update(&mut a, ch('h'));
+    assert_eq!(a.cursor, 7);
+    update(&mut a, ch('n'));
+    update(&mut a, ch('n'));
+    update(&mut a, ch('p'));
+    assert_eq!(a.candidate, 1);
+    let want = a.guided[7].guided.top[1].token;
+    let fx = update(&mut a, key(KeyCode::Enter));
+    match fx.as_slice() {
+        [Effect::SendCommand(Command::Force { step, token })] => {
+            assert_eq!(*step, 7);
+            assert_eq!(*token, want);
+        }
+        other => panic!("expected one Force, got {other:?}"),
+    }
+}
+
+#[test]
+fn candidate_selection_stays_in_the_top_k() {
+    let mut a = app(3);
+    for _ in 0..30 {
+        update(&mut a, ch('n'));
+    }
+    assert_eq!(a.candidate, a.guided[a.cursor].guided.top.len() - 1);
+    for _ in 0..30 {
+        update(&mut a, ch('p'));
+    }
+    assert_eq!(a.candidate, 0);
+}
+
+#[test]
+fn enter_without_a_guided_token_says_so_and_sends_nothing() {
+    let mut a = app(0);
+    let fx = update(&mut a, key(KeyCode::Enter));
+    assert!(fx.is_empty());
+    assert!(a.status.as_ref().is_some_and(|s| s.error));
+}
+
+#[test]
+fn guided_reset_truncates_the_guided_pane_only() {
+    let mut a = app(10);
+    let kept = a.guided[..4].to_vec();
+    update(&mut a, Msg::Engine(Event::GuidedReset { kept }));
+    assert_eq!(a.guided.len(), 4);
+    assert_eq!(a.len(Pane::Guided), 4);
+    assert_eq!(a.len(Pane::Base), 10);
+    assert_eq!(a.len(Pane::Rft), 10);
+    assert_eq!(a.cursor, 3, "a following cursor moves to the newest kept token");
+}
+
+#[test]
+fn guided_reset_clamps_a_cursor_past_the_end() {
+    let mut a = app(10);
+    a.focus = Pane::Guided;
+    update(&mut a, ch('h'));
+    update(&mut a, Msg::Engine(Event::GuidedReset { kept: Vec::new() }));
+    assert!(a.guided.is_empty());
+    assert!(a.cursor < 10);
+}
+
+#[test]
+fn engine_events_fill_the_panes_and_the_header() {
+    let mut a = app(0);
+    assert_eq!(a.run, RunState::Loading);
+    use proxythinker::engine::Record;
+    update(&mut a, Msg::Engine(Event::Record(Record::Base(synthetic::stream_record(0, 1)))));
+    update(&mut a, Msg::Engine(Event::Record(Record::Rft(synthetic::stream_record(0, 2)))));
+    update(&mut a, Msg::Engine(Event::Record(Record::Guided(synthetic::guided_record(0, 3)))));
+    update(&mut a, Msg::Engine(Event::Progress { step: 1, tokens_per_second: 42.0 }));
+    assert_eq!((a.len(Pane::Base), a.len(Pane::Rft), a.len(Pane::Guided)), (1, 1, 1));
+    assert_eq!(a.step, 1);
+    assert_eq!(a.tokens_per_second, 42.0);
+    assert_eq!(a.run, RunState::Running);
+    update(&mut a, Msg::Engine(Event::Finished));
+    assert_eq!(a.run, RunState::Finished);
+    update(&mut a, Msg::Engine(Event::Error("the base model's logits hold NaN".into())));
+    assert_eq!(a.status.as_ref().map(|s| (s.text.as_str(), s.error)), Some(("the base model's logits hold NaN", true)));
+}
+
+#[test]
+fn space_pauses_and_resumes() {
+    let mut a = app(3);
+    let fx = update(&mut a, ch(' '));
+    assert!(matches!(fx.as_slice(), [Effect::SendCommand(Command::Pause)]));
+    assert_eq!(a.run, RunState::Paused);
+    let fx = update(&mut a, ch(' '));
+    assert!(matches!(fx.as_slice(), [Effect::SendCommand(Command::Resume)]));
+    assert_eq!(a.run, RunState::Running);
+}
+
+#[test]
+fn r_restarts_with_the_same_inputs_and_clears_the_streams() {
+    let mut a = app(5);
+    let fx = update(&mut a, ch('r'));
+    match fx.as_slice() {
+        [Effect::Restart { question, image }] => {
+            assert_eq!(question, "How many circles are in the picture?");
+            assert_eq!(image.as_deref(), Some(Path::new("assets/sample.png")));
+        }
+        other => panic!("expected a restart, got {other:?}"),
+    }
+    assert_eq!(a.len(Pane::Guided) + a.len(Pane::Base) + a.len(Pane::Rft), 0);
+    assert_eq!(a.run, RunState::Loading);
+}
+
+#[test]
+fn e_edits_the_question_and_enter_restarts_with_it() {
+    let mut a = app(5);
+    update(&mut a, ch('e'));
+    assert_eq!(a.input.as_ref().map(|i| i.purpose), Some(InputPurpose::Question));
+    // Keys go to the input line while it is open: q types a q, it does not quit.
+    update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)));
+    for c in "Which circle is biggest?".chars() {
+        assert!(update(&mut a, ch(c)).is_empty());
+    }
+    update(&mut a, key(KeyCode::Backspace));
+    update(&mut a, ch('q'));
+    let fx = update(&mut a, key(KeyCode::Enter));
+    assert!(a.input.is_none());
+    assert_eq!(a.info.question, "Which circle is biggestq");
+    assert!(matches!(fx.as_slice(), [Effect::Restart { question, .. }] if question == "Which circle is biggestq"));
+    assert_eq!(a.len(Pane::Guided), 0);
+}
+
+#[test]
+fn esc_cancels_the_edit() {
+    let mut a = app(5);
+    update(&mut a, ch('e'));
+    update(&mut a, ch('!'));
+    let fx = update(&mut a, key(KeyCode::Esc));
+    assert!(fx.is_empty());
+    assert!(a.input.is_none());
+    assert_eq!(a.info.question, "How many circles are in the picture?");
+    assert_eq!(a.len(Pane::Guided), 5, "the session is kept");
+}
+
+#[test]
+fn an_empty_question_is_refused_on_the_status_line_and_the_session_kept() {
+    let mut a = app(5);
+    update(&mut a, ch('e'));
+    update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)));
+    update(&mut a, ch(' '));
+    let fx = update(&mut a, key(KeyCode::Enter));
+    assert!(fx.is_empty(), "no restart");
+    let status = a.status.clone().expect("a status");
+    assert!(status.error);
+    assert!(status.text.contains("question is empty"), "{}", status.text);
+    assert_eq!(a.info.question, "How many circles are in the picture?");
+    assert_eq!(a.len(Pane::Guided), 5);
+}
+
+#[test]
+fn o_asks_for_an_image_path_and_opens_it() {
+    let mut a = app(5);
+    update(&mut a, ch('o'));
+    assert_eq!(a.input.as_ref().map(|i| i.purpose), Some(InputPurpose::ImagePath));
+    update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)));
+    for c in "/tmp/x.png".chars() {
+        update(&mut a, ch(c));
+    }
+    let fx = update(&mut a, key(KeyCode::Enter));
+    assert!(matches!(fx.as_slice(), [Effect::OpenImage(p)] if p == Path::new("/tmp/x.png")));
+    // Opened: the image is shown and the session restarts with it.
+    let fx = update(&mut a, Msg::ImageOpened { path: PathBuf::from("/tmp/x.png"), thumbnail: synthetic::thumbnail() });
+    assert!(matches!(fx.as_slice(), [Effect::Restart { image: Some(p), .. }] if p == Path::new("/tmp/x.png")));
+    assert_eq!(a.info.image_path.as_deref(), Some(Path::new("/tmp/x.png")));
+}
+
+#[test]
+fn a_path_that_is_not_an_image_shows_an_error_and_keeps_the_session() {
+    let not_image = fixture("tiny/images/not_an_image.png");
+    let err = Thumbnail::open(&not_image).expect_err("not an image");
+    let text = err.to_string();
+    assert!(text.contains("not_an_image.png"), "{text}");
+    let missing = Thumbnail::open(Path::new("/nonexistent/picture.png")).expect_err("missing");
+    assert!(missing.to_string().contains("cannot open"), "{missing}");
+
+    let mut a = app(5);
+    let before = a.info.image_path.clone();
+    let fx = update(&mut a, Msg::Failed(text.clone()));
+    assert!(fx.is_empty());
+    assert_eq!(a.status.as_ref().map(|s| (s.text.clone(), s.error)), Some((text, true)));
+    assert_eq!(a.info.image_path, before);
+    assert_eq!(a.len(Pane::Guided), 5);
+}
+
+#[test]
+fn the_demo_image_opens() {
+    let t = Thumbnail::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sample.png")).expect("sample image");
+    assert_eq!((t.width, t.height), (160, 120), "640×480 shrunk to fit 160×160");
+}
+
+#[test]
+fn q_quits_and_question_mark_toggles_help() {
+    let mut a = app(1);
+    assert!(matches!(update(&mut a, ch('q')).as_slice(), [Effect::Quit]));
+    assert!(matches!(
+        update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL))).as_slice(),
+        [Effect::Quit]
+    ));
+    update(&mut a, ch('?'));
+    assert!(a.help);
+    // Any key closes the help without acting.
+    assert!(update(&mut a, ch(']')).is_empty());
+    assert!(!a.help);
+    assert_eq!(a.alpha, 0.5);
+}
+
+#[test]
+fn key_releases_are_ignored() {
+    let mut a = app(1);
+    let mut release = KeyEvent::new(KeyCode::Char(']'), KeyModifiers::NONE);
+    release.kind = KeyEventKind::Release;
+    assert!(update(&mut a, Msg::Key(release)).is_empty());
+    assert_eq!(a.alpha, 0.5);
+}
+
+#[test]
+fn tab_moves_the_focus_between_panes() {
+    let mut a = app(1);
+    assert_eq!(a.focus, Pane::Guided);
+    update(&mut a, key(KeyCode::Tab));
+    assert_eq!(a.focus, Pane::Base);
+    update(&mut a, key(KeyCode::Tab));
+    assert_eq!(a.focus, Pane::Rft);
+}
+
+#[test]
+fn a_click_selects_the_token_under_the_mouse() {
+    let mut a = app(50);
+    let areas = layout::areas(ratatui::layout::Rect::new(0, 0, 200, 50)).expect("fits");
+    let base = layout::inner(areas.panes[Pane::Base.index()]);
+    let lines = layout::pane_lines(&a, Pane::Base).expect("layout");
+    // Click the third token of the first visible line of the base pane.
+    let line = lines.top;
+    let i = lines.starts[line] + 2;
+    let x = base.x + layout::column_of(&a.cells[0], &lines.starts, i);
+    let click = MouseEvent { kind: MouseEventKind::Down(MouseButton::Left), column: x, row: base.y, modifiers: KeyModifiers::NONE };
+    update(&mut a, Msg::Mouse(click));
+    assert_eq!(a.focus, Pane::Base);
+    assert_eq!(a.cursor, i);
+    assert!(!a.follow);
+}
+
+#[test]
+fn the_wheel_scrolls_and_scrolling_to_the_end_follows_again() {
+    let mut a = app(3000);
+    let areas = layout::areas(ratatui::layout::Rect::new(0, 0, 200, 50)).expect("fits");
+    let g = layout::inner(areas.panes[Pane::Guided.index()]);
+    let wheel = |kind| Msg::Mouse(MouseEvent { kind, column: g.x + 1, row: g.y + 1, modifiers: KeyModifiers::NONE });
+    let bottom = layout::pane_lines(&a, Pane::Guided).expect("layout").top;
+    update(&mut a, wheel(MouseEventKind::ScrollUp));
+    assert_eq!(a.scroll[Pane::Guided.index()], Some(bottom - 3));
+    update(&mut a, wheel(MouseEventKind::ScrollDown));
+    assert_eq!(a.scroll[Pane::Guided.index()], None, "back at the bottom: follow");
+}
+
+#[test]
+fn resize_is_remembered_for_hit_testing() {
+    let mut a = app(1);
+    update(&mut a, Msg::Resize(90, 30));
+    assert_eq!(a.screen, (90, 30));
+    assert!(layout::pane_lines(&a, Pane::Guided).is_some());
+    update(&mut a, Msg::Resize(60, 20));
+    assert!(layout::pane_lines(&a, Pane::Guided).is_none(), "too small for the layout");
+}
+
+#[test]
+fn x_exports_a_trace_that_reads_back() {
+    let mut a = app(12);
+    assert!(matches!(update(&mut a, ch('x')).as_slice(), [Effect::ExportTrace]));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = trace_io::export_path(dir.path());
+    trace_io::export(&a, &path).expect("export");
+    let back = proxythinker::trace::read(&path).expect("a trace");
+    assert_eq!(back.records.len(), 36);
+    assert_eq!(back.header["alpha"], 0.5);
+    let replay = trace_io::replay_app(&path);
+    assert!(replay.is_replay());
+    assert_eq!(replay.guided, a.guided);
+    assert_eq!(replay.base, a.base);
+    assert_eq!(replay.rft, a.rft);
+    assert_eq!(replay.info.question, a.info.question);
+}
+
+#[test]
+fn replaying_a_file_that_is_not_a_trace_shows_why_and_opens_anyway() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("not_a_trace");
+    std::fs::write(&path, "hello\n").expect("write");
+    let a = trace_io::replay_app(&path);
+    assert_eq!(a.info.mode, Mode::Replay(path.clone()));
+    let status = a.status.clone().expect("a status");
+    assert!(status.error);
+    assert!(status.text.contains("not a proxythinker trace"), "{}", status.text);
+    let missing = trace_io::replay_app(Path::new("/nonexistent/trace.jsonl"));
+    assert!(missing.status.is_some_and(|s| s.error && s.text.contains("/nonexistent/trace.jsonl")));
+}
+
+#[test]
+fn a_replay_refuses_what_needs_models_but_keeps_going() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.jsonl");
+    trace_io::export(&app(4), &path).expect("export");
+    let mut a = trace_io::replay_app(&path);
+    for k in [ch(']'), ch('{'), ch(' '), ch('r'), ch('e'), ch('o'), key(KeyCode::Enter)] {
+        assert!(update(&mut a, k).is_empty());
+        assert!(a.status.as_ref().is_some_and(|s| s.error && s.text.contains("replayed trace")));
+        assert!(a.input.is_none());
+    }
+    assert_eq!(a.alpha, 0.5);
+    assert_eq!(a.len(Pane::Guided), 4);
+    // Browsing works.
+    update(&mut a, ch('l'));
+    assert_eq!(a.cursor, 1);
+}

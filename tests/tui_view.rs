@@ -1,0 +1,207 @@
+//! Snapshots of every widget and of whole frames, drawn with ratatui's TestBackend from
+//! synthetic state (tests/snapshots/tui_view__*.snap hold the expected screens), and checks of
+//! the colours the snapshots cannot show.
+
+use std::path::PathBuf;
+
+use proxythinker::tui::app::{App, Input, InputPurpose, Mode, Pane};
+use proxythinker::tui::measure::{heat, Measure};
+use proxythinker::tui::synthetic;
+use proxythinker::tui::update::{update, Msg};
+use proxythinker::tui::view::{self, buffer_text, footer, header, help, inspector, media, plot, streams};
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::style::Color;
+use ratatui::widgets::Widget;
+use ratatui::Terminal;
+
+fn draw_widget<W: Widget>(w: W, width: u16, height: u16) -> Buffer {
+    let mut t = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+    t.draw(|f| f.render_widget(w, f.area())).expect("draw");
+    t.backend().buffer().clone()
+}
+
+fn draw_app(app: &App) -> Buffer {
+    let mut t = Terminal::new(TestBackend::new(app.screen.0, app.screen.1)).expect("test terminal");
+    t.draw(|f| view::draw(f, app)).expect("draw");
+    t.backend().buffer().clone()
+}
+
+fn text<W: Widget>(w: W, width: u16, height: u16) -> String {
+    buffer_text(&draw_widget(w, width, height))
+}
+
+fn key(c: char) -> Msg {
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+}
+
+#[test]
+fn whole_frame_200x50() {
+    let app = synthetic::app(300, (200, 50));
+    insta::assert_snapshot!(buffer_text(&draw_app(&app)));
+}
+
+#[test]
+fn whole_frame_80x24_the_smallest() {
+    let app = synthetic::app(40, (80, 24));
+    insta::assert_snapshot!(buffer_text(&draw_app(&app)));
+}
+
+#[test]
+fn whole_frame_while_loading() {
+    let app = synthetic::app(0, (120, 36));
+    insta::assert_snapshot!(buffer_text(&draw_app(&app)));
+}
+
+#[test]
+fn too_small_says_so() {
+    let app = synthetic::app(10, (60, 20));
+    let out = buffer_text(&draw_app(&app));
+    assert!(out.contains("too small"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn header_live() {
+    let app = synthetic::app(7, (120, 40));
+    insta::assert_snapshot!(text(header::Header(&app), 120, 2));
+}
+
+#[test]
+fn header_demo_says_the_models_are_synthetic() {
+    let mut app = synthetic::app(7, (120, 40));
+    app.info.mode = Mode::Demo;
+    update(&mut app, key(']'));
+    let out = text(header::Header(&app), 140, 2);
+    assert!(out.contains("DEMO — synthetic random models"));
+    assert!(out.contains("α=0.60"));
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn header_replay() {
+    let mut app = synthetic::app(7, (120, 40));
+    app.info.mode = Mode::Replay(PathBuf::from("run.jsonl"));
+    app.run = proxythinker::tui::app::RunState::Replay;
+    insta::assert_snapshot!(text(header::Header(&app), 120, 2));
+}
+
+#[test]
+fn image_and_question() {
+    let app = synthetic::app(1, (120, 40));
+    let out = text(media::Media(&app), 90, 8);
+    assert!(out.contains('▀'));
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn half_block_image_uses_both_colours() {
+    let thumb = synthetic::thumbnail();
+    let buf = draw_widget(media::HalfBlockImage(&thumb), 16, 6);
+    let cell = &buf[(8, 3)];
+    assert_eq!(cell.symbol(), "▀");
+    assert!(matches!(cell.fg, Color::Rgb(..)) && matches!(cell.bg, Color::Rgb(..)));
+    // The red disc is in the middle of the synthetic picture.
+    assert_eq!(cell.fg, Color::Rgb(220, 40, 40));
+}
+
+#[test]
+fn guided_pane_with_cursor() {
+    let mut app = synthetic::app(60, (120, 40));
+    update(&mut app, key('h'));
+    insta::assert_snapshot!(text(streams::StreamPane { app: &app, pane: Pane::Guided }, 40, 10));
+}
+
+#[test]
+fn base_pane_names_its_own_measure() {
+    let app = synthetic::app(20, (120, 40));
+    let out = text(streams::StreamPane { app: &app, pane: Pane::Base }, 40, 8);
+    assert!(out.contains("own −log p"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn empty_pane_waits_for_tokens() {
+    let app = synthetic::app(0, (120, 40));
+    insta::assert_snapshot!(text(streams::StreamPane { app: &app, pane: Pane::Rft }, 40, 5));
+}
+
+#[test]
+fn heatmap_colours_follow_the_measure() {
+    let mut app = synthetic::app(5, (120, 40));
+    app.follow = false;
+    app.cursor = 4;
+    let buf = draw_widget(streams::StreamPane { app: &app, pane: Pane::Guided }, 60, 5);
+    // The first token starts at the pane's inner corner.
+    let want = heat(Measure::KlGuidedBase.guided_level(&app.guided[0]));
+    assert_eq!(buf[(1, 1)].bg, want);
+    update(&mut app, key('m'));
+    let buf = draw_widget(streams::StreamPane { app: &app, pane: Pane::Guided }, 60, 5);
+    let want = heat(Measure::JsGuidedBase.guided_level(&app.guided[0]));
+    assert_eq!(buf[(1, 1)].bg, want);
+    // The cursor's token is drawn inverted whatever the measure.
+    app.cursor = 0;
+    let buf = draw_widget(streams::StreamPane { app: &app, pane: Pane::Guided }, 60, 5);
+    assert_eq!(buf[(1, 1)].bg, Color::White);
+}
+
+#[test]
+fn inspector_of_a_flipped_token() {
+    let mut app = synthetic::app(30, (120, 40));
+    let flipped = app.guided.iter().position(|r| r.flipped).expect("a flipped token");
+    app.follow = false;
+    app.cursor = flipped;
+    app.candidate = 2;
+    let out = text(inspector::Inspector(&app), 110, 16);
+    assert!(out.contains("FLIP"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn inspector_before_any_token() {
+    let app = synthetic::app(0, (120, 40));
+    insta::assert_snapshot!(text(inspector::Inspector(&app), 60, 6));
+}
+
+#[test]
+fn inspector_bars() {
+    assert_eq!(inspector::bar(1.0, 4), "████");
+    assert_eq!(inspector::bar(0.0, 4), "    ");
+    assert_eq!(inspector::bar(0.5, 4), "██  ");
+    assert_eq!(inspector::bar(0.5625, 2), "█▏");
+}
+
+#[test]
+fn plot_of_the_measure() {
+    let mut app = synthetic::app(120, (120, 40));
+    app.follow = false;
+    app.cursor = 30;
+    insta::assert_snapshot!(text(plot::Plot(&app), 50, 8));
+}
+
+#[test]
+fn status_line_error_and_input() {
+    let mut app = synthetic::app(3, (120, 40));
+    app.set_error("image /tmp/x.txt: not a readable image");
+    let error = text(footer::StatusLine(&app), 100, 1);
+    app.input = Some(Input { purpose: InputPurpose::Question, text: "How many?".into() });
+    let input = text(footer::StatusLine(&app), 100, 1);
+    insta::assert_snapshot!(format!("{error}{input}"));
+}
+
+#[test]
+fn key_hints() {
+    let app = synthetic::app(3, (200, 50));
+    insta::assert_snapshot!(text(footer::KeyHints(&app), 200, 1));
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = synthetic::app(100, (120, 40));
+    update(&mut app, key('?'));
+    let out = buffer_text(&draw_app(&app));
+    assert!(out.contains("force the selected candidate"));
+    insta::assert_snapshot!(out);
+    insta::assert_snapshot!("help_alone", text(help::Help, 100, 30));
+}
