@@ -5,8 +5,9 @@
 //! - guided decoding alone: one row per model, the mix and the argmax on the models' device, one
 //!   token id back to the host per step (what the paper's native loop does);
 //! - the full session: three streams in lockstep with every record measured (what the UI runs);
-//! - optionally the session's five rows as five separate forwards per step (`--unbatched`), the
-//!   reference for the batching ratio.
+//! - with `--unbatched`, the session's five rows without the records, batched as the session
+//!   batches them (three forwards per step) and as five separate forwards per step: the batching
+//!   ratio.
 //!
 //! Decoding ignores eos so that every run takes exactly `--steps` steps. The weight bytes one
 //! guided step must read (text decoders and output heads; the vision towers are idle while
@@ -14,13 +15,12 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Tensor, D};
 use serde::Serialize;
 
-use crate::engine::trio::TrioFiles;
+use crate::engine::trio::{Placement, TrioFiles};
 use crate::engine::{Session, Settings};
 use crate::error::Result;
-use crate::generate::argmax_rows;
 use crate::guidance::{self, Sampling};
 use crate::engine::StreamKind;
 use crate::models::{KvCache, PromptInput, VlModel};
@@ -28,8 +28,10 @@ use crate::models::{KvCache, PromptInput, VlModel};
 /// What one bench run measured.
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
-    pub device: String,
-    pub dtype: String,
+    /// The host's threads, for CPU runs.
+    pub host: String,
+    /// Where the models ran ("cuda:0 bf16", or each model's).
+    pub placement: String,
     pub prompt_tokens: usize,
     pub image_tokens: usize,
     pub steps: usize,
@@ -39,6 +41,9 @@ pub struct BenchReport {
     pub guided_only_tokens_per_second: f64,
     /// Lockstep steps per second of the full session (each step: one token of each stream).
     pub session_steps_per_second: f64,
+    /// With `--unbatched`: the session's rows without the records, as three batched forwards per
+    /// step, and as five single-row forwards per step.
+    pub lockstep_batched_steps_per_second: Option<f64>,
     pub five_forwards_steps_per_second: Option<f64>,
     /// Bytes of weights one guided step reads: the three text decoders and output heads.
     pub weight_bytes_per_step: u64,
@@ -74,7 +79,8 @@ fn guided_only(models: [&VlModel; 3], prompt: &PromptInput, alpha: f64, steps: u
     let t1 = Instant::now();
     let mut tokens = Vec::with_capacity(steps);
     for _ in 0..steps {
-        let cut = |l: &Tensor| l.narrow(D::Minus1, 0, v);
+        // The mix runs on the base model's device; the others' logits come to it.
+        let cut = |l: &Tensor| l.narrow(D::Minus1, 0, v)?.to_device(models[0].device());
         let mixed = (cut(&logits[0])? + ((cut(&logits[1])? - cut(&logits[2])?)? * alpha)?)?;
         let token: Vec<u32> = mixed.argmax(D::Minus1)?.to_vec1()?;
         tokens.push(token[0]);
@@ -84,48 +90,58 @@ fn guided_only(models: [&VlModel; 3], prompt: &PromptInput, alpha: f64, steps: u
     Ok((prefill, steps as f64 / t1.elapsed().as_secs_f64(), tokens))
 }
 
-/// The session's five rows as five separate single-row forwards per step.
-fn five_forwards(models: [&VlModel; 3], prompt: &PromptInput, alpha: f32, steps: usize) -> Result<f64> {
-    let rows = [models[0], models[0], models[1], models[1], models[2]];
+/// The session's five rows decoded without the records: as three batched forwards per step
+/// (base [base-only, guided], RFT [rft-only, guided], small [guided]) when `batched`, else as five
+/// separate single-row forwards. The two differ only in batching.
+fn five_rows(models: [&VlModel; 3], prompt: &PromptInput, alpha: f32, steps: usize, batched: bool) -> Result<f64> {
     let v = models.iter().map(|m| m.vocab_size()).min().unwrap_or(0);
+    // (model, rows) of each forward; the rows are, in order: base, guided@base, rft, guided@rft, guided@small.
+    let plan: Vec<(&VlModel, usize)> = if batched {
+        vec![(models[0], 2), (models[1], 2), (models[2], 1)]
+    } else {
+        vec![(models[0], 1), (models[0], 1), (models[1], 1), (models[1], 1), (models[2], 1)]
+    };
     let mut caches = Vec::new();
     let mut logits = Vec::new();
-    for m in rows {
+    for &(m, rows) in &plan {
         let mut c = m.new_cache();
-        logits.push(m.prefill(std::slice::from_ref(prompt), &mut c)?);
-        caches.push(c);
+        let l = m.prefill(std::slice::from_ref(prompt), &mut c)?;
+        let pick = Tensor::new(&vec![0u32; rows][..], l.device())?;
+        caches.push(c.select_rows(&vec![0; rows])?);
+        logits.push(l.index_select(&pick, 0)?);
     }
     let t = Instant::now();
     for _ in 0..steps {
-        let host = |i: usize| -> Result<Vec<f32>> { Ok(logits[i].get(0)?.to_dtype(DType::F32)?.to_vec1()?) };
-        let (b, r, s) = (host(1)?, host(3)?, host(4)?);
-        let g = guidance::argmax(&guidance::combine(&b, &guidance::delta(&r, &s, v), alpha));
-        let own = [argmax_rows(&logits[0])?[0], g, argmax_rows(&logits[2])?[0], g, g];
-        for (i, m) in rows.iter().enumerate() {
-            logits[i] = m.step(&[own[i]], &mut caches[i])?;
+        let mut rows: Vec<Vec<f32>> = Vec::with_capacity(5);
+        for l in &logits {
+            rows.extend(l.to_dtype(DType::F32)?.to_vec2::<f32>()?);
+        }
+        let g = guidance::argmax(&guidance::combine(&rows[1], &guidance::delta(&rows[3], &rows[4], v), alpha));
+        let mut feed = vec![guidance::argmax(&rows[0]), g, guidance::argmax(&rows[2]), g, g].into_iter();
+        for (i, &(m, n)) in plan.iter().enumerate() {
+            let tokens: Vec<u32> = feed.by_ref().take(n).collect();
+            logits[i] = m.step(&tokens, &mut caches[i])?;
         }
     }
-    sync(&logits[4])?;
+    sync(&logits[logits.len() - 1])?;
     Ok(steps as f64 / t.elapsed().as_secs_f64())
 }
 
 /// Runs the benchmark; see the module docs.
-#[allow(clippy::too_many_arguments)]
 pub fn run(
     files: &TrioFiles,
     prompt: &PromptInput,
-    dtype: DType,
-    device: &Device,
+    placement: &Placement,
     alpha: f32,
     steps: usize,
     unbatched: bool,
 ) -> Result<BenchReport> {
     let t = Instant::now();
-    let trio = files.load(dtype, device)?;
+    let trio = files.load_placed(placement)?;
     let load_seconds = t.elapsed().as_secs_f64();
-    let weight_bytes_per_step = [&files.base.0, &files.rft.0, &files.small.0]
+    let weight_bytes_per_step = [(&files.base.0, &placement.base), (&files.rft.0, &placement.rft), (&files.small.0, &placement.small)]
         .iter()
-        .map(|c| c.decode_weight_bytes(dtype))
+        .map(|(c, (dtype, _))| c.decode_weight_bytes(*dtype))
         .sum::<Result<u64>>()?;
     let models = [trio.base.as_ref(), trio.rft.as_ref(), trio.small.as_ref()];
 
@@ -142,13 +158,14 @@ pub fn run(
     let first_divergence = session_tokens.iter().zip(&guided_tokens).position(|(a, b)| a != b);
     drop(session);
 
-    let five = if unbatched { Some(five_forwards(models, prompt, alpha, steps)?) } else { None };
+    let (batched, five) = if unbatched {
+        (Some(five_rows(models, prompt, alpha, steps, true)?), Some(five_rows(models, prompt, alpha, steps, false)?))
+    } else {
+        (None, None)
+    };
     Ok(BenchReport {
-        device: match device {
-            Device::Cpu => format!("cpu, {} threads", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
-            _ => crate::loader::device_name(device),
-        },
-        dtype: format!("{dtype:?}").to_lowercase(),
+        host: format!("{} threads", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        placement: String::new(),
         prompt_tokens: prompt.input_ids.len(),
         image_tokens: prompt.images.iter().map(|i| i.grid_thw.iter().product::<usize>() / 4).sum(),
         steps,
@@ -156,6 +173,7 @@ pub fn run(
         prefill_seconds,
         guided_only_tokens_per_second: guided_only_tps,
         session_steps_per_second: session_sps,
+        lockstep_batched_steps_per_second: batched,
         five_forwards_steps_per_second: five,
         weight_bytes_per_step,
         first_divergence,

@@ -42,7 +42,7 @@ pub enum Command {
 }
 
 /// Where a model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeviceSpec {
     Cpu,
     Cuda(usize),
@@ -67,19 +67,140 @@ impl DeviceSpec {
 
     /// Opens the device; CUDA needs a build with the `cuda` feature.
     pub fn open(self) -> Result<Device> {
+        self.open_for("--device")
+    }
+
+    /// Opens the device named by the command-line flag `flag` (used in error messages).
+    pub fn open_for(self, flag: &str) -> Result<Device> {
         match self {
             DeviceSpec::Cpu => Ok(Device::Cpu),
             DeviceSpec::Cuda(n) => {
                 if !cfg!(feature = "cuda") {
                     return Err(Error::invalid(format!(
-                        "--device cuda:{n}: this build has no CUDA support; rebuild with `cargo build --release --features cuda` or use --device cpu"
+                        "{flag} cuda:{n}: this build has no CUDA support; rebuild with `cargo build --release --features cuda` (see the README's GPU section) or use {flag} cpu"
                     )));
                 }
                 Device::new_cuda(n).map_err(|e| {
-                    Error::invalid(format!("--device cuda:{n}: cannot open the GPU: {}", crate::loader::first_line(&e)))
+                    Error::invalid(format!("{flag} cuda:{n}: cannot open the GPU: {}", crate::loader::first_line(&e)))
                 })
             }
         }
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// The name of a dtype as the command line spells it.
+pub fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "f32",
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        _ => "other",
+    }
+}
+
+/// Where the three models of a trio run: one device and dtype for all, or one per model.
+#[derive(Debug, Clone, Args)]
+pub struct PlacementArgs {
+    /// f32, f16 or bf16, for every model without its own --*-dtype.
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    pub dtype: DType,
+    /// cpu, or cuda:N in a build with the `cuda` feature, for every model without its own --*-device.
+    #[arg(long, default_value = "cpu", value_parser = DeviceSpec::parse)]
+    pub device: DeviceSpec,
+    /// The base model's device (e.g. cuda:0), overriding --device.
+    #[arg(long, value_name = "DEVICE", value_parser = DeviceSpec::parse)]
+    pub base_device: Option<DeviceSpec>,
+    /// The RFT model's device, overriding --device.
+    #[arg(long, value_name = "DEVICE", value_parser = DeviceSpec::parse)]
+    pub rft_device: Option<DeviceSpec>,
+    /// The small base model's device, overriding --device.
+    #[arg(long, value_name = "DEVICE", value_parser = DeviceSpec::parse)]
+    pub small_device: Option<DeviceSpec>,
+    /// The base model's dtype, overriding --dtype.
+    #[arg(long, value_name = "DTYPE", value_parser = parse_dtype)]
+    pub base_dtype: Option<DType>,
+    /// The RFT model's dtype, overriding --dtype.
+    #[arg(long, value_name = "DTYPE", value_parser = parse_dtype)]
+    pub rft_dtype: Option<DType>,
+    /// The small base model's dtype, overriding --dtype.
+    #[arg(long, value_name = "DTYPE", value_parser = parse_dtype)]
+    pub small_dtype: Option<DType>,
+}
+
+impl PlacementArgs {
+    /// (dtype, device) of base, rft and small, as asked for.
+    pub fn specs(&self) -> [(DType, DeviceSpec); 3] {
+        [
+            (self.base_dtype.unwrap_or(self.dtype), self.base_device.unwrap_or(self.device)),
+            (self.rft_dtype.unwrap_or(self.dtype), self.rft_device.unwrap_or(self.device)),
+            (self.small_dtype.unwrap_or(self.dtype), self.small_device.unwrap_or(self.device)),
+        ]
+    }
+
+    /// Opens the devices, each one once, so that models on the same GPU share it.
+    pub fn open(&self) -> Result<crate::engine::trio::Placement> {
+        let mut opened: Vec<(DeviceSpec, Device)> = Vec::new();
+        let mut place = |(dtype, spec): (DType, DeviceSpec), own: Option<DeviceSpec>, flag: &str| -> Result<(DType, Device)> {
+            if let Some((_, d)) = opened.iter().find(|(s, _)| *s == spec) {
+                return Ok((dtype, d.clone()));
+            }
+            let d = spec.open_for(if own.is_some() { flag } else { "--device" })?;
+            opened.push((spec, d.clone()));
+            Ok((dtype, d))
+        };
+        let [b, r, s] = self.specs();
+        Ok(crate::engine::trio::Placement {
+            base: place(b, self.base_device, "--base-device")?,
+            rft: place(r, self.rft_device, "--rft-device")?,
+            small: place(s, self.small_device, "--small-device")?,
+        })
+    }
+
+    /// The devices for a header: "cuda:0", or "base cuda:0, rft cuda:1, small cuda:1".
+    pub fn device_summary(&self) -> String {
+        let [b, r, s] = self.specs().map(|(_, spec)| spec.to_string());
+        if b == r && r == s {
+            b
+        } else {
+            format!("base {b}, rft {r}, small {s}")
+        }
+    }
+
+    /// The dtypes for a header: "bf16", or each model's when they differ.
+    pub fn dtype_summary(&self) -> String {
+        let [b, r, s] = self.specs().map(|(d, _)| dtype_name(d));
+        if b == r && r == s {
+            b.to_string()
+        } else {
+            format!("base {b}, rft {r}, small {s}")
+        }
+    }
+
+    /// A short description for headers and reports: "cpu f32", or each model's when they differ.
+    pub fn describe(&self) -> String {
+        let [b, r, s] = self.specs();
+        let one = |(d, spec): (DType, DeviceSpec)| format!("{spec} {}", dtype_name(d));
+        if b == r && r == s {
+            one(b)
+        } else {
+            format!("base {}, rft {}, small {}", one(b), one(r), one(s))
+        }
+    }
+
+    /// The placement as JSON: {"base": {"device", "dtype"}, "rft": ..., "small": ...}.
+    pub fn to_json(&self) -> serde_json::Value {
+        let [b, r, s] = self.specs();
+        let one = |(d, spec): (DType, DeviceSpec)| json!({"device": spec.to_string(), "dtype": dtype_name(d)});
+        json!({"base": one(b), "rft": one(r), "small": one(s)})
     }
 }
 
@@ -219,6 +340,20 @@ pub struct RunArgs {
     pub alpha: f32,
     #[arg(long, value_name = "N")]
     pub max_new_tokens: usize,
+    #[command(flatten)]
+    pub decoding: SamplingArgs,
+    #[arg(long)]
+    pub json: bool,
+    /// Write every record as JSON Lines to this file.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+}
+
+/// How the streams are decoded and when they stop (shared by `run` and the UI).
+#[derive(Debug, Clone, Args)]
+pub struct SamplingArgs {
     /// Greedy decoding (the default, as in the paper).
     #[arg(long, conflicts_with_all = ["temperature", "top_k", "top_p", "seed"])]
     pub greedy: bool,
@@ -237,20 +372,12 @@ pub struct RunArgs {
     /// Stop a stream when its text contains this string (repeatable).
     #[arg(long = "stop", value_name = "TEXT")]
     pub stop: Vec<String>,
+    /// Keep decoding past the end-of-sequence tokens.
     #[arg(long)]
     pub ignore_eos: bool,
-    #[arg(long)]
-    pub json: bool,
-    /// Write every record as JSON Lines to this file.
-    #[arg(long, value_name = "FILE")]
-    pub trace: Option<PathBuf>,
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    pub dtype: DType,
-    #[arg(long, default_value = "cpu", value_parser = DeviceSpec::parse)]
-    pub device: DeviceSpec,
 }
 
-impl RunArgs {
+impl SamplingArgs {
     pub fn sampling(&self) -> crate::guidance::Sampling {
         match self.temperature {
             None => crate::guidance::Sampling::Greedy,
@@ -269,24 +396,24 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
     if !args.alpha.is_finite() {
         return Err(Error::invalid(format!("--alpha must be a finite number, got {}", args.alpha)));
     }
-    let sampling = args.sampling();
+    let sampling = args.decoding.sampling();
     sampling.validate().map_err(Error::invalid)?;
     if args.question.trim().is_empty() {
         return Err(Error::invalid("the question is empty: pass one with --question"));
     }
-    let device = args.device.open()?;
+    let placement = args.placement.open()?;
     let trace = args.trace.as_deref().map(crate::trace::TraceWriter::create).transpose()?;
     let files = TrioFiles::open(&args.base, &args.rft, &args.small)?;
     // One processor, the base model's, prepares the inputs of all three models (as in the paper).
     let (base_ckpt, tokenizer) = &files.base;
-    let prepared = prepare_prompt(base_ckpt, tokenizer, &args.question, args.image.as_deref(), false, &device)?;
-    let trio = files.load(args.dtype, &device)?;
+    let prepared = prepare_prompt(base_ckpt, tokenizer, &args.question, args.image.as_deref(), false, &placement.base.1)?;
+    let trio = files.load_placed(&placement)?;
     let settings = Settings {
         alpha: args.alpha,
         sampling,
         max_new_tokens: args.max_new_tokens,
-        stop_strings: args.stop.clone(),
-        stop_at_eos: !args.ignore_eos,
+        stop_strings: args.decoding.stop.clone(),
+        stop_at_eos: !args.decoding.ignore_eos,
     };
     let started = std::time::Instant::now();
     let mut session =
@@ -296,6 +423,7 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
     if let Some(trace) = trace {
         let header = json!({
             "models": {"base": args.base, "rft": args.rft, "small": args.small},
+            "placement": args.placement.to_json(),
             "alpha": settings.alpha,
             "sampling": settings.sampling,
             "max_new_tokens": settings.max_new_tokens,
@@ -319,6 +447,7 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
     if args.json {
         print_json(&json!({
             "alpha": settings.alpha,
+            "placement": args.placement.to_json(),
             "shared_vocab": session.shared_vocab(),
             "prompt_tokens": prepared.input.input_ids.len(),
             "seconds": secs,
@@ -361,10 +490,8 @@ pub struct BenchArgs {
     /// Also time the session's five rows as five separate forwards per step.
     #[arg(long)]
     pub unbatched: bool,
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    pub dtype: DType,
-    #[arg(long, default_value = "cpu", value_parser = DeviceSpec::parse)]
-    pub device: DeviceSpec,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
 }
 
 pub fn run_bench(args: &BenchArgs) -> Result<()> {
@@ -372,9 +499,11 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     if args.steps == 0 {
         return Err(Error::invalid("--steps must be at least 1"));
     }
-    let device = args.device.open()?;
+    let placement = args.placement.open()?;
     let files = TrioFiles::open(&args.base, &args.rft, &args.small)?;
-    let prepared = prepare_prompt(&files.base.0, &files.base.1, &args.question, args.image.as_deref(), false, &device)?;
-    let report = crate::bench::run(&files, &prepared.input, args.dtype, &device, args.alpha, args.steps, args.unbatched)?;
+    let prepared =
+        prepare_prompt(&files.base.0, &files.base.1, &args.question, args.image.as_deref(), false, &placement.base.1)?;
+    let mut report = crate::bench::run(&files, &prepared.input, &placement, args.alpha, args.steps, args.unbatched)?;
+    report.placement = args.placement.describe();
     print_json(&serde_json::to_value(&report).map_err(|e| Error::invalid(format!("cannot encode the report: {e}")))?)
 }

@@ -252,8 +252,8 @@ impl Checkpoint {
     pub fn decode_weight_bytes(&self, dtype: DType) -> Result<u64> {
         let tensors = self.tensors()?;
         let has_head = tensors.iter().any(|t| t.name.starts_with("lm_head."));
-        let read = |name: &str| !name.contains("visual.") && !(has_head && name.contains("embed_tokens."));
-        Ok(tensors.iter().filter(|t| read(&t.name)).map(|t| t.numel()).sum::<u64>() * dtype.size_in_bytes() as u64)
+        let idle = |name: &str| name.contains("visual.") || (has_head && name.contains("embed_tokens."));
+        Ok(tensors.iter().filter(|t| !idle(&t.name)).map(|t| t.numel()).sum::<u64>() * dtype.size_in_bytes() as u64)
     }
 
     /// Loads the weights (memory-mapped) into a model of the given dtype on the given device.

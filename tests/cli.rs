@@ -245,3 +245,44 @@ fn run_with_an_unwritable_trace_fails_before_decoding() {
     let out = bin().args(run_args(&["--alpha", "0.5", "--trace", "/nonexistent-dir/trace.jsonl"])).output().unwrap();
     assert_user_error(&out, &["--trace", "/nonexistent-dir/trace.jsonl", "cannot write there"]);
 }
+
+/// The first record of `stream` in a trace written by `run --trace`.
+fn first_record(trace: &Path, stream: &str) -> Value {
+    std::fs::read_to_string(trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["type"] == "token" && v["stream"] == stream)
+        .unwrap_or_else(|| panic!("no {stream} record"))
+}
+
+#[test]
+fn run_places_each_model_with_its_own_dtype() {
+    let dir = tempfile::tempdir().unwrap();
+    let (uniform, mixed) = (dir.path().join("uniform.jsonl"), dir.path().join("mixed.jsonl"));
+    let common = ["--alpha", "0.5", "--json", "--ignore-eos", "--trace"];
+    let mut a = common.to_vec();
+    a.push(uniform.to_str().unwrap());
+    json_stdout(&bin().args(run_args(&a)).output().unwrap());
+    let mut a = common.to_vec();
+    a.extend([mixed.to_str().unwrap(), "--rft-dtype", "bf16", "--small-dtype", "f16", "--small-device", "cpu"]);
+    let v = json_stdout(&bin().args(run_args(&a)).output().unwrap());
+    assert_eq!(v["placement"]["base"], serde_json::json!({"device": "cpu", "dtype": "f32"}));
+    assert_eq!(v["placement"]["rft"], serde_json::json!({"device": "cpu", "dtype": "bf16"}));
+    assert_eq!(v["placement"]["small"], serde_json::json!({"device": "cpu", "dtype": "f16"}));
+    assert_eq!(v["guided"]["token_ids"].as_array().unwrap().len(), 5);
+    // The base model stayed in f32: its first step is bit for bit the uniform run's. The RFT
+    // model really ran in bf16: its log-probabilities moved.
+    assert_eq!(first_record(&uniform, "base")["logprob"], first_record(&mixed, "base")["logprob"]);
+    assert_ne!(first_record(&uniform, "rft")["logprob"], first_record(&mixed, "rft")["logprob"]);
+}
+
+#[test]
+fn a_per_model_device_error_names_its_flag() {
+    let out = bin().args(run_args(&["--alpha", "0.5", "--small-device", "npu"])).output().unwrap();
+    assert_user_error(&out, &["--small-device", "unknown device"]);
+    if !cfg!(feature = "cuda") {
+        let out = bin().args(run_args(&["--alpha", "0.5", "--small-device", "cuda:1"])).output().unwrap();
+        assert_user_error(&out, &["--small-device cuda:1", "no CUDA support"]);
+    }
+}

@@ -398,8 +398,10 @@ impl Session {
                 // What live α replays, kept on the device: r − s in f32 there is the same IEEE
                 // subtraction as on the host, so a replay reproduces this step bit for bit.
                 let b_dev = self.pending.0.get(1)?.narrow(0, 0, v)?.to_dtype(DType::F32)?.copy()?;
-                let d_dev = (self.pending.1.get(1)?.narrow(0, 0, v)?.to_dtype(DType::F32)?
-                    - self.pending.2.get(0)?.narrow(0, 0, v)?.to_dtype(DType::F32)?)?;
+                // The small model may live on another device than the RFT model: its row moves.
+                let rft_row = self.pending.1.get(1)?.narrow(0, 0, v)?.to_dtype(DType::F32)?;
+                let small_row = self.pending.2.get(0)?.narrow(0, 0, v)?.to_dtype(DType::F32)?.to_device(rft_row.device())?;
+                let d_dev = (rft_row - small_row)?;
                 self.replay.push((b_dev, d_dev));
                 self.guided.tokens.push(t);
                 self.guided.stop = self.check_stop(&self.guided.tokens);

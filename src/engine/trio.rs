@@ -37,13 +37,34 @@ impl TrioFiles {
         Ok(files)
     }
 
-    /// Loads the three models' weights.
+    /// Loads the three models' weights, all with one dtype on one device.
     pub fn load(&self, dtype: DType, device: &Device) -> Result<Trio> {
+        self.load_placed(&Placement::uniform(dtype, device))
+    }
+
+    /// Loads each model with its own dtype on its own device.
+    pub fn load_placed(&self, placement: &Placement) -> Result<Trio> {
+        let load = |c: &Checkpoint, (dtype, device): &(DType, Device)| c.load_model(*dtype, device).map(Arc::new);
         Ok(Trio {
-            base: Arc::new(self.base.0.load_model(dtype, device)?),
-            rft: Arc::new(self.rft.0.load_model(dtype, device)?),
-            small: Arc::new(self.small.0.load_model(dtype, device)?),
+            base: load(&self.base.0, &placement.base)?,
+            rft: load(&self.rft.0, &placement.rft)?,
+            small: load(&self.small.0, &placement.small)?,
         })
+    }
+}
+
+/// Where each model of a trio lives and in which dtype. The paper places its models on
+/// different GPUs; the streams only meet as logits, which the session brings together.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub base: (DType, Device),
+    pub rft: (DType, Device),
+    pub small: (DType, Device),
+}
+
+impl Placement {
+    pub fn uniform(dtype: DType, device: &Device) -> Placement {
+        Placement { base: (dtype, device.clone()), rft: (dtype, device.clone()), small: (dtype, device.clone()) }
     }
 }
 

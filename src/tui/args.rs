@@ -4,53 +4,27 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use candle_core::DType;
 use clap::Args;
 
-use crate::cli::{parse_dtype, DeviceSpec};
+use crate::cli::{PlacementArgs, SamplingArgs};
 use crate::guidance::Sampling;
 
 /// How the streams are decoded (the sampling flags of `run`).
 #[derive(Debug, Clone, Args)]
 pub struct DecodingArgs {
-    /// Greedy decoding (the default, as in the paper).
-    #[arg(long, conflicts_with_all = ["temperature", "top_k", "top_p", "seed"])]
-    pub greedy: bool,
-    /// Sample with this temperature instead of greedy decoding.
-    #[arg(long)]
-    pub temperature: Option<f32>,
-    /// Keep only the K most probable tokens when sampling (0 = all).
-    #[arg(long, requires = "temperature", default_value_t = 0)]
-    pub top_k: usize,
-    /// Keep the smallest set of tokens whose probability reaches P when sampling.
-    #[arg(long, requires = "temperature", default_value_t = 1.0)]
-    pub top_p: f32,
-    /// Seed of the sampler (the same seed gives the same streams).
-    #[arg(long, requires = "temperature", default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// The most new tokens per stream.
     #[arg(long, value_name = "N", default_value_t = 512)]
     pub max_new_tokens: usize,
-    /// Stop a stream when its text contains this string (repeatable).
-    #[arg(long = "stop", value_name = "TEXT")]
-    pub stop: Vec<String>,
-    /// Keep decoding past the end-of-sequence tokens.
-    #[arg(long)]
-    pub ignore_eos: bool,
-    /// f32, f16 or bf16.
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    pub dtype: DType,
-    /// cpu, or cuda:N in a build with the `cuda` feature.
-    #[arg(long, default_value = "cpu", value_parser = DeviceSpec::parse)]
-    pub device: DeviceSpec,
+    /// Where the models run: --device/--dtype for all, or --base-device, --rft-dtype, ...
+    #[command(flatten)]
+    pub placement: PlacementArgs,
 }
 
 impl DecodingArgs {
     pub fn sampling(&self) -> Sampling {
-        match self.temperature {
-            None => Sampling::Greedy,
-            Some(temperature) => Sampling::Sample { temperature, top_k: self.top_k, top_p: self.top_p, seed: self.seed },
-        }
+        self.sampling.sampling()
     }
 }
 

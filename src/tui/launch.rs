@@ -6,9 +6,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{DType, Device};
-
-use crate::engine::trio::TrioFiles;
+use crate::engine::trio::{Placement, TrioFiles};
 use crate::engine::{Engine, Session, Settings, Trio};
 use crate::error::{Error, Result};
 use crate::guidance::Sampling;
@@ -20,8 +18,7 @@ pub struct Launcher {
     files: Arc<TrioFiles>,
     /// The loaded weights, filled by the first engine that needs them.
     trio: Arc<Mutex<Option<Trio>>>,
-    pub dtype: DType,
-    pub device: Device,
+    pub placement: Placement,
     pub sampling: Sampling,
     pub max_new_tokens: usize,
     pub stop_strings: Vec<String>,
@@ -29,12 +26,11 @@ pub struct Launcher {
 }
 
 impl Launcher {
-    pub fn new(files: TrioFiles, dtype: DType, device: Device, sampling: Sampling, max_new_tokens: usize) -> Launcher {
+    pub fn new(files: TrioFiles, placement: Placement, sampling: Sampling, max_new_tokens: usize) -> Launcher {
         Launcher {
             files: Arc::new(files),
             trio: Arc::new(Mutex::new(None)),
-            dtype,
-            device,
+            placement,
             sampling,
             max_new_tokens,
             stop_strings: Vec::new(),
@@ -60,9 +56,9 @@ impl Launcher {
         if let Some(t) = slot.as_ref() {
             return Ok(t.clone());
         }
-        tracing::info!("loading the models ({:?} on {:?})", self.dtype, self.device);
+        tracing::info!("loading the models ({:?})", self.placement);
         let started = std::time::Instant::now();
-        let trio = self.files.load(self.dtype, &self.device)?;
+        let trio = self.files.load_placed(&self.placement)?;
         tracing::info!("models loaded in {:.2}s", started.elapsed().as_secs_f64());
         *slot = Some(trio.clone());
         Ok(trio)
@@ -72,7 +68,7 @@ impl Launcher {
         let trio = self.loaded()?;
         let (base, tokenizer) = &self.files.base;
         // One processor, the base model's, prepares the inputs of all three models.
-        let prepared = prepare_prompt(base, tokenizer, question, image, false, &self.device)?;
+        let prepared = prepare_prompt(base, tokenizer, question, image, false, &self.placement.base.1)?;
         let settings = Settings {
             alpha,
             sampling: self.sampling,

@@ -47,17 +47,6 @@ fn short(path: &Path) -> String {
     path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
-fn dtype_name(d: candle_core::DType) -> String {
-    format!("{d:?}").to_ascii_lowercase()
-}
-
-fn device_name(d: crate::cli::DeviceSpec) -> String {
-    match d {
-        crate::cli::DeviceSpec::Cpu => "cpu".into(),
-        crate::cli::DeviceSpec::Cuda(n) => format!("cuda:{n}"),
-    }
-}
-
 /// What a live session needs, checked before the terminal is taken over.
 struct Prepared {
     app: App,
@@ -84,19 +73,19 @@ fn prepare(
     if decoding.max_new_tokens == 0 {
         return Err(Error::invalid("--max-new-tokens must be at least 1"));
     }
-    let device = decoding.device.open()?;
+    let placement = decoding.placement.open()?;
     let thumbnail = image.as_deref().map(Thumbnail::open).transpose()?;
     let files = TrioFiles::open(paths[0], paths[1], paths[2])?;
-    let mut launcher = Launcher::new(files, decoding.dtype, device, sampling, decoding.max_new_tokens);
-    launcher.stop_strings = decoding.stop.clone();
-    launcher.stop_at_eos = !decoding.ignore_eos;
+    let mut launcher = Launcher::new(files, placement, sampling, decoding.max_new_tokens);
+    launcher.stop_strings = decoding.sampling.stop.clone();
+    launcher.stop_at_eos = !decoding.sampling.ignore_eos;
     let info = SessionInfo {
         mode,
         base: short(paths[0]),
         rft: short(paths[1]),
         small: short(paths[2]),
-        device: device_name(decoding.device),
-        dtype: dtype_name(decoding.dtype),
+        device: decoding.placement.device_summary(),
+        dtype: decoding.placement.dtype_summary(),
         sampling,
         max_new_tokens: decoding.max_new_tokens,
         question,
