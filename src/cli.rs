@@ -204,6 +204,36 @@ impl PlacementArgs {
     }
 }
 
+/// The three models of a session, each a checkpoint directory or a Hugging Face repo id.
+#[derive(Debug, Clone, Args)]
+pub struct TrioArgs {
+    /// The large base model: a checkpoint directory or a Hub repo id (owner/name[@revision]).
+    #[arg(long, value_name = "DIR|REPO")]
+    pub base: Option<String>,
+    /// The small reinforcement-fine-tuned reasoner (directory or repo id).
+    #[arg(long, value_name = "DIR|REPO")]
+    pub rft: Option<String>,
+    /// The RFT model's own untuned base (directory or repo id).
+    #[arg(long, value_name = "DIR|REPO")]
+    pub small: Option<String>,
+}
+
+impl TrioArgs {
+    /// The references of base, rft and small, as given.
+    pub fn references(&self) -> Result<[String; 3]> {
+        let need = |v: &Option<String>, flag: &str| {
+            v.clone().ok_or_else(|| Error::invalid(format!("{flag} is required: name the model with {flag} DIR|REPO")))
+        };
+        Ok([need(&self.base, "--base")?, need(&self.rft, "--rft")?, need(&self.small, "--small")?])
+    }
+
+    /// Local checkpoint directories of base, rft and small (downloading what is missing).
+    pub fn resolve(&self) -> Result<[PathBuf; 3]> {
+        let [b, r, s] = self.references()?;
+        Ok([crate::hub::resolve(&b, "--base")?, crate::hub::resolve(&r, "--rft")?, crate::hub::resolve(&s, "--small")?])
+    }
+}
+
 /// Parses a dtype name as transformers and candle spell them.
 pub fn parse_dtype(s: &str) -> std::result::Result<DType, String> {
     match s.trim().to_ascii_lowercase().as_str() {
@@ -216,9 +246,9 @@ pub fn parse_dtype(s: &str) -> std::result::Result<DType, String> {
 
 #[derive(Debug, Args)]
 pub struct PromptArgs {
-    /// Checkpoint directory in the Hugging Face Hub layout.
-    #[arg(long, value_name = "DIR")]
-    pub model: PathBuf,
+    /// Checkpoint directory in the Hugging Face Hub layout, or a Hub repo id (owner/name[@revision]).
+    #[arg(long, value_name = "DIR|REPO")]
+    pub model: String,
     /// Image to ask about (PNG, JPEG, WebP, GIF, BMP, TIFF).
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
@@ -268,7 +298,7 @@ struct Loaded {
 fn load(args: &PromptArgs) -> Result<Loaded> {
     // Cheap checks first, so that bad input fails before any weights are read.
     let device = args.device.open()?;
-    let checkpoint = Checkpoint::open(&args.model)?;
+    let checkpoint = Checkpoint::open(&crate::hub::resolve(&args.model, "--model")?)?;
     let tokenizer = prompt::load_tokenizer(&checkpoint.tokenizer_file)?;
     let prepared = prepare_prompt(&checkpoint, &tokenizer, &args.prompt, args.image.as_deref(), args.raw, &device)?;
     let model = checkpoint.load_model(args.dtype, &device)?;
@@ -322,15 +352,8 @@ pub fn run_generate(args: &GenerateArgs) -> Result<()> {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The large base model's checkpoint directory.
-    #[arg(long, value_name = "DIR")]
-    pub base: PathBuf,
-    /// The small reinforcement-fine-tuned reasoner's checkpoint directory.
-    #[arg(long, value_name = "DIR")]
-    pub rft: PathBuf,
-    /// The RFT model's own untuned base.
-    #[arg(long, value_name = "DIR")]
-    pub small: PathBuf,
+    #[command(flatten)]
+    pub models: TrioArgs,
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
     #[arg(long, value_name = "TEXT")]
@@ -403,7 +426,8 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
     }
     let placement = args.placement.open()?;
     let trace = args.trace.as_deref().map(crate::trace::TraceWriter::create).transpose()?;
-    let files = TrioFiles::open(&args.base, &args.rft, &args.small)?;
+    let [base, rft, small] = args.models.resolve()?;
+    let files = TrioFiles::open(&base, &rft, &small)?;
     // One processor, the base model's, prepares the inputs of all three models (as in the paper).
     let (base_ckpt, tokenizer) = &files.base;
     let prepared = prepare_prompt(base_ckpt, tokenizer, &args.question, args.image.as_deref(), false, &placement.base.1)?;
@@ -422,7 +446,7 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
     let secs = started.elapsed().as_secs_f64();
     if let Some(trace) = trace {
         let header = json!({
-            "models": {"base": args.base, "rft": args.rft, "small": args.small},
+            "models": {"base": base, "rft": rft, "small": small},
             "placement": args.placement.to_json(),
             "alpha": settings.alpha,
             "sampling": settings.sampling,
@@ -472,12 +496,8 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    #[arg(long, value_name = "DIR")]
-    pub base: PathBuf,
-    #[arg(long, value_name = "DIR")]
-    pub rft: PathBuf,
-    #[arg(long, value_name = "DIR")]
-    pub small: PathBuf,
+    #[command(flatten)]
+    pub models: TrioArgs,
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
     #[arg(long, value_name = "TEXT", default_value = "Describe the picture, then count the circles in it.")]
@@ -500,7 +520,8 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         return Err(Error::invalid("--steps must be at least 1"));
     }
     let placement = args.placement.open()?;
-    let files = TrioFiles::open(&args.base, &args.rft, &args.small)?;
+    let [base, rft, small] = args.models.resolve()?;
+    let files = TrioFiles::open(&base, &rft, &small)?;
     let prepared =
         prepare_prompt(&files.base.0, &files.base.1, &args.question, args.image.as_deref(), false, &placement.base.1)?;
     let mut report = crate::bench::run(&files, &prepared.input, &placement, args.alpha, args.steps, args.unbatched)?;

@@ -11,6 +11,7 @@ pub mod error;
 pub mod engine;
 pub mod generate;
 pub mod guidance;
+pub mod hub;
 pub mod loader;
 pub mod models;
 pub mod processor;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::cli::{PlacementArgs, SamplingArgs};
+use crate::cli::{PlacementArgs, SamplingArgs, TrioArgs};
 use crate::guidance::Sampling;
 
 /// How the streams are decoded (the sampling flags of `run`).
@@ -31,15 +31,8 @@ impl DecodingArgs {
 /// `proxythinker [tui] --base DIR --rft DIR --small DIR ...`
 #[derive(Debug, Clone, Args)]
 pub struct TuiArgs {
-    /// The large base model's checkpoint directory.
-    #[arg(long, value_name = "DIR")]
-    pub base: PathBuf,
-    /// The small reinforcement-fine-tuned reasoner's checkpoint directory.
-    #[arg(long, value_name = "DIR")]
-    pub rft: PathBuf,
-    /// The RFT model's own untuned base.
-    #[arg(long, value_name = "DIR")]
-    pub small: PathBuf,
+    #[command(flatten)]
+    pub models: TrioArgs,
     /// Image to ask about (PNG, JPEG, WebP, GIF, BMP, TIFF).
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,

@@ -98,9 +98,10 @@ fn prepare(
 
 /// `proxythinker [tui] --base .. --rft .. --small ..`
 pub fn run_tui(args: &TuiArgs) -> Result<()> {
+    let [base, rft, small] = args.models.resolve()?;
     let p = prepare(
         Mode::Live,
-        [&args.base, &args.rft, &args.small],
+        [&base, &rft, &small],
         args.image.clone(),
         args.question.clone(),
         args.alpha,
