@@ -39,6 +39,10 @@ pub enum Command {
     Demo(crate::tui::DemoArgs),
     /// Read a trace back in the terminal UI, without any model.
     Replay(crate::tui::ReplayArgs),
+    /// List the presets (named trios) with their models, α, suffix and memory.
+    Presets(crate::presets::PresetsArgs),
+    /// Print the effective settings and where each came from (config file, command line, preset).
+    Config(crate::config::ConfigArgs),
 }
 
 /// Where a model runs.
@@ -107,15 +111,16 @@ pub fn dtype_name(d: DType) -> &'static str {
     }
 }
 
-/// Where the three models of a trio run: one device and dtype for all, or one per model.
-#[derive(Debug, Clone, Args)]
+/// Where the three models of a trio run: one device and dtype for all, or one per model. Flags
+/// not given fall back to the config file, then to f32 on the cpu (see [`crate::config`]).
+#[derive(Debug, Clone, Default, Args)]
 pub struct PlacementArgs {
-    /// f32, f16 or bf16, for every model without its own --*-dtype.
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    pub dtype: DType,
-    /// cpu, or cuda:N in a build with the `cuda` feature, for every model without its own --*-device.
-    #[arg(long, default_value = "cpu", value_parser = DeviceSpec::parse)]
-    pub device: DeviceSpec,
+    /// f32, f16 or bf16, for every model without its own --*-dtype [default: f32].
+    #[arg(long, value_parser = parse_dtype)]
+    pub dtype: Option<DType>,
+    /// cpu, or cuda:N in a build with the `cuda` feature, for every model without its own --*-device [default: cpu].
+    #[arg(long, value_parser = DeviceSpec::parse)]
+    pub device: Option<DeviceSpec>,
     /// The base model's device (e.g. cuda:0), overriding --device.
     #[arg(long, value_name = "DEVICE", value_parser = DeviceSpec::parse)]
     pub base_device: Option<DeviceSpec>,
@@ -136,33 +141,58 @@ pub struct PlacementArgs {
     pub small_dtype: Option<DType>,
 }
 
-impl PlacementArgs {
-    /// (dtype, device) of base, rft and small, as asked for.
+/// One model's resolved dtype and device, with where each came from.
+#[derive(Debug, Clone)]
+pub struct ModelPlacement {
+    pub dtype: crate::config::Setting<DType>,
+    pub device: crate::config::Setting<DeviceSpec>,
+    /// What named the device, for error messages ("--small-device", "device in /path/config.toml").
+    pub device_flag: String,
+}
+
+/// The resolved placement of base, rft and small.
+#[derive(Debug, Clone)]
+pub struct TrioPlacement {
+    pub models: [ModelPlacement; 3],
+}
+
+impl TrioPlacement {
+    /// f32 on the cpu for all three (the defaults).
+    pub fn cpu() -> TrioPlacement {
+        crate::config::resolve_with(
+            crate::config::Overrides {
+                trio: None,
+                alpha: None,
+                suffix: None,
+                sampling: None,
+                max_new_tokens: None,
+                placement: &PlacementArgs::default(),
+            },
+            crate::config::Loaded::default(),
+        )
+        .map(|s| s.placement)
+        .expect("the defaults resolve")
+    }
+
+    /// (dtype, device) of base, rft and small.
     pub fn specs(&self) -> [(DType, DeviceSpec); 3] {
-        [
-            (self.base_dtype.unwrap_or(self.dtype), self.base_device.unwrap_or(self.device)),
-            (self.rft_dtype.unwrap_or(self.dtype), self.rft_device.unwrap_or(self.device)),
-            (self.small_dtype.unwrap_or(self.dtype), self.small_device.unwrap_or(self.device)),
-        ]
+        self.models.clone().map(|m| (m.dtype.value, m.device.value))
     }
 
     /// Opens the devices, each one once, so that models on the same GPU share it.
     pub fn open(&self) -> Result<crate::engine::trio::Placement> {
         let mut opened: Vec<(DeviceSpec, Device)> = Vec::new();
-        let mut place = |(dtype, spec): (DType, DeviceSpec), own: Option<DeviceSpec>, flag: &str| -> Result<(DType, Device)> {
+        let mut place = |m: &ModelPlacement| -> Result<(DType, Device)> {
+            let spec = m.device.value;
             if let Some((_, d)) = opened.iter().find(|(s, _)| *s == spec) {
-                return Ok((dtype, d.clone()));
+                return Ok((m.dtype.value, d.clone()));
             }
-            let d = spec.open_for(if own.is_some() { flag } else { "--device" })?;
+            let d = spec.open_for(&m.device_flag)?;
             opened.push((spec, d.clone()));
-            Ok((dtype, d))
+            Ok((m.dtype.value, d))
         };
-        let [b, r, s] = self.specs();
-        Ok(crate::engine::trio::Placement {
-            base: place(b, self.base_device, "--base-device")?,
-            rft: place(r, self.rft_device, "--rft-device")?,
-            small: place(s, self.small_device, "--small-device")?,
-        })
+        let [b, r, s] = &self.models;
+        Ok(crate::engine::trio::Placement { base: place(b)?, rft: place(r)?, small: place(s)? })
     }
 
     /// The devices for a header: "cuda:0", or "base cuda:0, rft cuda:1, small cuda:1".
@@ -204,9 +234,14 @@ impl PlacementArgs {
     }
 }
 
-/// The three models of a session, each a checkpoint directory or a Hugging Face repo id.
-#[derive(Debug, Clone, Args)]
+/// The three models of a session, each a checkpoint directory or a Hugging Face repo id, or a
+/// preset naming all three.
+#[derive(Debug, Clone, Default, Args)]
 pub struct TrioArgs {
+    /// A named trio with its α and prompt suffix (`proxythinker presets` lists them); --base,
+    /// --rft, --small, --alpha and --suffix override its values.
+    #[arg(long, value_name = "NAME", value_parser = parse_preset)]
+    pub preset: Option<String>,
     /// The large base model: a checkpoint directory or a Hub repo id (owner/name[@revision]).
     #[arg(long, value_name = "DIR|REPO")]
     pub base: Option<String>,
@@ -218,20 +253,8 @@ pub struct TrioArgs {
     pub small: Option<String>,
 }
 
-impl TrioArgs {
-    /// The references of base, rft and small, as given.
-    pub fn references(&self) -> Result<[String; 3]> {
-        let need = |v: &Option<String>, flag: &str| {
-            v.clone().ok_or_else(|| Error::invalid(format!("{flag} is required: name the model with {flag} DIR|REPO")))
-        };
-        Ok([need(&self.base, "--base")?, need(&self.rft, "--rft")?, need(&self.small, "--small")?])
-    }
-
-    /// Local checkpoint directories of base, rft and small (downloading what is missing).
-    pub fn resolve(&self) -> Result<[PathBuf; 3]> {
-        let [b, r, s] = self.references()?;
-        Ok([crate::hub::resolve(&b, "--base")?, crate::hub::resolve(&r, "--rft")?, crate::hub::resolve(&s, "--small")?])
-    }
+fn parse_preset(s: &str) -> std::result::Result<String, String> {
+    crate::presets::find(s).map(|p| p.name.to_string()).map_err(|e| e.to_string())
 }
 
 /// Parses a dtype name as transformers and candle spell them.
@@ -358,11 +381,16 @@ pub struct RunArgs {
     pub image: Option<PathBuf>,
     #[arg(long, value_name = "TEXT")]
     pub question: String,
-    /// Guidance strength α (the paper uses 0.5).
+    /// Guidance strength α [default: the preset's, the config file's, or 0.5].
     #[arg(long, allow_negative_numbers = true)]
-    pub alpha: f32,
+    pub alpha: Option<f32>,
+    /// Appended to the question before the chat template: boxed, rethink, none, or any text
+    /// [default: the preset's, the config file's, or none].
+    #[arg(long, value_name = "boxed|rethink|none|TEXT")]
+    pub suffix: Option<String>,
+    /// The most new tokens per stream [default: the config file's, or 512].
     #[arg(long, value_name = "N")]
-    pub max_new_tokens: usize,
+    pub max_new_tokens: Option<usize>,
     #[command(flatten)]
     pub decoding: SamplingArgs,
     #[arg(long)]
@@ -383,15 +411,15 @@ pub struct SamplingArgs {
     /// Sample with this temperature instead of greedy decoding.
     #[arg(long)]
     pub temperature: Option<f32>,
-    /// Keep only the K most probable tokens when sampling (0 = all).
-    #[arg(long, requires = "temperature", default_value_t = 0)]
-    pub top_k: usize,
-    /// Keep the smallest set of tokens whose probability reaches P when sampling.
-    #[arg(long, requires = "temperature", default_value_t = 1.0)]
-    pub top_p: f32,
-    /// Seed of the sampler (the same seed gives the same streams).
-    #[arg(long, requires = "temperature", default_value_t = 0)]
-    pub seed: u64,
+    /// Keep only the K most probable tokens when sampling (0 = all) [default: 0].
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Keep the smallest set of tokens whose probability reaches P when sampling [default: 1].
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Seed of the sampler (the same seed gives the same streams) [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Stop a stream when its text contains this string (repeatable).
     #[arg(long = "stop", value_name = "TEXT")]
     pub stop: Vec<String>,
@@ -400,42 +428,47 @@ pub struct SamplingArgs {
     pub ignore_eos: bool,
 }
 
-impl SamplingArgs {
-    pub fn sampling(&self) -> crate::guidance::Sampling {
-        match self.temperature {
-            None => crate::guidance::Sampling::Greedy,
-            Some(temperature) => crate::guidance::Sampling::Sample {
-                temperature,
-                top_k: self.top_k,
-                top_p: self.top_p,
-                seed: self.seed,
-            },
-        }
-    }
-}
-
 pub fn run_guided(args: &RunArgs) -> Result<()> {
     use crate::engine::{trio::TrioFiles, Session, Settings, StreamKind};
-    if !args.alpha.is_finite() {
-        return Err(Error::invalid(format!("--alpha must be a finite number, got {}", args.alpha)));
-    }
-    let sampling = args.decoding.sampling();
+    let resolved = crate::config::resolve(crate::config::Overrides {
+        trio: Some(&args.models),
+        alpha: args.alpha,
+        suffix: args.suffix.as_deref(),
+        sampling: Some(&args.decoding),
+        max_new_tokens: args.max_new_tokens,
+        placement: &args.placement,
+    })?;
+    let sampling = resolved.sampling();
     sampling.validate().map_err(Error::invalid)?;
     if args.question.trim().is_empty() {
         return Err(Error::invalid("the question is empty: pass one with --question"));
     }
-    let placement = args.placement.open()?;
+    let max_new_tokens = resolved.max_new_tokens.value;
+    let placement = resolved.placement.open()?;
     let trace = args.trace.as_deref().map(crate::trace::TraceWriter::create).transpose()?;
-    let [base, rft, small] = args.models.resolve()?;
+    let [base, rft, small] = resolved.resolve_models()?;
     let files = TrioFiles::open(&base, &rft, &small)?;
     // One processor, the base model's, prepares the inputs of all three models (as in the paper).
     let (base_ckpt, tokenizer) = &files.base;
-    let prepared = prepare_prompt(base_ckpt, tokenizer, &args.question, args.image.as_deref(), false, &placement.base.1)?;
+    let question = resolved.question(&args.question);
+    let prepared = prepare_prompt(base_ckpt, tokenizer, &question, args.image.as_deref(), false, &placement.base.1)?;
+    let prompt_tokens = prepared.input.input_ids.len() as u64;
+    let notes = crate::preflight::check(
+        &files,
+        &resolved.placement,
+        &placement,
+        prompt_tokens + max_new_tokens as u64,
+        max_new_tokens as u64,
+    )?;
+    // Every check has passed: notes now, so that an error stays one line.
+    for note in notes.iter().chain(crate::preflight::vocab_note(&files).as_ref()) {
+        eprintln!("{note}");
+    }
     let trio = files.load_placed(&placement)?;
     let settings = Settings {
-        alpha: args.alpha,
+        alpha: resolved.alpha.value,
         sampling,
-        max_new_tokens: args.max_new_tokens,
+        max_new_tokens,
         stop_strings: args.decoding.stop.clone(),
         stop_at_eos: !args.decoding.ignore_eos,
     };
@@ -447,13 +480,15 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
     if let Some(trace) = trace {
         let header = json!({
             "models": {"base": base, "rft": rft, "small": small},
-            "placement": args.placement.to_json(),
+            "preset": resolved.preset.as_ref().map(|p| p.value),
+            "placement": resolved.placement.to_json(),
             "alpha": settings.alpha,
             "sampling": settings.sampling,
             "max_new_tokens": settings.max_new_tokens,
             "stop_strings": settings.stop_strings,
             "stop_at_eos": settings.stop_at_eos,
             "question": args.question,
+            "suffix": resolved.suffix.value.text(),
             "image": args.image,
             "prompt": prepared.text,
             "input_ids": prepared.input.input_ids,
@@ -471,8 +506,10 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
     if args.json {
         print_json(&json!({
             "alpha": settings.alpha,
-            "placement": args.placement.to_json(),
+            "preset": resolved.preset.as_ref().map(|p| p.value),
+            "placement": resolved.placement.to_json(),
             "shared_vocab": session.shared_vocab(),
+            "prompt": prepared.text,
             "prompt_tokens": prepared.input.input_ids.len(),
             "seconds": secs,
             "base": stream(StreamKind::Base)?,
@@ -502,8 +539,9 @@ pub struct BenchArgs {
     pub image: Option<PathBuf>,
     #[arg(long, value_name = "TEXT", default_value = "Describe the picture, then count the circles in it.")]
     pub question: String,
-    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
-    pub alpha: f32,
+    /// Guidance strength α [default: the preset's, the config file's, or 0.5].
+    #[arg(long, allow_negative_numbers = true)]
+    pub alpha: Option<f32>,
     /// Decoding steps per timed run.
     #[arg(long, default_value_t = 64)]
     pub steps: usize,
@@ -519,12 +557,26 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     if args.steps == 0 {
         return Err(Error::invalid("--steps must be at least 1"));
     }
-    let placement = args.placement.open()?;
-    let [base, rft, small] = args.models.resolve()?;
+    let resolved = crate::config::resolve(crate::config::Overrides {
+        trio: Some(&args.models),
+        alpha: args.alpha,
+        suffix: None,
+        sampling: None,
+        max_new_tokens: None,
+        placement: &args.placement,
+    })?;
+    let placement = resolved.placement.open()?;
+    let [base, rft, small] = resolved.resolve_models()?;
     let files = TrioFiles::open(&base, &rft, &small)?;
     let prepared =
         prepare_prompt(&files.base.0, &files.base.1, &args.question, args.image.as_deref(), false, &placement.base.1)?;
-    let mut report = crate::bench::run(&files, &prepared.input, &placement, args.alpha, args.steps, args.unbatched)?;
-    report.placement = args.placement.describe();
+    let steps = args.steps as u64;
+    let notes = crate::preflight::check(&files, &resolved.placement, &placement, prepared.input.input_ids.len() as u64 + steps, steps)?;
+    for note in notes {
+        eprintln!("{note}");
+    }
+    let alpha = resolved.alpha.value;
+    let mut report = crate::bench::run(&files, &prepared.input, &placement, alpha, args.steps, args.unbatched)?;
+    report.placement = resolved.placement.describe();
     print_json(&serde_json::to_value(&report).map_err(|e| Error::invalid(format!("cannot encode the report: {e}")))?)
 }

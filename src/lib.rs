@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod engine;
 pub mod generate;
@@ -14,6 +15,8 @@ pub mod guidance;
 pub mod hub;
 pub mod loader;
 pub mod models;
+pub mod preflight;
+pub mod presets;
 pub mod processor;
 pub mod trace;
 pub mod tui;

@@ -23,16 +23,25 @@ fn main() {
         },
     };
     let result = match &cli.command {
-        Command::Logits(args) => run_logits(args),
-        Command::Generate(args) => run_generate(args),
+        // The config file's hub_cache applies to --model too.
+        Command::Logits(args) => with_hub_cache().and_then(|_| run_logits(args)),
+        Command::Generate(args) => with_hub_cache().and_then(|_| run_generate(args)),
         Command::Run(args) => run_guided(args),
         Command::Bench(args) => run_bench(args),
         Command::Tui(args) => proxythinker::tui::run_tui(args),
         Command::Demo(args) => proxythinker::tui::run_demo(args),
         Command::Replay(args) => proxythinker::tui::run_replay(args),
+        Command::Presets(args) => proxythinker::presets::run_presets(args),
+        Command::Config(args) => proxythinker::config::run_config(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(2);
     }
+}
+
+/// Sets HF_HUB_CACHE from the config file's `hub_cache` (when the environment does not).
+fn with_hub_cache() -> proxythinker::Result<()> {
+    proxythinker::config::apply_hub_cache(&proxythinker::config::load()?);
+    Ok(())
 }

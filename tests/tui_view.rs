@@ -90,7 +90,7 @@ fn header_replay() {
 #[test]
 fn image_and_question() {
     let app = synthetic::app(1, (120, 40));
-    let out = text(media::Media(&app), 90, 8);
+    let out = text(media::Media(&app, false), 90, 8);
     assert!(out.contains('▀'));
     insta::assert_snapshot!(out);
 }
@@ -204,4 +204,39 @@ fn help_overlay() {
     assert!(out.contains("force the selected candidate"));
     insta::assert_snapshot!(out);
     insta::assert_snapshot!("help_alone", text(help::Help, 100, 30));
+}
+
+#[test]
+fn terminal_graphics_draw_the_picture_where_half_blocks_would_go() {
+    use proxythinker::tui::graphics::Graphics;
+    use ratatui_image::picker::{Picker, ProtocolType};
+    let mut app = synthetic::app(1, (120, 40));
+    app.info.image_path = Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/sample.png"));
+    let media_area = proxythinker::tui::layout::areas(ratatui::layout::Rect::new(0, 0, 120, 40)).expect("room").media;
+    let picture = media::split(&app, media_area).0.expect("a picture area");
+    let cells = |buf: &Buffer| -> String {
+        let mut s = String::new();
+        for y in picture.top()..picture.bottom() {
+            for x in picture.left()..picture.right() {
+                s.push_str(buf[(x, y)].symbol());
+            }
+        }
+        s
+    };
+
+    let mut picker = Picker::halfblocks();
+    picker.set_protocol_type(ProtocolType::Kitty);
+    let mut graphics = Graphics::with_picker(picker).expect("kitty is a graphics protocol");
+    let mut t = Terminal::new(TestBackend::new(120, 40)).expect("test terminal");
+    t.draw(|f| view::draw_with_graphics(f, &app, Some(&mut graphics))).expect("draw");
+    let drawn = cells(t.backend().buffer());
+    assert!(drawn.contains("_G"), "no kitty graphics sequence in the picture's cells");
+    assert!(!drawn.contains('▀'), "half-blocks drawn under the graphics");
+
+    // Without graphics the same place holds the half-block picture.
+    assert!(cells(&draw_app(&app)).contains('▀'));
+    // Half-blocks only: no graphics protocol to use.
+    let mut halfblocks = Picker::halfblocks();
+    halfblocks.set_protocol_type(ProtocolType::Halfblocks);
+    assert!(Graphics::with_picker(halfblocks).is_none());
 }

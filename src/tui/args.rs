@@ -7,24 +7,32 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::cli::{PlacementArgs, SamplingArgs, TrioArgs};
-use crate::guidance::Sampling;
+use crate::config::Overrides;
 
 /// How the streams are decoded (the sampling flags of `run`).
 #[derive(Debug, Clone, Args)]
 pub struct DecodingArgs {
     #[command(flatten)]
     pub sampling: SamplingArgs,
-    /// The most new tokens per stream.
-    #[arg(long, value_name = "N", default_value_t = 512)]
-    pub max_new_tokens: usize,
+    /// The most new tokens per stream [default: the config file's, or 512].
+    #[arg(long, value_name = "N")]
+    pub max_new_tokens: Option<usize>,
     /// Where the models run: --device/--dtype for all, or --base-device, --rft-dtype, ...
     #[command(flatten)]
     pub placement: PlacementArgs,
 }
 
 impl DecodingArgs {
-    pub fn sampling(&self) -> Sampling {
-        self.sampling.sampling()
+    /// The command line's part of the settings (see [`crate::config::resolve`]).
+    pub fn overrides<'a>(&'a self, trio: Option<&'a TrioArgs>, alpha: Option<f32>, suffix: Option<&'a str>) -> Overrides<'a> {
+        Overrides {
+            trio,
+            alpha,
+            suffix,
+            sampling: Some(&self.sampling),
+            max_new_tokens: self.max_new_tokens,
+            placement: &self.placement,
+        }
     }
 }
 
@@ -39,9 +47,14 @@ pub struct TuiArgs {
     /// The question (`e` edits it in the UI).
     #[arg(long, value_name = "TEXT", default_value = "Describe the picture.")]
     pub question: String,
-    /// Guidance strength α (the paper uses 0.5; `[` `]` `{` `}` change it live).
-    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
-    pub alpha: f32,
+    /// Guidance strength α (`[` `]` `{` `}` change it live) [default: the preset's, the config
+    /// file's, or 0.5].
+    #[arg(long, allow_negative_numbers = true)]
+    pub alpha: Option<f32>,
+    /// Appended to the question before the chat template: boxed, rethink, none, or any text
+    /// [default: the preset's, the config file's, or none].
+    #[arg(long, value_name = "boxed|rethink|none|TEXT")]
+    pub suffix: Option<String>,
     #[command(flatten)]
     pub decoding: DecodingArgs,
 }
@@ -52,8 +65,9 @@ pub struct DemoArgs {
     /// The question (default: the demo's sample question).
     #[arg(long, value_name = "TEXT")]
     pub question: Option<String>,
-    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
-    pub alpha: f32,
+    /// Guidance strength α [default: the config file's, or 0.5].
+    #[arg(long, allow_negative_numbers = true)]
+    pub alpha: Option<f32>,
     #[command(flatten)]
     pub decoding: DecodingArgs,
 }

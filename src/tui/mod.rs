@@ -10,6 +10,7 @@
 pub mod app;
 pub mod args;
 pub mod demo;
+pub mod graphics;
 pub mod launch;
 pub mod layout;
 pub mod measure;
@@ -51,6 +52,8 @@ fn short(path: &Path) -> String {
 struct Prepared {
     app: App,
     launcher: Launcher,
+    /// Appended to every question before the chat template (`--suffix`).
+    suffix: String,
 }
 
 /// Checks the arguments and opens the checkpoints; every failure here is a command-line error.
@@ -59,24 +62,45 @@ fn prepare(
     paths: [&Path; 3],
     image: Option<PathBuf>,
     question: String,
-    alpha: f32,
+    settings: &crate::config::Settings,
     decoding: &DecodingArgs,
 ) -> Result<Prepared> {
-    if !alpha.is_finite() {
-        return Err(Error::invalid(format!("--alpha must be a finite number, got {alpha}")));
-    }
-    let sampling = decoding.sampling();
+    let alpha = settings.alpha.value;
+    let sampling = settings.sampling();
     sampling.validate().map_err(Error::invalid)?;
     if question.trim().is_empty() {
         return Err(Error::invalid("the question is empty: pass one with --question"));
     }
-    if decoding.max_new_tokens == 0 {
+    let max_new_tokens = settings.max_new_tokens.value;
+    if max_new_tokens == 0 {
         return Err(Error::invalid("--max-new-tokens must be at least 1"));
     }
-    let placement = decoding.placement.open()?;
+    let placement = settings.placement.open()?;
     let thumbnail = image.as_deref().map(Thumbnail::open).transpose()?;
     let files = TrioFiles::open(paths[0], paths[1], paths[2])?;
-    let mut launcher = Launcher::new(files, placement, sampling, decoding.max_new_tokens);
+    // The preflight sizes the first question's context (the image processed on the cpu only to
+    // count its tokens); the weights are not read yet.
+    let suffix = settings.suffix.value.text().to_string();
+    let (base_ckpt, tokenizer) = &files.base;
+    let counted = crate::processor::prepare_prompt(
+        base_ckpt,
+        tokenizer,
+        &format!("{question}{suffix}"),
+        image.as_deref(),
+        false,
+        &candle_core::Device::Cpu,
+    )?;
+    let prompt_tokens = counted.input.input_ids.len() as u64;
+    let notes = crate::preflight::check(
+        &files,
+        &settings.placement,
+        &placement,
+        prompt_tokens + max_new_tokens as u64,
+        max_new_tokens as u64,
+    )?;
+    // Shown on the status line once the UI is up (stderr would be one more line before an error).
+    let note = notes.into_iter().chain(crate::preflight::vocab_note(&files)).collect::<Vec<_>>().join("; ");
+    let mut launcher = Launcher::new(files, placement, sampling, max_new_tokens);
     launcher.stop_strings = decoding.sampling.stop.clone();
     launcher.stop_at_eos = !decoding.sampling.ignore_eos;
     let info = SessionInfo {
@@ -84,34 +108,33 @@ fn prepare(
         base: short(paths[0]),
         rft: short(paths[1]),
         small: short(paths[2]),
-        device: decoding.placement.device_summary(),
-        dtype: decoding.placement.dtype_summary(),
+        device: settings.placement.device_summary(),
+        dtype: settings.placement.dtype_summary(),
         sampling,
-        max_new_tokens: decoding.max_new_tokens,
+        max_new_tokens,
         question,
         image_path: image,
     };
     let mut app = App::new(info, alpha);
     app.image = thumbnail;
-    Ok(Prepared { app, launcher })
+    if !note.is_empty() {
+        app.set_status(note);
+    }
+    Ok(Prepared { app, launcher, suffix })
 }
 
-/// `proxythinker [tui] --base .. --rft .. --small ..`
+/// `proxythinker [tui] --base .. --rft .. --small ..` (or `--preset NAME`)
 pub fn run_tui(args: &TuiArgs) -> Result<()> {
-    let [base, rft, small] = args.models.resolve()?;
-    let p = prepare(
-        Mode::Live,
-        [&base, &rft, &small],
-        args.image.clone(),
-        args.question.clone(),
-        args.alpha,
-        &args.decoding,
-    )?;
+    let settings = crate::config::resolve(args.decoding.overrides(Some(&args.models), args.alpha, args.suffix.as_deref()))?;
+    let [base, rft, small] = settings.resolve_models()?;
+    let p = prepare(Mode::Live, [&base, &rft, &small], args.image.clone(), args.question.clone(), &settings, &args.decoding)?;
     run_live(p)
 }
 
-/// `proxythinker demo`
+/// `proxythinker demo` (the config file's α, decoding and placement apply; its models, preset
+/// and suffix do not)
 pub fn run_demo(args: &DemoArgs) -> Result<()> {
+    let settings = crate::config::resolve(args.decoding.overrides(None, args.alpha, None))?;
     let files = demo::install()?;
     let question = args.question.clone().unwrap_or_else(demo::question);
     let mut p = prepare(
@@ -119,7 +142,7 @@ pub fn run_demo(args: &DemoArgs) -> Result<()> {
         [&files.base, &files.rft, &files.small],
         Some(files.image.clone()),
         question,
-        args.alpha,
+        &settings,
         &args.decoding,
     )?;
     p.app.info.base = "demo/base".into();
@@ -138,22 +161,32 @@ pub fn run_replay(args: &ReplayArgs) -> Result<()> {
 }
 
 fn run_live(p: Prepared) -> Result<()> {
-    run_app(p.app, Some(p.launcher))
+    run_app(p.app, Some((p.launcher, p.suffix)))
 }
 
 /// Takes over the terminal and runs the loop until `q`.
-fn run_app(mut app: App, launcher: Option<Launcher>) -> Result<()> {
+fn run_app(mut app: App, launcher: Option<(Launcher, String)>) -> Result<()> {
     let log = terminal::init_logging(&terminal::log_file());
     tracing::info!("starting the UI ({:?})", app.info.mode);
     let export_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let mut runtime = Runtime { engine: None, launcher, export_dir, engine_gone: false };
+    let (launcher, suffix) = launcher.map_or((None, String::new()), |(l, s)| (Some(l), s));
+    let mut runtime = Runtime { engine: None, launcher, suffix, export_dir, engine_gone: false };
     // The terminal first: its panic hook must be in place before the engine thread exists.
     let mut guard = terminal::enter().map_err(|e| Error::invalid(format!("cannot use this terminal: {e}")))?;
     if let Some(l) = &runtime.launcher {
-        runtime.engine = Some(l.spawn(app.info.question.clone(), app.info.image_path.clone(), app.alpha));
-        app.set_status(match &log {
+        runtime.engine = Some(l.spawn(format!("{}{}", app.info.question, runtime.suffix), app.info.image_path.clone(), app.alpha));
+        // A note from the checks (vocabularies that differ, ...) stays visible next to "loading".
+        let note = app.status.take().map(|s| s.text);
+        if let Some(n) = &note {
+            tracing::info!("{n}");
+        }
+        let loading = match &log {
             Some(path) => format!("loading the models… (log: {})", path.display()),
             None => "loading the models…".into(),
+        };
+        app.set_status(match note {
+            Some(n) => format!("{loading} · {n}"),
+            None => loading,
         });
     }
     let result = event_loop(&mut guard.terminal, &mut app, &mut runtime);
@@ -169,6 +202,8 @@ fn run_app(mut app: App, launcher: Option<Launcher>) -> Result<()> {
 struct Runtime {
     engine: Option<Engine>,
     launcher: Option<Launcher>,
+    /// Appended to every question before the chat template (`--suffix`).
+    suffix: String,
     export_dir: PathBuf,
     /// The engine's thread has ended (and the status line said so).
     engine_gone: bool,
@@ -231,7 +266,7 @@ impl Runtime {
                 }
             }
             Effect::Restart { question, image } => {
-                let engine = self.launcher.as_ref().map(|l| l.spawn(question, image, app.alpha));
+                let engine = self.launcher.as_ref().map(|l| l.spawn(format!("{question}{}", self.suffix), image, app.alpha));
                 self.replace_engine(engine);
                 app.run = RunState::Loading;
             }
@@ -280,13 +315,15 @@ fn event_loop(terminal: &mut terminal::Term, app: &mut App, runtime: &mut Runtim
     let io = |e: std::io::Error| Error::invalid(format!("terminal: {e}"));
     let size = terminal.size().map_err(io)?;
     update(app, Msg::Resize(size.width, size.height));
+    // Asked once the alternate screen is up and before any event is read (see `graphics`).
+    let mut graphics = graphics::Graphics::detect();
     let mut dirty = true;
     // A test hook: the end-to-end test checks that a panic gives the terminal back.
     let panic_for_test = std::env::var_os("PROXYTHINKER_TEST_PANIC").is_some();
     loop {
         dirty |= runtime.poll_engine(app);
         if dirty {
-            terminal.draw(|f| view::draw(f, app)).map_err(io)?;
+            terminal.draw(|f| view::draw_with_graphics(f, app, graphics.as_mut())).map_err(io)?;
             dirty = false;
             if panic_for_test && !app.guided.is_empty() {
                 panic!("PROXYTHINKER_TEST_PANIC is set: panicking on purpose");

@@ -1,5 +1,6 @@
 //! The question and its image. The image is drawn with half-blocks (`▀`, upper pixel in the
-//! foreground colour, lower pixel in the background), which work in every colour terminal.
+//! foreground colour, lower pixel in the background), which work in every colour terminal,
+//! unless the terminal speaks a graphics protocol (`tui::graphics` then draws it in the same place).
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -10,7 +11,9 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 use crate::tui::app::App;
 use crate::tui::picture::Thumbnail;
 
-pub struct Media<'a>(pub &'a App);
+/// The question and its picture; the flag says the picture is drawn by terminal graphics (see
+/// `tui::graphics`), so only its place is kept here.
+pub struct Media<'a>(pub &'a App, pub bool);
 
 /// A thumbnail drawn into `area` at its aspect ratio, from the top-left corner.
 pub struct HalfBlockImage<'a>(pub &'a Thumbnail);
@@ -33,18 +36,26 @@ impl Widget for HalfBlockImage<'_> {
     }
 }
 
+/// Where the picture goes in the media area (up to a third of the width, at its aspect ratio),
+/// and where the text goes; no picture on a one- or two-line area.
+pub fn split(app: &App, area: Rect) -> (Option<Rect>, Rect) {
+    match (&app.image, area.height >= 3) {
+        (Some(img), true) => {
+            let (cols, _) = img.fit(area.width / 3, area.height);
+            let picture = Rect { width: cols, ..area };
+            (Some(picture), Rect { x: area.x + cols + 1, width: area.width.saturating_sub(cols + 1), ..area })
+        }
+        _ => (None, area),
+    }
+}
+
 impl Widget for Media<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let app = self.0;
-        // The picture gets up to a third of the width when there is room for more than a line.
-        let text_area = match (&app.image, area.height >= 3) {
-            (Some(img), true) => {
-                let (cols, _) = img.fit(area.width / 3, area.height);
-                HalfBlockImage(img).render(Rect { width: cols, ..area }, buf);
-                Rect { x: area.x + cols + 1, width: area.width.saturating_sub(cols + 1), ..area }
-            }
-            _ => area,
-        };
+        let Media(app, picture_drawn_elsewhere) = self;
+        let (picture, text_area) = split(app, area);
+        if let (Some(img), Some(rect), false) = (&app.image, picture, picture_drawn_elsewhere) {
+            HalfBlockImage(img).render(rect, buf);
+        }
         let image = match &app.info.image_path {
             Some(p) => p.display().to_string(),
             None => "no image".to_string(),

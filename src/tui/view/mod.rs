@@ -17,17 +17,29 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 use ratatui::Frame;
 
 use super::app::{App, Pane};
+use super::graphics::Graphics;
 use super::layout;
 
-/// Draws the whole UI.
+/// Draws the whole UI (pictures with half-blocks).
 pub fn draw(frame: &mut Frame, app: &App) {
+    draw_with_graphics(frame, app, None);
+}
+
+/// Draws the whole UI; the question's picture with terminal graphics when `graphics` is given
+/// and can draw it.
+pub fn draw_with_graphics(frame: &mut Frame, app: &App, graphics: Option<&mut Graphics>) {
     let screen = frame.area();
     let Some(a) = layout::areas(screen) else {
         frame.render_widget(TooSmall { width: screen.width, height: screen.height }, screen);
         return;
     };
     frame.render_widget(header::Header(app), a.header);
-    frame.render_widget(media::Media(app), a.media);
+    let path = app.image.as_ref().and(app.info.image_path.as_deref());
+    let graphics = graphics.filter(|_| path.is_some()).and_then(|g| g.prepare(path?).then_some(g));
+    frame.render_widget(media::Media(app, graphics.is_some()), a.media);
+    if let (Some(g), (Some(picture), _)) = (graphics, media::split(app, a.media)) {
+        g.draw(frame, picture);
+    }
     for pane in Pane::ALL {
         frame.render_widget(streams::StreamPane { app, pane }, a.panes[pane.index()]);
     }

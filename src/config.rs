@@ -1,0 +1,513 @@
+//! The config file and the one place where settings are resolved.
+//!
+//! `config.toml` lives in the platform's config directory (`~/.config/proxythinker/` on Linux,
+//! `~/Library/Application Support/proxythinker/` on macOS), or wherever `PROXYTHINKER_CONFIG`
+//! points. Every setting is resolved in [`resolve`], in this order: the command line, then the
+//! config file, then the preset (chosen by `--preset` or by `preset` in the file), then the
+//! built-in default. Each resolved value remembers where it came from; `proxythinker config`
+//! prints them.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::DType;
+use serde::{Deserialize, Deserializer};
+use serde_json::json;
+
+use crate::cli::{dtype_name, parse_dtype, DeviceSpec, ModelPlacement, PlacementArgs, SamplingArgs, TrioArgs, TrioPlacement};
+use crate::error::{Error, Result};
+use crate::guidance::Sampling;
+use crate::presets::{self, Preset, Suffix};
+
+/// The environment variable that overrides the config file's path.
+pub const CONFIG_ENV: &str = "PROXYTHINKER_CONFIG";
+
+/// What config.toml may hold. Keys are the long flags' names with `_` for `-`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default, deserialize_with = "de_preset")]
+    pub preset: Option<String>,
+    pub base: Option<String>,
+    pub rft: Option<String>,
+    pub small: Option<String>,
+    #[serde(default, deserialize_with = "de_alpha")]
+    pub alpha: Option<f32>,
+    pub suffix: Option<String>,
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub seed: Option<u64>,
+    pub max_new_tokens: Option<usize>,
+    #[serde(default, deserialize_with = "de_dtype")]
+    pub dtype: Option<DType>,
+    #[serde(default, deserialize_with = "de_device")]
+    pub device: Option<DeviceSpec>,
+    #[serde(default, deserialize_with = "de_dtype")]
+    pub base_dtype: Option<DType>,
+    #[serde(default, deserialize_with = "de_dtype")]
+    pub rft_dtype: Option<DType>,
+    #[serde(default, deserialize_with = "de_dtype")]
+    pub small_dtype: Option<DType>,
+    #[serde(default, deserialize_with = "de_device")]
+    pub base_device: Option<DeviceSpec>,
+    #[serde(default, deserialize_with = "de_device")]
+    pub rft_device: Option<DeviceSpec>,
+    #[serde(default, deserialize_with = "de_device")]
+    pub small_device: Option<DeviceSpec>,
+    /// The Hugging Face cache (sets HF_HUB_CACHE when the environment does not).
+    pub hub_cache: Option<PathBuf>,
+}
+
+fn de_dtype<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<DType>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_dtype(&s).map(Some).map_err(serde::de::Error::custom)
+}
+
+fn de_device<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<DeviceSpec>, D::Error> {
+    let s = String::deserialize(d)?;
+    DeviceSpec::parse(&s).map(Some).map_err(serde::de::Error::custom)
+}
+
+fn de_preset<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    presets::find(&s).map(|p| Some(p.name.to_string())).map_err(serde::de::Error::custom)
+}
+
+fn de_alpha<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<f32>, D::Error> {
+    let a = f32::deserialize(d)?;
+    if a.is_finite() {
+        Ok(Some(a))
+    } else {
+        Err(serde::de::Error::custom(format!("alpha must be a finite number, got {a}")))
+    }
+}
+
+/// Where the config file is looked for: `$PROXYTHINKER_CONFIG`, else `config.toml` in the
+/// platform's config directory.
+pub fn config_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    directories::ProjectDirs::from("", "", "proxythinker").map(|d| d.config_dir().join("config.toml"))
+}
+
+/// The config file as found (a missing file is an empty config).
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub path: Option<PathBuf>,
+    pub found: bool,
+    pub file: ConfigFile,
+}
+
+/// Reads the config file, if there is one. A malformed file or an unknown key is an error naming
+/// the file, the line and column, and the key.
+pub fn load() -> Result<Loaded> {
+    let Some(path) = config_path() else { return Ok(Loaded::default()) };
+    if !path.is_file() {
+        return Ok(Loaded { path: Some(path), found: false, file: ConfigFile::default() });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+    let file = parse(&text, &path)?;
+    Ok(Loaded { path: Some(path), found: true, file })
+}
+
+/// Parses config.toml text; `path` is for error messages.
+pub fn parse(text: &str, path: &Path) -> Result<ConfigFile> {
+    toml::from_str::<ConfigFile>(text).map_err(|e| {
+        let message = e.message().lines().next().unwrap_or("malformed").trim().trim_end_matches('.').to_string();
+        let Some(span) = e.span() else {
+            return Error::invalid(format!("{}: {message}", path.display()));
+        };
+        let start = span.start.min(text.len());
+        let before = &text[..start];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        let line_text = text[line_start..].lines().next().unwrap_or("");
+        let key = line_text.split_once('=').map(|(k, _)| k.trim().trim_matches('"')).filter(|k| !k.is_empty() && !k.starts_with('['));
+        let key = match key {
+            Some(k) => format!(" key `{k}`:"),
+            None => String::new(),
+        };
+        Error::invalid(format!("{}:{line}:{column}:{key} {message}", path.display()))
+    })
+}
+
+/// Where a setting came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    /// The config file at this path.
+    File(PathBuf),
+    CommandLine,
+    Preset(&'static str),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => write!(f, "default"),
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::CommandLine => write!(f, "command line"),
+            Source::Preset(n) => write!(f, "preset {n}"),
+        }
+    }
+}
+
+/// A resolved value and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub from: Source,
+}
+
+/// The first of command line, config file, preset that has a value.
+fn pick_opt<T>(cli: Option<T>, file: Option<T>, file_src: &Source, preset: Option<(T, &'static str)>) -> Option<Setting<T>> {
+    if let Some(value) = cli {
+        return Some(Setting { value, from: Source::CommandLine });
+    }
+    if let Some(value) = file {
+        return Some(Setting { value, from: file_src.clone() });
+    }
+    preset.map(|(value, name)| Setting { value, from: Source::Preset(name) })
+}
+
+/// The first of command line, config file, preset, default.
+fn pick<T>(cli: Option<T>, file: Option<T>, file_src: &Source, preset: Option<(T, &'static str)>, default: T) -> Setting<T> {
+    pick_opt(cli, file, file_src, preset).unwrap_or(Setting { value: default, from: Source::Default })
+}
+
+/// What the command line said (None where a flag was not given).
+#[derive(Debug, Clone, Copy)]
+pub struct Overrides<'a> {
+    /// The model flags and --preset (None: the subcommand has no models, e.g. `demo`).
+    pub trio: Option<&'a TrioArgs>,
+    pub alpha: Option<f32>,
+    pub suffix: Option<&'a str>,
+    pub sampling: Option<&'a SamplingArgs>,
+    pub max_new_tokens: Option<usize>,
+    pub placement: &'a PlacementArgs,
+}
+
+/// Every setting, resolved, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Loaded,
+    pub preset: Option<Setting<&'static str>>,
+    /// base, rft, small.
+    pub models: [Option<Setting<String>>; 3],
+    pub alpha: Setting<f32>,
+    pub suffix: Setting<Suffix>,
+    /// None: greedy.
+    pub temperature: Setting<Option<f32>>,
+    pub top_k: Setting<usize>,
+    pub top_p: Setting<f32>,
+    pub seed: Setting<u64>,
+    pub max_new_tokens: Setting<usize>,
+    pub placement: TrioPlacement,
+    pub hub_cache: Option<Setting<PathBuf>>,
+}
+
+/// Defaults when nothing else says otherwise.
+pub const DEFAULT_ALPHA: f32 = 0.5;
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 512;
+
+pub const MODEL_FLAGS: [&str; 3] = ["--base", "--rft", "--small"];
+
+/// Resolves every setting from the command line, the config file and the preset.
+pub fn resolve(cli: Overrides<'_>) -> Result<Settings> {
+    resolve_with(cli, load()?)
+}
+
+/// [`resolve`] with a config already loaded.
+pub fn resolve_with(cli: Overrides<'_>, config: Loaded) -> Result<Settings> {
+    let f = &config.file;
+    let fsrc = Source::File(config.path.clone().unwrap_or_default());
+    let trio = cli.trio;
+    // The preset: --preset, else the file's `preset` (ignored by subcommands without models).
+    let preset_name = pick_opt(trio.and_then(|t| t.preset.clone()), trio.and(f.preset.clone()), &fsrc, None);
+    let preset: Option<Preset> = preset_name.as_ref().map(|p| presets::find(&p.value)).transpose()?;
+    let preset_setting = preset.as_ref().zip(preset_name.as_ref()).map(|(p, s)| Setting { value: p.name, from: s.from.clone() });
+    let pv = |get: fn(&Preset) -> String| preset.as_ref().map(|p| (get(p), p.name));
+    let models = match trio {
+        Some(t) => [
+            pick_opt(t.base.clone(), f.base.clone(), &fsrc, pv(|p| p.base.repo.to_string())),
+            pick_opt(t.rft.clone(), f.rft.clone(), &fsrc, pv(|p| p.rft.repo.to_string())),
+            pick_opt(t.small.clone(), f.small.clone(), &fsrc, pv(|p| p.small.repo.to_string())),
+        ],
+        None => [None, None, None],
+    };
+    let with_models = trio.is_some();
+    let alpha = pick(cli.alpha, f.alpha, &fsrc, preset.as_ref().map(|p| (p.alpha, p.name)), DEFAULT_ALPHA);
+    if !alpha.value.is_finite() {
+        return Err(Error::invalid(format!("--alpha must be a finite number, got {}", alpha.value)));
+    }
+    let suffix = pick(
+        cli.suffix.map(Suffix::parse),
+        f.suffix.as_deref().filter(|_| with_models).map(Suffix::parse),
+        &fsrc,
+        preset.as_ref().map(|p| (p.suffix.clone(), p.name)),
+        Suffix::None,
+    );
+    let s = cli.sampling;
+    let temperature = if s.is_some_and(|s| s.greedy) {
+        Setting { value: None, from: Source::CommandLine }
+    } else {
+        let t = pick_opt(s.and_then(|s| s.temperature), f.temperature, &fsrc, None);
+        t.map_or(Setting { value: None, from: Source::Default }, |t| Setting { value: Some(t.value), from: t.from })
+    };
+    let top_k = pick(s.and_then(|s| s.top_k), f.top_k, &fsrc, None, 0);
+    let top_p = pick(s.and_then(|s| s.top_p), f.top_p, &fsrc, None, 1.0);
+    let seed = pick(s.and_then(|s| s.seed), f.seed, &fsrc, None, 0);
+    if temperature.value.is_none() {
+        for (flag, given) in [
+            ("--top-k", top_k.from == Source::CommandLine),
+            ("--top-p", top_p.from == Source::CommandLine),
+            ("--seed", seed.from == Source::CommandLine),
+        ] {
+            if given {
+                return Err(Error::invalid(format!(
+                    "{flag} applies to sampling: add --temperature T (or set temperature in the config file)"
+                )));
+            }
+        }
+    }
+    let max_new_tokens = pick(cli.max_new_tokens, f.max_new_tokens, &fsrc, None, DEFAULT_MAX_NEW_TOKENS);
+    let placement = resolve_placement(cli.placement, f, &fsrc);
+    let hub_cache = f.hub_cache.clone().map(|value| Setting { value, from: fsrc.clone() });
+    Ok(Settings {
+        config,
+        preset: preset_setting,
+        models,
+        alpha,
+        suffix,
+        temperature,
+        top_k,
+        top_p,
+        seed,
+        max_new_tokens,
+        placement,
+        hub_cache,
+    })
+}
+
+/// Each model's dtype and device: its own flag, then --dtype/--device, then the file's own key,
+/// then the file's `dtype`/`device`, then f32 on the cpu. The command line wins as a whole.
+fn resolve_placement(p: &PlacementArgs, f: &ConfigFile, fsrc: &Source) -> TrioPlacement {
+    let one = |i: usize, own_dtype: Option<DType>, own_device: Option<DeviceSpec>, fd: Option<DType>, fdev: Option<DeviceSpec>| {
+        let name = ["base", "rft", "small"][i];
+        let dtype = pick(own_dtype.or(p.dtype), fd.or(f.dtype), fsrc, None, DType::F32);
+        let device = pick(own_device.or(p.device), fdev.or(f.device), fsrc, None, DeviceSpec::Cpu);
+        let device_flag = match &device.from {
+            Source::CommandLine if own_device.is_some() => format!("--{name}-device"),
+            Source::File(path) if fdev.is_some() => format!("{name}_device in {}", path.display()),
+            Source::File(path) => format!("device in {}", path.display()),
+            _ => "--device".to_string(),
+        };
+        ModelPlacement { dtype, device, device_flag }
+    };
+    TrioPlacement {
+        models: [
+            one(0, p.base_dtype, p.base_device, f.base_dtype, f.base_device),
+            one(1, p.rft_dtype, p.rft_device, f.rft_dtype, f.rft_device),
+            one(2, p.small_dtype, p.small_device, f.small_dtype, f.small_device),
+        ],
+    }
+}
+
+impl Settings {
+    /// The model references of base, rft and small, or "--base is required".
+    pub fn references(&self) -> Result<[Setting<String>; 3]> {
+        let need = |i: usize| {
+            self.models[i].clone().ok_or_else(|| {
+                let flag = MODEL_FLAGS[i];
+                Error::invalid(format!(
+                    "{flag} is required: name the model with {flag} DIR|REPO, or choose a trio with --preset NAME (`proxythinker presets` lists them)"
+                ))
+            })
+        };
+        Ok([need(0)?, need(1)?, need(2)?])
+    }
+
+    /// Local checkpoint directories of base, rft and small (the hub module downloads what is missing).
+    pub fn resolve_models(&self) -> Result<[PathBuf; 3]> {
+        self.apply_hub_cache();
+        let refs = self.references()?;
+        let dir = |i: usize| {
+            let s = &refs[i];
+            let flag = match &s.from {
+                Source::CommandLine => MODEL_FLAGS[i].to_string(),
+                other => format!("{} (from {other})", MODEL_FLAGS[i]),
+            };
+            crate::hub::resolve(&s.value, &flag)
+        };
+        Ok([dir(0)?, dir(1)?, dir(2)?])
+    }
+
+    /// Sets HF_HUB_CACHE from `hub_cache` when the environment does not set it.
+    pub fn apply_hub_cache(&self) {
+        apply_hub_cache(&self.config);
+    }
+
+    pub fn sampling(&self) -> Sampling {
+        match self.temperature.value {
+            None => Sampling::Greedy,
+            Some(temperature) => {
+                Sampling::Sample { temperature, top_k: self.top_k.value, top_p: self.top_p.value, seed: self.seed.value }
+            }
+        }
+    }
+
+    /// The question with the suffix appended (what goes into the chat template).
+    pub fn question(&self, question: &str) -> String {
+        self.suffix.value.apply(question)
+    }
+
+    /// (name, value, from) of every setting, in the order `config` prints them.
+    pub fn rows(&self) -> Vec<(String, String, String)> {
+        let mut rows = Vec::new();
+        let mut row = |name: &str, value: String, from: &Source| rows.push((name.to_string(), value, from.to_string()));
+        match &self.preset {
+            Some(p) => row("preset", p.value.to_string(), &p.from),
+            None => row("preset", "(none)".into(), &Source::Default),
+        }
+        for (i, name) in ["base", "rft", "small"].iter().enumerate() {
+            match &self.models[i] {
+                Some(m) => row(name, m.value.clone(), &m.from),
+                None => row(name, "(not set)".into(), &Source::Default),
+            }
+        }
+        row("alpha", format!("{}", self.alpha.value), &self.alpha.from);
+        row("suffix", self.suffix.value.name().to_string(), &self.suffix.from);
+        row(
+            "temperature",
+            self.temperature.value.map_or("(greedy)".to_string(), |t| t.to_string()),
+            &self.temperature.from,
+        );
+        row("top_k", self.top_k.value.to_string(), &self.top_k.from);
+        row("top_p", self.top_p.value.to_string(), &self.top_p.from);
+        row("seed", self.seed.value.to_string(), &self.seed.from);
+        row("max_new_tokens", self.max_new_tokens.value.to_string(), &self.max_new_tokens.from);
+        for (i, name) in ["base", "rft", "small"].iter().enumerate() {
+            let m = &self.placement.models[i];
+            row(&format!("{name}_dtype"), dtype_name(m.dtype.value).to_string(), &m.dtype.from);
+            row(&format!("{name}_device"), m.device.value.to_string(), &m.device.from);
+        }
+        match &self.hub_cache {
+            Some(h) => row("hub_cache", h.value.display().to_string(), &h.from),
+            None => row("hub_cache", "(not set)".into(), &Source::Default),
+        }
+        rows
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut settings = serde_json::Map::new();
+        for (name, value, from) in self.rows() {
+            settings.insert(name, json!({"value": value, "from": from}));
+        }
+        // Typed values where a consumer wants numbers.
+        settings.insert("alpha".into(), json!({"value": self.alpha.value, "from": self.alpha.from.to_string()}));
+        settings.insert(
+            "suffix".into(),
+            json!({"value": self.suffix.value.name(), "text": self.suffix.value.text(), "from": self.suffix.from.to_string()}),
+        );
+        settings.insert("max_new_tokens".into(), json!({"value": self.max_new_tokens.value, "from": self.max_new_tokens.from.to_string()}));
+        settings.insert("temperature".into(), json!({"value": self.temperature.value, "from": self.temperature.from.to_string()}));
+        settings.insert("top_k".into(), json!({"value": self.top_k.value, "from": self.top_k.from.to_string()}));
+        settings.insert("top_p".into(), json!({"value": self.top_p.value, "from": self.top_p.from.to_string()}));
+        settings.insert("seed".into(), json!({"value": self.seed.value, "from": self.seed.from.to_string()}));
+        for (i, name) in ["base", "rft", "small"].iter().enumerate() {
+            if self.models[i].is_none() {
+                settings.insert((*name).into(), json!({"value": null, "from": "default"}));
+            }
+        }
+        if self.preset.is_none() {
+            settings.insert("preset".into(), json!({"value": null, "from": "default"}));
+        }
+        if self.hub_cache.is_none() {
+            settings.insert("hub_cache".into(), json!({"value": null, "from": "default"}));
+        }
+        json!({
+            "config_file": self.config.path,
+            "config_file_found": self.config.found,
+            "settings": settings,
+        })
+    }
+
+    /// The settings as a readable table.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        match (&self.config.path, self.config.found) {
+            (Some(p), true) => {
+                let _ = writeln!(s, "config file: {}", p.display());
+            }
+            (Some(p), false) => {
+                let _ = writeln!(s, "config file: {} (not found: built-in defaults apply)", p.display());
+            }
+            (None, _) => {
+                let _ = writeln!(s, "config file: none (no config directory on this platform; set {CONFIG_ENV})");
+            }
+        }
+        let rows = self.rows();
+        let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        let v = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0).min(48);
+        let _ = writeln!(s, "{:<w$}  {:<v$}  from", "setting", "value");
+        for (name, value, from) in rows {
+            let _ = writeln!(s, "{name:<w$}  {value:<v$}  {from}");
+        }
+        let _ = write!(s, "precedence: command line > config file > preset > default");
+        s
+    }
+}
+
+/// Sets HF_HUB_CACHE from the config's `hub_cache` when the environment does not set it. The hub
+/// module reads the environment.
+pub fn apply_hub_cache(config: &Loaded) {
+    if let Some(dir) = &config.file.hub_cache {
+        if std::env::var_os("HF_HUB_CACHE").is_none_or(|v| v.is_empty()) {
+            std::env::set_var("HF_HUB_CACHE", dir);
+        }
+    }
+}
+
+/// `proxythinker config`: the effective settings and where each came from.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub models: TrioArgs,
+    /// Guidance strength α.
+    #[arg(long, allow_negative_numbers = true)]
+    pub alpha: Option<f32>,
+    /// Prompt suffix: boxed, rethink, none, or any text.
+    #[arg(long, value_name = "boxed|rethink|none|TEXT")]
+    pub suffix: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub max_new_tokens: Option<usize>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run_config(args: &ConfigArgs) -> Result<()> {
+    use std::io::Write;
+    let settings = resolve(Overrides {
+        trio: Some(&args.models),
+        alpha: args.alpha,
+        suffix: args.suffix.as_deref(),
+        sampling: Some(&args.sampling),
+        max_new_tokens: args.max_new_tokens,
+        placement: &args.placement,
+    })?;
+    let mut out = std::io::stdout().lock();
+    let io = |source| Error::Io { path: "<stdout>".into(), source };
+    if args.json {
+        writeln!(out, "{}", settings.to_json()).map_err(io)
+    } else {
+        writeln!(out, "{}", settings.table()).map_err(io)
+    }
+}

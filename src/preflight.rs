@@ -1,0 +1,274 @@
+//! Memory preflight: before any weights load, what the trio will need on each device against what
+//! the device has free.
+//!
+//! Per model: its weights (every tensor in the safetensors headers × the size of the dtype it is
+//! loaded in), its KV cache for the whole context (prompt + new tokens; base 2 rows, rft 2,
+//! small 1; per row and token: layers × 2 × kv_heads × head_dim × dtype size) and the live-α
+//! vectors (f32 `base[..V]` on the base model's device, `rft[..V] − small[..V]` on the RFT
+//! model's: 4·V bytes each per guided token). Free memory: `MemAvailable` of /proc/meminfo for
+//! the cpu (other systems: skipped with a note), the GPU's free memory for `cuda:N`.
+//! `PROXYTHINKER_FREE_MEMORY_BYTES=cpu:N,cuda:0:N` overrides the free figures (for tests).
+
+use candle_core::{DType, Device};
+
+use crate::cli::{dtype_name, DeviceSpec, TrioPlacement};
+use crate::engine::trio::{Placement, TrioFiles};
+use crate::error::{Error, Result};
+use crate::loader::Checkpoint;
+use crate::presets::{human_bytes, kv_bytes_per_token, ROWS};
+
+/// The environment variable that overrides free memory: `cpu:BYTES,cuda:0:BYTES`.
+pub const FREE_MEMORY_ENV: &str = "PROXYTHINKER_FREE_MEMORY_BYTES";
+
+pub const MODEL_NAMES: [&str; 3] = ["base", "rft", "small"];
+
+/// What one model will hold on its device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelNeed {
+    pub name: &'static str,
+    pub device: DeviceSpec,
+    pub dtype: DType,
+    pub weights: u64,
+    pub kv_cache: u64,
+    pub live_alpha: u64,
+}
+
+impl ModelNeed {
+    pub fn total(&self) -> u64 {
+        self.weights + self.kv_cache + self.live_alpha
+    }
+}
+
+/// Bytes of a checkpoint's weights loaded as `dtype` (every tensor of the safetensors headers).
+pub fn weight_bytes(checkpoint: &Checkpoint, dtype: DType) -> Result<u64> {
+    Ok(checkpoint.tensors()?.iter().map(|t| t.numel()).sum::<u64>() * dtype.size_in_bytes() as u64)
+}
+
+/// KV cache bytes of one row of `checkpoint` for `tokens` tokens in `dtype`.
+pub fn kv_row_bytes(checkpoint: &Checkpoint, dtype: DType, tokens: u64) -> u64 {
+    let t = &checkpoint.config.text;
+    tokens * kv_bytes_per_token(t.num_hidden_layers as u64, t.num_key_value_heads as u64, t.head_dim as u64, dtype)
+}
+
+/// The shared vocabulary V of a trio (the smallest output head).
+pub fn shared_vocab(files: &TrioFiles) -> u64 {
+    [&files.base, &files.rft, &files.small].iter().map(|(c, _)| c.config.text.vocab_size as u64).min().unwrap_or(0)
+}
+
+/// What each model needs for a context of `context_tokens` (prompt + new tokens) of which
+/// `guided_tokens` are guided tokens.
+pub fn estimate(files: &TrioFiles, placement: &TrioPlacement, context_tokens: u64, guided_tokens: u64) -> Result<[ModelNeed; 3]> {
+    let v = shared_vocab(files);
+    let ckpts = [&files.base.0, &files.rft.0, &files.small.0];
+    let specs = placement.specs();
+    let one = |i: usize| -> Result<ModelNeed> {
+        let (dtype, device) = specs[i];
+        Ok(ModelNeed {
+            name: MODEL_NAMES[i],
+            device,
+            dtype,
+            weights: weight_bytes(ckpts[i], dtype)?,
+            kv_cache: ROWS[i] * kv_row_bytes(ckpts[i], dtype, context_tokens),
+            // base[..V] lives with the base model, rft[..V] − small[..V] with the RFT model.
+            live_alpha: if i < 2 { 4 * v * guided_tokens } else { 0 },
+        })
+    };
+    Ok([one(0)?, one(1)?, one(2)?])
+}
+
+/// Free memory of a device, and what said so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Free {
+    Bytes { bytes: u64, source: &'static str },
+    /// Not known here (the reason, for a note).
+    Unknown(String),
+}
+
+/// The override from PROXYTHINKER_FREE_MEMORY_BYTES for `spec`, if any.
+fn free_override(spec: DeviceSpec) -> Result<Option<u64>> {
+    let Ok(text) = std::env::var(FREE_MEMORY_ENV) else { return Ok(None) };
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let parsed = item.rsplit_once(':').and_then(|(dev, n)| Some((DeviceSpec::parse(dev).ok()?, n.trim().parse::<u64>().ok()?)));
+        let Some((dev, bytes)) = parsed else {
+            return Err(Error::invalid(format!(
+                "{FREE_MEMORY_ENV}: cannot read \"{item}\": use DEVICE:BYTES[,DEVICE:BYTES], e.g. cpu:8000000000,cuda:0:20000000000"
+            )));
+        };
+        if dev == spec {
+            return Ok(Some(bytes));
+        }
+    }
+    Ok(None)
+}
+
+/// MemAvailable from /proc/meminfo, in bytes.
+pub fn mem_available() -> std::result::Result<u64, String> {
+    if !cfg!(target_os = "linux") {
+        return Err("free RAM is only read on Linux (/proc/meminfo)".into());
+    }
+    let text = std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("cannot read /proc/meminfo: {e}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| "/proc/meminfo has no MemAvailable line".into())
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_free(device: &Device) -> std::result::Result<u64, String> {
+    match device {
+        Device::Cuda(d) => {
+            d.cuda_stream().context().mem_get_info().map(|(free, _total)| free as u64).map_err(|e| e.to_string())
+        }
+        _ => Err("not a CUDA device".into()),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_free(_device: &Device) -> std::result::Result<u64, String> {
+    Err("this build has no CUDA support".into())
+}
+
+/// How much memory `device` (opened from `spec`) has free.
+pub fn free_memory(spec: DeviceSpec, device: &Device) -> Result<Free> {
+    if let Some(bytes) = free_override(spec)? {
+        return Ok(Free::Bytes { bytes, source: FREE_MEMORY_ENV });
+    }
+    Ok(match spec {
+        DeviceSpec::Cpu => match mem_available() {
+            Ok(bytes) => Free::Bytes { bytes, source: "MemAvailable" },
+            Err(why) => Free::Unknown(why),
+        },
+        DeviceSpec::Cuda(_) => match cuda_free(device) {
+            Ok(bytes) => Free::Bytes { bytes, source: "cuMemGetInfo" },
+            Err(why) => Free::Unknown(why),
+        },
+    })
+}
+
+/// The needs of the models on one device, added up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceNeed {
+    pub device: DeviceSpec,
+    pub models: Vec<&'static str>,
+    pub dtypes: Vec<DType>,
+    pub weights: u64,
+    pub kv_cache: u64,
+    pub live_alpha: u64,
+}
+
+impl DeviceNeed {
+    pub fn total(&self) -> u64 {
+        self.weights + self.kv_cache + self.live_alpha
+    }
+}
+
+/// The needs grouped by device, in the order the devices first appear (base, rft, small).
+pub fn per_device(needs: &[ModelNeed]) -> Vec<DeviceNeed> {
+    let mut out: Vec<DeviceNeed> = Vec::new();
+    for n in needs {
+        let i = match out.iter().position(|d| d.device == n.device) {
+            Some(i) => i,
+            None => {
+                out.push(DeviceNeed {
+                    device: n.device,
+                    models: Vec::new(),
+                    dtypes: Vec::new(),
+                    weights: 0,
+                    kv_cache: 0,
+                    live_alpha: 0,
+                });
+                out.len() - 1
+            }
+        };
+        let d = &mut out[i];
+        d.models.push(n.name);
+        if !d.dtypes.contains(&n.dtype) {
+            d.dtypes.push(n.dtype);
+        }
+        d.weights += n.weights;
+        d.kv_cache += n.kv_cache;
+        d.live_alpha += n.live_alpha;
+    }
+    out
+}
+
+fn join_names(names: &[&str]) -> String {
+    match names {
+        [one] => one.to_string(),
+        [a, b] => format!("{a} and {b}"),
+        [a, b, c] => format!("{a}, {b} and {c}"),
+        _ => names.join(", "),
+    }
+}
+
+/// The refusal for one device: what is needed, what is free, what to try.
+pub fn refusal(need: &DeviceNeed, free: u64, source: &str, context_tokens: u64) -> String {
+    let dtypes: Vec<&str> = need.dtypes.iter().map(|d| dtype_name(*d)).collect();
+    let mut tries = Vec::new();
+    if need.dtypes.contains(&DType::F32) {
+        tries.push("--dtype bf16 (half the bytes of f32)".to_string());
+    }
+    tries.push("another device (--device, or --base-device/--rft-device/--small-device to spread the models)".into());
+    tries.push("fewer --max-new-tokens".into());
+    tries.push("or a smaller preset (`proxythinker presets`)".into());
+    format!(
+        "not enough memory on {}: {} need {} there (weights {} as {}, KV cache {} for {} tokens, live α {}) but {} is free ({source}); try {}",
+        need.device,
+        join_names(&need.models),
+        human_bytes(need.total()),
+        human_bytes(need.weights),
+        dtypes.join("/"),
+        human_bytes(need.kv_cache),
+        context_tokens,
+        human_bytes(need.live_alpha),
+        human_bytes(free),
+        tries.join(", ")
+    )
+}
+
+/// Checks that the trio fits on its devices; refuses with the figures when it does not. Returns
+/// notes for what could not be checked.
+pub fn check(
+    files: &TrioFiles,
+    placement: &TrioPlacement,
+    opened: &Placement,
+    context_tokens: u64,
+    guided_tokens: u64,
+) -> Result<Vec<String>> {
+    let needs = estimate(files, placement, context_tokens, guided_tokens)?;
+    let devices = [&opened.base.1, &opened.rft.1, &opened.small.1];
+    let mut notes = Vec::new();
+    for need in per_device(&needs) {
+        let i = needs.iter().position(|n| n.device == need.device).unwrap_or(0);
+        match free_memory(need.device, devices[i])? {
+            Free::Bytes { bytes, source } => {
+                if need.total() > bytes {
+                    return Err(Error::invalid(refusal(&need, bytes, source, context_tokens)));
+                }
+            }
+            Free::Unknown(why) => notes.push(format!(
+                "note: memory preflight skipped for {} ({why}); the models need {} there",
+                need.device,
+                human_bytes(need.total())
+            )),
+        }
+    }
+    Ok(notes)
+}
+
+/// "note: vocabularies differ (base 152064, rft 151936, small 151936); mixing over the shared
+/// 151936", or None when the three output heads have one size.
+pub fn vocab_note(files: &TrioFiles) -> Option<String> {
+    let sizes = [&files.base, &files.rft, &files.small].map(|(c, _)| c.config.text.vocab_size);
+    if sizes.iter().all(|&s| s == sizes[0]) {
+        return None;
+    }
+    Some(format!(
+        "note: vocabularies differ (base {}, rft {}, small {}); mixing over the shared {}",
+        sizes[0],
+        sizes[1],
+        sizes[2],
+        shared_vocab(files)
+    ))
+}

@@ -1,0 +1,197 @@
+//! Memory preflight and trio checks before any weights load: the figures on the fixture
+//! checkpoints (weights from the safetensors headers, KV cache by formula from config.json, live
+//! α), a forced refusal through the binary, a normal run that passes, a mismatched tokenizer
+//! refused through the binary, and the note when vocabularies differ.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use candle_core::DType;
+use common::*;
+use proxythinker::cli::{PlacementArgs, TrioPlacement};
+use proxythinker::config::{resolve_with, Loaded, Overrides};
+use proxythinker::engine::trio::TrioFiles;
+use proxythinker::preflight::{self, estimate, per_device};
+use proxythinker::presets::human_bytes;
+use serde_json::Value;
+
+fn tiny(name: &str) -> PathBuf {
+    fixtures().join("tiny").join(name)
+}
+
+fn trio() -> TrioFiles {
+    TrioFiles::open(&tiny("qwen2_5_vl"), &tiny("trio_rft"), &tiny("trio_small")).unwrap()
+}
+
+fn placement(args: PlacementArgs) -> TrioPlacement {
+    let o = Overrides { trio: None, alpha: None, suffix: None, sampling: None, max_new_tokens: None, placement: &args };
+    resolve_with(o, Loaded::default()).unwrap().placement
+}
+
+/// Sum of the tensor sizes in a checkpoint's safetensors headers, read here by hand.
+fn numel(dir: &Path) -> u64 {
+    let mut n = 0;
+    for f in std::fs::read_dir(dir).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_none_or(|e| e != "safetensors") {
+            continue;
+        }
+        let bytes = std::fs::read(&p).unwrap();
+        let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+        for (k, t) in header.as_object().unwrap() {
+            if k != "__metadata__" {
+                n += t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).product::<u64>();
+            }
+        }
+    }
+    n
+}
+
+/// layers × 2 × kv_heads × head_dim from config.json (head_dim = hidden / heads when absent).
+fn kv_per_token_elems(dir: &Path) -> u64 {
+    let c = read_json(&dir.join("config.json"));
+    let c = if c.get("text_config").is_some() { c["text_config"].clone() } else { c };
+    let heads = c["num_attention_heads"].as_u64().unwrap();
+    let head_dim = c.get("head_dim").and_then(Value::as_u64).unwrap_or(c["hidden_size"].as_u64().unwrap() / heads);
+    let kv = c.get("num_key_value_heads").and_then(Value::as_u64).unwrap_or(heads);
+    c["num_hidden_layers"].as_u64().unwrap() * 2 * kv * head_dim
+}
+
+#[test]
+fn figures_on_the_fixture_checkpoints() {
+    let files = trio();
+    let (context, guided) = (100u64, 40u64);
+    let dirs = [tiny("qwen2_5_vl"), tiny("trio_rft"), tiny("trio_small")];
+    let rows = [2u64, 2, 1];
+    for (dtype, size) in [(DType::F32, 4u64), (DType::BF16, 2)] {
+        let p = placement(PlacementArgs { dtype: Some(dtype), ..Default::default() });
+        let needs = estimate(&files, &p, context, guided).unwrap();
+        for i in 0..3 {
+            assert_eq!(needs[i].weights, numel(&dirs[i]) * size, "{} weights", needs[i].name);
+            assert_eq!(needs[i].kv_cache, rows[i] * context * kv_per_token_elems(&dirs[i]) * size, "{} kv", needs[i].name);
+        }
+        // Live α: f32 base[..V] with the base model, rft[..V] − small[..V] with the RFT model; V = 320.
+        assert_eq!([needs[0].live_alpha, needs[1].live_alpha, needs[2].live_alpha], [4 * 320 * guided, 4 * 320 * guided, 0]);
+        let all = per_device(&needs);
+        assert_eq!(all.len(), 1, "one device");
+        assert_eq!(all[0].total(), needs.iter().map(|n| n.total()).sum::<u64>());
+        assert_eq!(all[0].models, ["base", "rft", "small"]);
+    }
+    // Each model in its own dtype.
+    let p = placement(PlacementArgs { rft_dtype: Some(DType::BF16), small_dtype: Some(DType::F16), ..Default::default() });
+    let needs = estimate(&files, &p, context, guided).unwrap();
+    assert_eq!([needs[0].weights, needs[1].weights, needs[2].weights], [numel(&dirs[0]) * 4, numel(&dirs[1]) * 2, numel(&dirs[2]) * 2]);
+}
+
+fn bin(free: Option<&str>) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_proxythinker"));
+    c.env("PROXYTHINKER_CONFIG", std::env::temp_dir().join("proxythinker-tests-no-config.toml"));
+    match free {
+        Some(f) => c.env("PROXYTHINKER_FREE_MEMORY_BYTES", f),
+        None => c.env_remove("PROXYTHINKER_FREE_MEMORY_BYTES"),
+    };
+    c
+}
+
+fn run_args(extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = vec!["run".into(), "--question".into(), "What is in the picture?".into(), "--max-new-tokens".into(), "5".into()];
+    for (flag, name) in [("--base", "qwen2_5_vl"), ("--rft", "trio_rft"), ("--small", "trio_small")] {
+        a.push(flag.into());
+        a.push(tiny(name).to_str().unwrap().into());
+    }
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn one_line_error(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(!stderr.contains("panicked") && out.stdout.is_empty(), "{stderr}");
+    stderr
+}
+
+fn json_stdout(out: &Output) -> Value {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn a_trio_that_does_not_fit_is_refused_with_the_figures_and_a_normal_run_passes() {
+    // A normal run passes (real MemAvailable, then a generous override).
+    let v = json_stdout(&bin(None).args(run_args(&["--json"])).output().unwrap());
+    let prompt_tokens = v["prompt_tokens"].as_u64().unwrap();
+    json_stdout(&bin(Some("cpu:100000000000")).args(run_args(&["--json"])).output().unwrap());
+    // 12345 bytes free: refused before loading, one line naming the device, the need and the free amount.
+    let out = bin(Some("cpu:12345")).args(run_args(&["--json"])).output().unwrap();
+    let err = one_line_error(&out);
+    let p = placement(PlacementArgs::default());
+    let need: u64 = estimate(&trio(), &p, prompt_tokens + 5, 5).unwrap().iter().map(|n| n.total()).sum();
+    for needle in ["not enough memory on cpu", &format!("need {}", human_bytes(need)), "but 12.1 KiB is free", "--dtype bf16"] {
+        assert!(err.contains(needle), "{needle:?} not in: {err}");
+    }
+    // Exactly the need fits; one byte less does not.
+    json_stdout(&bin(Some(&format!("cpu:{need}"))).args(run_args(&["--json"])).output().unwrap());
+    one_line_error(&bin(Some(&format!("cpu:{}", need - 1))).args(run_args(&["--json"])).output().unwrap());
+    // In bf16 the suggestion to use bf16 goes away; a longer context needs more.
+    let err = one_line_error(&bin(Some("cpu:12345")).args(run_args(&["--dtype", "bf16"])).output().unwrap());
+    assert!(!err.contains("--dtype bf16") && err.contains("as bf16"), "{err}");
+    // The bench and the UI check too.
+    let mut bench: Vec<String> = vec!["bench".into(), "--steps".into(), "2".into()];
+    bench.extend(run_args(&[]).into_iter().skip(5));
+    let err = one_line_error(&bin(Some("cpu:12345")).args(&bench).output().unwrap());
+    assert!(err.contains("not enough memory on cpu"), "{err}");
+    let mut tui: Vec<String> = vec!["tui".into()];
+    tui.extend(run_args(&[]).into_iter().skip(1));
+    let err = one_line_error(&bin(Some("cpu:12345")).args(&tui).output().unwrap());
+    assert!(err.contains("not enough memory on cpu"), "{err}");
+    // A malformed override is an error, not a silent pass.
+    let err = one_line_error(&bin(Some("cpu=12")).args(run_args(&[])).output().unwrap());
+    assert!(err.contains("PROXYTHINKER_FREE_MEMORY_BYTES"), "{err}");
+}
+
+#[test]
+fn mem_available_is_read_on_linux() {
+    if cfg!(target_os = "linux") {
+        assert!(preflight::mem_available().unwrap() > 0);
+    }
+}
+
+#[test]
+fn a_mismatched_tokenizer_is_refused_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(tiny("trio_small")).unwrap() {
+        let e = entry.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    let tok_path = dir.path().join("tokenizer.json");
+    let mut tok: Value = serde_json::from_str(&std::fs::read_to_string(&tok_path).unwrap()).unwrap();
+    let vocab = tok["model"]["vocab"].as_object_mut().unwrap();
+    let (name, id) = vocab.iter().find(|(_, v)| v.as_u64() == Some(200)).map(|(k, v)| (k.clone(), v.clone())).unwrap();
+    vocab.remove(&name);
+    vocab.insert("zzz_not_a_token".into(), id);
+    std::fs::write(&tok_path, tok.to_string()).unwrap();
+    let mut args = run_args(&[]);
+    let i = args.iter().position(|a| a == "--small").unwrap();
+    args[i + 1] = dir.path().to_str().unwrap().into();
+    let err = one_line_error(&bin(None).args(&args).output().unwrap());
+    assert!(err.contains("--small") && err.contains("token id 200") && err.contains("share a tokenizer"), "{err}");
+}
+
+#[test]
+fn run_notes_differing_vocabularies_on_stderr() {
+    let out = bin(None).args(run_args(&["--json"])).output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end(), "note: vocabularies differ (base 336, rft 320, small 320); mixing over the shared 320");
+    // Same sizes: no note.
+    let mut args = run_args(&["--json"]);
+    let i = args.iter().position(|a| a == "--base").unwrap();
+    args[i + 1] = tiny("trio_small").to_str().unwrap().into();
+    let out = bin(None).args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
