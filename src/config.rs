@@ -329,19 +329,27 @@ impl Settings {
         Ok([need(0)?, need(1)?, need(2)?])
     }
 
-    /// Local checkpoint directories of base, rft and small (the hub module downloads what is missing).
+    /// Local checkpoint directories of base, rft and small (the hub module downloads what is
+    /// missing, with a progress bar per file on stderr).
     pub fn resolve_models(&self) -> Result<[PathBuf; 3]> {
+        let [b, r, s] = self.model_references()?;
+        Ok([crate::hub::resolve(&b.0, &b.1)?, crate::hub::resolve(&r.0, &r.1)?, crate::hub::resolve(&s.0, &s.1)?])
+    }
+
+    /// (reference, flag for messages) of base, rft and small, with `hub_cache` applied, for a
+    /// caller that resolves them itself (the UI draws its own download gauge).
+    pub fn model_references(&self) -> Result<[(String, String); 3]> {
         self.apply_hub_cache();
         let refs = self.references()?;
-        let dir = |i: usize| {
+        let one = |i: usize| {
             let s = &refs[i];
             let flag = match &s.from {
                 Source::CommandLine => MODEL_FLAGS[i].to_string(),
                 other => format!("{} (from {other})", MODEL_FLAGS[i]),
             };
-            crate::hub::resolve(&s.value, &flag)
+            (s.value.clone(), flag)
         };
-        Ok([dir(0)?, dir(1)?, dir(2)?])
+        Ok([one(0), one(1), one(2)])
     }
 
     /// Sets HF_HUB_CACHE from `hub_cache` when the environment does not set it.

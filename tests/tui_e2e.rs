@@ -231,3 +231,42 @@ fn bad_command_lines_are_one_line_errors_with_status_2() {
     assert_one_line_error(&run(&["demo", "--device", "tpu"]), "tpu");
     assert_one_line_error(&run(&["replay"]), "required");
 }
+
+#[path = "hub_support/mod.rs"]
+mod hub_support;
+
+#[test]
+fn models_named_by_repo_id_download_under_a_gauge_then_the_ui_starts() {
+    let hub = hub_support::FakeHub::start();
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
+    hub.add("owner/base", "main", hub_support::dir_files(&tiny.join("qwen2_5_vl")));
+    hub.add("owner/rft", "main", hub_support::dir_files(&tiny.join("trio_rft")));
+    hub.add("owner/small", "main", hub_support::dir_files(&tiny.join("trio_small")));
+    // Slow weights keep the download screen up long enough to be seen.
+    hub.slow("model.safetensors", 1500);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (hf_home, code) = (dir.path().join("hf"), dir.path().join("code"));
+    let tmux = Tmux::start("hub");
+    tmux.type_line(&format!(
+        "cd {} && HF_ENDPOINT={} HF_HOME={} PROXYTHINKER_CACHE={} {BIN} --base owner/base --rft owner/rft --small owner/small \
+         --question 'How many circles?' --max-new-tokens 8 --ignore-eos; echo $? > {}",
+        quoted(dir.path()),
+        hub.url,
+        quoted(&hf_home),
+        quoted(&dir.path().join("cache")),
+        quoted(&code)
+    ));
+    let screen = tmux.wait_for("the download screen", 30, |s| s.contains("downloading the models"));
+    assert!(screen.contains("owner/"), "no file being downloaded on the screen:\n{screen}");
+    let screen = tmux.wait_for("the UI after the download", 60, |s| {
+        let c = token_counts(s);
+        s.contains("α=0.50") && c.len() == 3 && c.iter().all(|n| *n >= 1)
+    });
+    assert!(!screen.contains("downloading the models"), "{screen}");
+    tmux.send("q", true);
+    assert_eq!(wait_for_file(&code, 20).trim(), "0", "exit status");
+    // The checkpoints landed in the standard cache layout.
+    let snapshots = hf_home.join("hub/models--owner--base/snapshots");
+    let snapshot = std::fs::read_dir(&snapshots).expect("a snapshot").next().expect("one").expect("entry").path();
+    assert!(snapshot.join("model.safetensors").is_file());
+}

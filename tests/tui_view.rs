@@ -240,3 +240,25 @@ fn terminal_graphics_draw_the_picture_where_half_blocks_would_go() {
     halfblocks.set_protocol_type(ProtocolType::Halfblocks);
     assert!(Graphics::with_picker(halfblocks).is_none());
 }
+
+#[test]
+fn download_screen_shows_a_gauge_per_file() {
+    use proxythinker::tui::download::{DownloadView, Downloads, FileTransfer};
+    let file = |repo: &str, file: &str, total: u64, done: u64, finished: Option<bool>| FileTransfer {
+        repo: repo.into(),
+        file: file.into(),
+        total,
+        done,
+        finished,
+    };
+    let d = Downloads {
+        cache: "/home/me/.cache/huggingface/hub".into(),
+        files: vec![
+            file("Qwen/Qwen2.5-VL-7B-Instruct", "config.json", 1_400, 1_400, Some(true)),
+            file("Qwen/Qwen2.5-VL-7B-Instruct", "model-00001-of-00005.safetensors", 3_900_000_000, 1_300_000_000, None),
+        ],
+    };
+    let out = text(DownloadView(&d), 100, 8);
+    assert!(out.contains("1.30 GB / 3.90 GB"), "{out}");
+    insta::assert_snapshot!(out);
+}

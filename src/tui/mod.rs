@@ -10,6 +10,7 @@
 pub mod app;
 pub mod args;
 pub mod demo;
+pub mod download;
 pub mod graphics;
 pub mod launch;
 pub mod layout;
@@ -126,7 +127,7 @@ fn prepare(
 /// `proxythinker [tui] --base .. --rft .. --small ..` (or `--preset NAME`)
 pub fn run_tui(args: &TuiArgs) -> Result<()> {
     let settings = crate::config::resolve(args.decoding.overrides(Some(&args.models), args.alpha, args.suffix.as_deref()))?;
-    let [base, rft, small] = settings.resolve_models()?;
+    let [base, rft, small] = download::resolve_all(settings.model_references()?)?;
     let p = prepare(Mode::Live, [&base, &rft, &small], args.image.clone(), args.question.clone(), &settings, &args.decoding)?;
     run_live(p)
 }
