@@ -4,7 +4,8 @@
 //! - the prefill of the three models (vision tower included);
 //! - guided decoding alone: one row per model, the mix and the argmax on the models' device, one
 //!   token id back to the host per step (what the paper's native loop does);
-//! - the full session: three streams in lockstep with every record measured (what the UI runs);
+//! - the full session: three streams in lockstep with every record measured (what the UI runs),
+//!   then a change of α by 0.01 (what `]`/`}` cost before re-decoding starts);
 //! - with `--unbatched`, the session's five rows without the records, batched as the session
 //!   batches them (three forwards per step) and as five separate forwards per step: the batching
 //!   ratio.
@@ -51,6 +52,10 @@ pub struct BenchReport {
     /// any. In f32 on the CPU the two agree; in bf16 on a GPU the session's two-row forwards and
     /// the loop's one-row forwards may round differently, and random weights leave near-ties.
     pub first_divergence: Option<usize>,
+    /// Seconds a change of α (by 0.01) took after the session: deciding which tokens stay and
+    /// re-measuring the kept records, before any re-decoding.
+    pub live_alpha_seconds: f64,
+    pub live_alpha_kept_tokens: usize,
 }
 
 /// Synchronises the device (a host copy of a scalar), so that host clocks time finished work.
@@ -156,6 +161,10 @@ pub fn run(
     let session_sps = steps as f64 / t.elapsed().as_secs_f64();
     let session_tokens = session.tokens(StreamKind::Guided);
     let first_divergence = session_tokens.iter().zip(&guided_tokens).position(|(a, b)| a != b);
+    // Live α: the replay check and the refresh of every kept record (no re-decoding timed).
+    let t = Instant::now();
+    let kept = session.set_alpha(alpha + 0.01)?.unwrap_or(steps);
+    let live_alpha_seconds = t.elapsed().as_secs_f64();
     drop(session);
 
     let (batched, five) = if unbatched {
@@ -177,5 +186,7 @@ pub fn run(
         five_forwards_steps_per_second: five,
         weight_bytes_per_step,
         first_divergence,
+        live_alpha_seconds,
+        live_alpha_kept_tokens: kept,
     })
 }

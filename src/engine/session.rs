@@ -194,6 +194,17 @@ impl Measure<'_> {
         StreamRecord { step, token, text: self.token_text(token), logprob: d.chosen_logprob, entropy: d.entropy, top: d.top }
     }
 
+    /// Brings a kept record's α-dependent measures (the guided distribution, KL and JS against
+    /// the base, the flip marker) to a new mix `mixed` of its step's `base[..V]`, `b`.
+    fn refresh(&self, rec: &mut GuidedRecord, b: &[f32], mixed: &[f32]) {
+        let (guided, lg) = self.distribution(mixed, rec.token);
+        let lb = guidance::log_softmax(b);
+        rec.kl_guided_base = guidance::kl(&lg, &lb) as f32;
+        rec.js_guided_base = guidance::js(&lg, &lb) as f32;
+        rec.flipped = guidance::argmax(mixed) != guidance::argmax(b);
+        rec.guided = guided;
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn guided_record(&self, step: usize, t: u32, forced: bool, b: &[f32], r: &[f32], s: &[f32], mixed: &[f32]) -> GuidedRecord {
         let (base, rft, small, guided) = std::thread::scope(|scope| {
@@ -365,8 +376,9 @@ impl Session {
 
     /// Advances every stream that has not ended by one token and returns the new records.
     ///
-    /// The tokens are chosen first and the next forwards launched before the records are
-    /// measured: on a GPU the forwards run while the host computes the records.
+    /// The tokens are chosen first; then the records are measured on other threads while this
+    /// one launches the next forwards (on a GPU, launching is host work too, and the forwards
+    /// run while the host measures).
     pub fn step(&mut self) -> Result<Vec<Record>> {
         if self.is_done() {
             return Ok(Vec::new());
@@ -489,47 +501,47 @@ impl Session {
             return Err(Error::invalid(format!("α must be a finite number, got {alpha}")));
         }
         self.settings.alpha = alpha;
+        // Thousands of tokens may be kept, each with two vectors of V entries: they come to the
+        // host a batch at a time, and each batch is replayed and re-measured on every core.
+        const BATCH: usize = 64;
+        let n = self.replay.len().min(self.guided.records.len());
+        let (measure, sampling) = (Measure(&self.tokenizer), self.settings.sampling);
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
         let mut diverge = None;
-        for (j, (b, d)) in self.replay.iter().enumerate() {
-            let t = match self.forced.get(&j) {
-                Some(&t) => t,
-                None => {
-                    let b: Vec<f32> = b.to_vec1()?;
-                    let d: Vec<f32> = d.to_vec1()?;
-                    guidance::choose(&guidance::combine(&b, &d, alpha), &self.settings.sampling, j)
+        'batches: for start in (0..n).step_by(BATCH) {
+            let end = (start + BATCH).min(n);
+            let vectors = self.replay[start..end]
+                .iter()
+                .map(|(b, d)| Ok((b.to_vec1::<f32>()?, d.to_vec1::<f32>()?)))
+                .collect::<Result<Vec<_>>>()?;
+            // Each kept step's token at the new α (a forced one stays) and its record re-measured.
+            let mut replayed: Vec<(u32, GuidedRecord)> = self.guided.records[start..end].iter().map(|r| (0, r.clone())).collect();
+            let chunk = replayed.len().div_ceil(threads).max(1);
+            let forced = &self.forced;
+            std::thread::scope(|scope| {
+                for (k, (out, vectors)) in replayed.chunks_mut(chunk).zip(vectors.chunks(chunk)).enumerate() {
+                    scope.spawn(move || {
+                        for (i, ((t, rec), (b, d))) in out.iter_mut().zip(vectors).enumerate() {
+                            let j = start + k * chunk + i;
+                            let mixed = guidance::combine(b, d, alpha);
+                            *t = forced.get(&j).copied().unwrap_or_else(|| guidance::choose(&mixed, &sampling, j));
+                            measure.refresh(rec, b, &mixed);
+                        }
+                    });
                 }
-            };
-            if t != self.guided.tokens[j] {
-                diverge = Some(j);
-                break;
+            });
+            for (k, (t, rec)) in replayed.into_iter().enumerate() {
+                if t != self.guided.tokens[start + k] {
+                    diverge = Some(start + k);
+                    break 'batches;
+                }
+                self.guided.records[start + k] = rec;
             }
         }
         if let Some(j) = diverge {
             self.rewind_guided(j)?;
         }
-        // The kept records carry α-dependent measures: bring them to the new α.
-        self.refresh_guided_records()?;
         Ok(diverge)
-    }
-
-    /// Recomputes the α-dependent parts of the kept guided records (the guided distribution,
-    /// KL and JS against the base, the flip marker) for the current α.
-    fn refresh_guided_records(&mut self) -> Result<()> {
-        let n = self.guided.records.len().min(self.replay.len());
-        for j in 0..n {
-            let b: Vec<f32> = self.replay[j].0.to_vec1()?;
-            let d: Vec<f32> = self.replay[j].1.to_vec1()?;
-            let mixed = guidance::combine(&b, &d, self.settings.alpha);
-            let t = self.guided.records[j].token;
-            let (guided, lg) = Measure(&self.tokenizer).distribution(&mixed, t);
-            let lb = guidance::log_softmax(&b);
-            let rec = &mut self.guided.records[j];
-            rec.kl_guided_base = guidance::kl(&lg, &lb) as f32;
-            rec.js_guided_base = guidance::js(&lg, &lb) as f32;
-            rec.flipped = guidance::argmax(&mixed) != guidance::argmax(&b);
-            rec.guided = guided;
-        }
-        Ok(())
     }
 
     /// Forces `token` at guided step `step` (at most the next step): the stream is truncated
