@@ -444,6 +444,9 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
         return Err(Error::invalid("the question is empty: pass one with --question"));
     }
     let max_new_tokens = resolved.max_new_tokens.value;
+    if max_new_tokens == 0 {
+        return Err(Error::invalid("--max-new-tokens must be at least 1"));
+    }
     let placement = resolved.placement.open()?;
     let trace = args.trace.as_deref().map(crate::trace::TraceWriter::create).transpose()?;
     let [base, rft, small] = resolved.resolve_models()?;

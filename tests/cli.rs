@@ -238,6 +238,10 @@ fn run_refuses_a_non_finite_alpha_and_bad_sampling() {
     assert_user_error(&out, &["--temperature must be a positive number"]);
     let out = bin().args(run_args(&["--alpha", "0.5", "--greedy", "--temperature", "0.7"])).output().unwrap();
     assert_user_error(&out, &["--greedy"]);
+    let mut zero = run_args(&["--alpha", "0.5"]);
+    let n = zero.iter().position(|a| a == "--max-new-tokens").unwrap();
+    zero[n + 1] = "0".into();
+    assert_user_error(&bin().args(&zero).output().unwrap(), &["--max-new-tokens must be at least 1"]);
 }
 
 #[test]

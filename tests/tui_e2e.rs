@@ -230,6 +230,7 @@ fn bad_command_lines_are_one_line_errors_with_status_2() {
     assert_one_line_error(&run(&["demo", "--temperature", "0"]), "--temperature");
     assert_one_line_error(&run(&["demo", "--device", "tpu"]), "tpu");
     assert_one_line_error(&run(&["replay"]), "required");
+    assert_one_line_error(&run(&["replay", "/nonexistent/trace.jsonl"]), "/nonexistent/trace.jsonl: no such file");
 }
 
 #[path = "hub_support/mod.rs"]

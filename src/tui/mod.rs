@@ -154,6 +154,14 @@ pub fn run_demo(args: &DemoArgs) -> Result<()> {
 
 /// `proxythinker replay FILE`
 pub fn run_replay(args: &ReplayArgs) -> Result<()> {
+    // A path that names nothing is a command-line mistake; a file that is not a trace opens the
+    // UI with the reason on the status line.
+    if !args.file.is_file() {
+        return Err(Error::invalid(format!(
+            "replay {}: no such file; give the path of a trace written by `run --trace` or by `x` in the UI",
+            args.file.display()
+        )));
+    }
     let mut app = trace_io::replay_app(&args.file);
     if let Some(img) = app.info.image_path.as_deref() {
         app.image = Thumbnail::open(img).ok();
