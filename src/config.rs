@@ -229,22 +229,28 @@ pub fn resolve_with(cli: Overrides<'_>, config: Loaded) -> Result<Settings> {
     let preset: Option<Preset> = preset_name.as_ref().map(|p| presets::find(&p.value)).transpose()?;
     let preset_setting = preset.as_ref().zip(preset_name.as_ref()).map(|(p, s)| Setting { value: p.name, from: s.from.clone() });
     let pv = |get: fn(&Preset) -> String| preset.as_ref().map(|p| (get(p), p.name));
+    // A preset typed on the command line is a command-line choice: its models, α and suffix
+    // replace the file's (a file's `base` must not end up guided by another preset's pair),
+    // while flags typed beside it still win.
+    let cli_preset = preset_name.as_ref().is_some_and(|p| p.from == Source::CommandLine);
+    let file_value = |v: Option<String>| v.filter(|_| !cli_preset);
     let models = match trio {
         Some(t) => [
-            pick_opt(t.base.clone(), f.base.clone(), &fsrc, pv(|p| p.base.repo.to_string())),
-            pick_opt(t.rft.clone(), f.rft.clone(), &fsrc, pv(|p| p.rft.repo.to_string())),
-            pick_opt(t.small.clone(), f.small.clone(), &fsrc, pv(|p| p.small.repo.to_string())),
+            pick_opt(t.base.clone(), file_value(f.base.clone()), &fsrc, pv(|p| p.base.repo.to_string())),
+            pick_opt(t.rft.clone(), file_value(f.rft.clone()), &fsrc, pv(|p| p.rft.repo.to_string())),
+            pick_opt(t.small.clone(), file_value(f.small.clone()), &fsrc, pv(|p| p.small.repo.to_string())),
         ],
         None => [None, None, None],
     };
     let with_models = trio.is_some();
-    let alpha = pick(cli.alpha, f.alpha, &fsrc, preset.as_ref().map(|p| (p.alpha, p.name)), DEFAULT_ALPHA);
+    let file_alpha = f.alpha.filter(|_| !cli_preset);
+    let alpha = pick(cli.alpha, file_alpha, &fsrc, preset.as_ref().map(|p| (p.alpha, p.name)), DEFAULT_ALPHA);
     if !alpha.value.is_finite() {
         return Err(Error::invalid(format!("--alpha must be a finite number, got {}", alpha.value)));
     }
     let suffix = pick(
         cli.suffix.map(Suffix::parse),
-        f.suffix.as_deref().filter(|_| with_models).map(Suffix::parse),
+        f.suffix.as_deref().filter(|_| with_models && !cli_preset).map(Suffix::parse),
         &fsrc,
         preset.as_ref().map(|p| (p.suffix.clone(), p.name)),
         Suffix::None,

@@ -209,6 +209,14 @@ fn precedence_is_command_line_then_config_then_preset_then_default() {
     assert_eq!(setting(&v, "rft"), (&Value::from("/cli/rft"), "command line"));
     assert_eq!(setting(&v, "temperature"), (&Value::Null, "command line"));
     assert_eq!(setting(&v, "suffix"), (&Value::from("none"), "command line"));
+    // A preset typed on the command line replaces the file's models, α and suffix as a whole
+    // (flags typed beside it still win).
+    let v = json_stdout(&env.run(&["config", "--json", "--preset", "qwen2vl-7b", "--small", "/cli/small"]));
+    assert_eq!(setting(&v, "preset"), (&Value::from("qwen2vl-7b"), "command line"));
+    assert_eq!(setting(&v, "rft"), (&Value::from("UCSC-VLAA/VLAA-Thinker-Qwen2VL-2B"), "preset qwen2vl-7b"));
+    assert_eq!(setting(&v, "small"), (&Value::from("/cli/small"), "command line"));
+    assert_eq!(setting(&v, "alpha"), (&Value::from(0.5), "preset qwen2vl-7b"));
+    assert_eq!(setting(&v, "max_new_tokens"), (&Value::from(64), file));
     // The readable form says where each came from.
     let out = env.run(&["config"]);
     let text = String::from_utf8_lossy(&out.stdout);
