@@ -290,3 +290,32 @@ fn a_per_model_device_error_names_its_flag() {
         assert_user_error(&out, &["--small-device cuda:1", "no CUDA support"]);
     }
 }
+
+#[test]
+fn bench_reports_the_figures_the_readme_quotes() {
+    let bench = |dtype: &str| {
+        let mut a = run_args(&[]);
+        a[0] = "bench".into();
+        // bench takes --steps, not the question/max-new-tokens of run.
+        let q = a.iter().position(|x| x == "--question").unwrap();
+        a.drain(q..q + 4);
+        a.extend(["--steps", "3", "--unbatched", "--dtype", dtype].map(String::from));
+        json_stdout(&bin().args(&a).output().unwrap())
+    };
+    let f32 = bench("f32");
+    for key in [
+        "prefill_seconds",
+        "guided_only_tokens_per_second",
+        "session_steps_per_second",
+        "lockstep_batched_steps_per_second",
+        "five_forwards_steps_per_second",
+    ] {
+        assert!(f32[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {}", f32[key]);
+    }
+    assert_eq!(f32["steps"], 3);
+    assert_eq!(f32["placement"], "cpu f32");
+    assert!(f32["live_alpha_kept_tokens"].as_u64().unwrap() <= 3);
+    // The weights one step reads are counted from the headers at the loading dtype.
+    let bf16 = bench("bf16");
+    assert_eq!(bf16["weight_bytes_per_step"].as_u64().unwrap() * 2, f32["weight_bytes_per_step"].as_u64().unwrap());
+}
