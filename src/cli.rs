@@ -375,12 +375,25 @@ pub fn run_generate(args: &GenerateArgs) -> Result<()> {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    #[command(flatten)]
-    pub models: TrioArgs,
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
     #[arg(long, value_name = "TEXT")]
     pub question: String,
+    #[arg(long)]
+    pub json: bool,
+    /// Write every record as JSON Lines to this file.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    #[command(flatten)]
+    pub guided: GuidedArgs,
+}
+
+/// The flags the settings of a guided session are resolved from, together with the config
+/// file and presets (shared by `run` and `config`, so `config` shows what `run` would use).
+#[derive(Debug, Clone, Args)]
+pub struct GuidedArgs {
+    #[command(flatten)]
+    pub models: TrioArgs,
     /// Guidance strength α [default: the preset's, the config file's, or 0.5].
     #[arg(long, allow_negative_numbers = true)]
     pub alpha: Option<f32>,
@@ -393,13 +406,21 @@ pub struct RunArgs {
     pub max_new_tokens: Option<usize>,
     #[command(flatten)]
     pub decoding: SamplingArgs,
-    #[arg(long)]
-    pub json: bool,
-    /// Write every record as JSON Lines to this file.
-    #[arg(long, value_name = "FILE")]
-    pub trace: Option<PathBuf>,
     #[command(flatten)]
     pub placement: PlacementArgs,
+}
+
+impl GuidedArgs {
+    pub fn overrides(&self) -> crate::config::Overrides<'_> {
+        crate::config::Overrides {
+            trio: Some(&self.models),
+            alpha: self.alpha,
+            suffix: self.suffix.as_deref(),
+            sampling: Some(&self.decoding),
+            max_new_tokens: self.max_new_tokens,
+            placement: &self.placement,
+        }
+    }
 }
 
 /// How the streams are decoded and when they stop (shared by `run` and the UI).
@@ -430,14 +451,7 @@ pub struct SamplingArgs {
 
 pub fn run_guided(args: &RunArgs) -> Result<()> {
     use crate::engine::{trio::TrioFiles, Session, Settings, StreamKind};
-    let resolved = crate::config::resolve(crate::config::Overrides {
-        trio: Some(&args.models),
-        alpha: args.alpha,
-        suffix: args.suffix.as_deref(),
-        sampling: Some(&args.decoding),
-        max_new_tokens: args.max_new_tokens,
-        placement: &args.placement,
-    })?;
+    let resolved = crate::config::resolve(args.guided.overrides())?;
     let sampling = resolved.sampling();
     sampling.validate().map_err(Error::invalid)?;
     if args.question.trim().is_empty() {
@@ -472,8 +486,8 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
         alpha: resolved.alpha.value,
         sampling,
         max_new_tokens,
-        stop_strings: args.decoding.stop.clone(),
-        stop_at_eos: !args.decoding.ignore_eos,
+        stop_strings: args.guided.decoding.stop.clone(),
+        stop_at_eos: !args.guided.decoding.ignore_eos,
     };
     let started = std::time::Instant::now();
     let mut session =

@@ -489,34 +489,15 @@ pub fn apply_hub_cache(config: &Loaded) {
 #[derive(Debug, clap::Args)]
 pub struct ConfigArgs {
     #[command(flatten)]
-    pub models: TrioArgs,
-    /// Guidance strength α.
-    #[arg(long, allow_negative_numbers = true)]
-    pub alpha: Option<f32>,
-    /// Prompt suffix: boxed, rethink, none, or any text.
-    #[arg(long, value_name = "boxed|rethink|none|TEXT")]
-    pub suffix: Option<String>,
-    #[arg(long, value_name = "N")]
-    pub max_new_tokens: Option<usize>,
-    #[command(flatten)]
-    pub sampling: SamplingArgs,
-    #[command(flatten)]
-    pub placement: PlacementArgs,
+    pub guided: crate::cli::GuidedArgs,
     /// Print one JSON object instead of the table.
     #[arg(long)]
-    pub json: bool,
+    pub json: bool
 }
 
 pub fn run_config(args: &ConfigArgs) -> Result<()> {
     use std::io::Write;
-    let settings = resolve(Overrides {
-        trio: Some(&args.models),
-        alpha: args.alpha,
-        suffix: args.suffix.as_deref(),
-        sampling: Some(&args.sampling),
-        max_new_tokens: args.max_new_tokens,
-        placement: &args.placement,
-    })?;
+    let settings = resolve(args.guided.overrides())?;
     let mut out = std::io::stdout().lock();
     let io = |source| Error::Io { path: "<stdout>".into(), source };
     if args.json {

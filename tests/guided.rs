@@ -17,9 +17,6 @@ use proxythinker::models::PromptInput;
 use proxythinker::processor::prepare_prompt;
 use serde_json::Value;
 
-fn tiny(name: &str) -> PathBuf {
-    fixtures().join("tiny").join(name)
-}
 
 struct Setup {
     files: TrioFiles,
@@ -241,19 +238,7 @@ fn the_engine_thread_streams_records_and_takes_commands() {
 
 #[test]
 fn mismatched_tokenizers_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(tiny("trio_small")).unwrap() {
-        let e = entry.unwrap();
-        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
-    }
-    let tok_path = dir.path().join("tokenizer.json");
-    let mut tok: Value = serde_json::from_str(&std::fs::read_to_string(&tok_path).unwrap()).unwrap();
-    // Rename one regular token: same size, different meaning of an id.
-    let vocab = tok["model"]["vocab"].as_object_mut().unwrap();
-    let (name, id) = vocab.iter().find(|(_, v)| v.as_u64() == Some(200)).map(|(k, v)| (k.clone(), v.clone())).unwrap();
-    vocab.remove(&name);
-    vocab.insert("zzz_not_a_token".into(), id);
-    std::fs::write(&tok_path, tok.to_string()).unwrap();
+    let dir = small_with_a_mismatched_tokenizer();
     let err = TrioFiles::open(&tiny("qwen2_5_vl"), &tiny("trio_rft"), dir.path()).err().expect("refused").to_string();
     assert!(err.contains("--small") && err.contains("token id 200"), "{err}");
     assert_eq!(err.lines().count(), 1);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use candle_core::DType;
@@ -17,9 +17,6 @@ use proxythinker::preflight::{self, estimate, per_device};
 use proxythinker::presets::human_bytes;
 use serde_json::Value;
 
-fn tiny(name: &str) -> PathBuf {
-    fixtures().join("tiny").join(name)
-}
 
 fn trio() -> TrioFiles {
     TrioFiles::open(&tiny("qwen2_5_vl"), &tiny("trio_rft"), &tiny("trio_small")).unwrap()
@@ -162,18 +159,7 @@ fn mem_available_is_read_on_linux() {
 
 #[test]
 fn a_mismatched_tokenizer_is_refused_through_the_binary() {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(tiny("trio_small")).unwrap() {
-        let e = entry.unwrap();
-        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
-    }
-    let tok_path = dir.path().join("tokenizer.json");
-    let mut tok: Value = serde_json::from_str(&std::fs::read_to_string(&tok_path).unwrap()).unwrap();
-    let vocab = tok["model"]["vocab"].as_object_mut().unwrap();
-    let (name, id) = vocab.iter().find(|(_, v)| v.as_u64() == Some(200)).map(|(k, v)| (k.clone(), v.clone())).unwrap();
-    vocab.remove(&name);
-    vocab.insert("zzz_not_a_token".into(), id);
-    std::fs::write(&tok_path, tok.to_string()).unwrap();
+    let dir = small_with_a_mismatched_tokenizer();
     let mut args = run_args(&[]);
     let i = args.iter().position(|a| a == "--small").unwrap();
     args[i + 1] = dir.path().to_str().unwrap().into();

@@ -53,3 +53,26 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// A committed tiny checkpoint directory.
+pub fn tiny(name: &str) -> PathBuf {
+    fixtures().join("tiny").join(name)
+}
+
+/// A copy of the `trio_small` checkpoint whose tokenizer gives id 200 to another token: same
+/// vocabulary size, different meaning of an id, so it cannot guide the others.
+pub fn small_with_a_mismatched_tokenizer() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(tiny("trio_small")).unwrap() {
+        let e = entry.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    let tok_path = dir.path().join("tokenizer.json");
+    let mut tok: Value = serde_json::from_str(&std::fs::read_to_string(&tok_path).unwrap()).unwrap();
+    let vocab = tok["model"]["vocab"].as_object_mut().unwrap();
+    let (name, id) = vocab.iter().find(|(_, v)| v.as_u64() == Some(200)).map(|(k, v)| (k.clone(), v.clone())).unwrap();
+    vocab.remove(&name);
+    vocab.insert("zzz_not_a_token".into(), id);
+    std::fs::write(&tok_path, tok.to_string()).unwrap();
+    dir
+}
