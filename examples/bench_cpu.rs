@@ -16,7 +16,8 @@ use std::time::Instant;
 use candle_core::{DType, Device};
 use proxythinker::generate::argmax_rows;
 use proxythinker::loader::Checkpoint;
-use proxythinker::processor::{prepare_prompt, prompt};
+use proxythinker::prepare::prepare_prompt;
+use proxythinker::processor::prompt;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));

@@ -19,12 +19,12 @@ use std::time::Instant;
 use candle_core::{DType, Tensor, D};
 use serde::Serialize;
 
-use crate::engine::trio::{Placement, TrioFiles};
-use crate::engine::{Session, Settings};
-use crate::error::Result;
-use crate::guidance::{self, Sampling};
 use crate::engine::StreamKind;
-use crate::models::{KvCache, PromptInput, VlModel};
+use crate::error::Result;
+use crate::guidance;
+use crate::models::{Decoder, KvCache, PromptInput};
+use crate::plan::SessionPlan;
+use crate::trio::{guided_row, Row, ROW_PLAN};
 
 /// What one bench run measured.
 #[derive(Debug, Serialize)]
@@ -67,11 +67,11 @@ fn sync(t: &Tensor) -> Result<()> {
 /// Guided decoding alone, with the mix and the argmax on the device.
 /// One step of the three models on one row each, launched one after the other as the session
 /// does (see `engine::session::forward_trio`).
-fn step_all(models: [&VlModel; 3], token: &[u32], caches: &mut [KvCache]) -> Result<Vec<Tensor>> {
+fn step_all(models: [&dyn Decoder; 3], token: &[u32], caches: &mut [KvCache]) -> Result<Vec<Tensor>> {
     models.iter().zip(caches.iter_mut()).map(|(m, c)| m.step(token, c)).collect()
 }
 
-fn guided_only(models: [&VlModel; 3], prompt: &PromptInput, alpha: f64, steps: usize) -> Result<(f64, f64, Vec<u32>)> {
+fn guided_only(models: [&dyn Decoder; 3], prompt: &PromptInput, alpha: f64, steps: usize) -> Result<(f64, f64, Vec<u32>)> {
     let v = models.iter().map(|m| m.vocab_size()).min().unwrap_or(0);
     let t0 = Instant::now();
     let mut caches: Vec<_> = models.iter().map(|m| m.new_cache()).collect();
@@ -98,13 +98,19 @@ fn guided_only(models: [&VlModel; 3], prompt: &PromptInput, alpha: f64, steps: u
 /// The session's five rows decoded without the records: as three batched forwards per step
 /// (base [base-only, guided], RFT [rft-only, guided], small [guided]) when `batched`, else as five
 /// separate single-row forwards. The two differ only in batching.
-fn five_rows(models: [&VlModel; 3], prompt: &PromptInput, alpha: f32, steps: usize, batched: bool) -> Result<f64> {
+fn five_rows(models: [&dyn Decoder; 3], prompt: &PromptInput, alpha: f32, steps: usize, batched: bool) -> Result<f64> {
     let v = models.iter().map(|m| m.vocab_size()).min().unwrap_or(0);
-    // (model, rows) of each forward; the rows are, in order: base, guided@base, rft, guided@rft, guided@small.
-    let plan: Vec<(&VlModel, usize)> = if batched {
-        vec![(models[0], 2), (models[1], 2), (models[2], 1)]
+    // The rows of the session's row plan, in order (base-only, guided@base, rft-only,
+    // guided@rft, guided@small), each with its model, and where each model's guided row lands.
+    let layout: Vec<(&dyn Decoder, Row)> =
+        models.iter().zip(ROW_PLAN.into_array()).flat_map(|(m, rows)| rows.iter().map(move |r| (*m, *r))).collect();
+    let offsets = [0, ROW_PLAN.base.len(), ROW_PLAN.base.len() + ROW_PLAN.rft.len()];
+    let [base_g, rft_g, small_g] = [0, 1, 2].map(|i| offsets[i] + guided_row(ROW_PLAN.into_array()[i]));
+    // (model, rows) of each forward: one per model, or one per row.
+    let plan: Vec<(&dyn Decoder, usize)> = if batched {
+        models.iter().zip(ROW_PLAN.into_array()).map(|(m, rows)| (*m, rows.len())).collect()
     } else {
-        vec![(models[0], 1), (models[0], 1), (models[1], 1), (models[1], 1), (models[2], 1)]
+        layout.iter().map(|(m, _)| (*m, 1)).collect()
     };
     let mut caches = Vec::new();
     let mut logits = Vec::new();
@@ -117,12 +123,12 @@ fn five_rows(models: [&VlModel; 3], prompt: &PromptInput, alpha: f32, steps: usi
     }
     let t = Instant::now();
     for _ in 0..steps {
-        let mut rows: Vec<Vec<f32>> = Vec::with_capacity(5);
+        let mut rows: Vec<Vec<f32>> = Vec::with_capacity(layout.len());
         for l in &logits {
             rows.extend(l.to_dtype(DType::F32)?.to_vec2::<f32>()?);
         }
-        let g = guidance::argmax(&guidance::combine(&rows[1], &guidance::delta(&rows[3], &rows[4], v), alpha));
-        let mut feed = vec![guidance::argmax(&rows[0]), g, guidance::argmax(&rows[2]), g, g].into_iter();
+        let g = guidance::argmax(&guidance::combine(&rows[base_g], &guidance::delta(&rows[rft_g], &rows[small_g], v), alpha));
+        let mut feed = layout.iter().zip(&rows).map(|((_, kind), r)| if *kind == Row::Guided { g } else { guidance::argmax(r) });
         for (i, &(m, n)) in plan.iter().enumerate() {
             let tokens: Vec<u32> = feed.by_ref().take(n).collect();
             logits[i] = m.step(&tokens, &mut caches[i])?;
@@ -132,30 +138,29 @@ fn five_rows(models: [&VlModel; 3], prompt: &PromptInput, alpha: f32, steps: usi
     Ok(steps as f64 / t.elapsed().as_secs_f64())
 }
 
-/// Runs the benchmark; see the module docs.
-pub fn run(
-    files: &TrioFiles,
-    prompt: &PromptInput,
-    placement: &Placement,
-    alpha: f32,
-    steps: usize,
-    unbatched: bool,
-) -> Result<BenchReport> {
+/// Runs the benchmark over the plan's trio (`plan.decoding.max_new_tokens` steps per run, eos
+/// ignored); see the module docs.
+pub fn run(plan: &SessionPlan, prompt: &PromptInput, unbatched: bool) -> Result<BenchReport> {
+    let (alpha, steps) = (plan.decoding.alpha, plan.decoding.max_new_tokens);
     let t = Instant::now();
-    let trio = files.load_placed(placement)?;
+    let trio = plan.trio()?;
     let load_seconds = t.elapsed().as_secs_f64();
-    let weight_bytes_per_step = [(&files.base.0, &placement.base), (&files.rft.0, &placement.rft), (&files.small.0, &placement.small)]
+    let weight_bytes_per_step = plan
+        .files
+        .checkpoints()
+        .zip(plan.devices.as_ref())
+        .into_array()
         .iter()
         .map(|(c, (dtype, _))| c.decode_weight_bytes(*dtype))
         .sum::<Result<u64>>()?;
-    let models = [trio.base.as_ref(), trio.rft.as_ref(), trio.small.as_ref()];
+    let models = trio.as_ref().map(|m| m.as_ref()).into_array();
 
     // A short warm-up, so that kernel loading and allocator growth stay out of the figures.
     guided_only(models, prompt, alpha as f64, 2)?;
     let (prefill_seconds, guided_only_tps, guided_tokens) = guided_only(models, prompt, alpha as f64, steps)?;
 
-    let settings = Settings { alpha, sampling: Sampling::Greedy, max_new_tokens: steps, stop_strings: vec![], stop_at_eos: false };
-    let mut session = Session::new(trio.clone(), files.base.1.clone(), prompt.clone(), settings, vec![])?;
+    let prepared = crate::prepare::PreparedPrompt { text: String::new(), input: prompt.clone() };
+    let mut session = plan.session(&prepared, alpha)?;
     let t = Instant::now();
     session.run_to_end()?;
     let session_sps = steps as f64 / t.elapsed().as_secs_f64();
@@ -174,7 +179,7 @@ pub fn run(
     };
     Ok(BenchReport {
         host: format!("{} threads", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
-        placement: String::new(),
+        placement: plan.placement().describe(),
         prompt_tokens: prompt.input_ids.len(),
         image_tokens: prompt.images.iter().map(|i| i.grid_thw.iter().product::<usize>() / 4).sum(),
         steps,

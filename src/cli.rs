@@ -1,20 +1,34 @@
 //! The command line: argument definitions and the subcommands that do not need a terminal UI.
 //!
+//! The flags of a guided session are declared once, in groups that every subcommand flattens:
+//! [`TrioArgs`] (the models), [`DecodingArgs`] (α, budget, sampling, stops, placement),
+//! [`GuidedArgs`] (both, with the suffix) and [`InputArgs`] (question and image).
+//! [`DecodingArgs::overrides`] turns them into the command line's part of the settings, the one
+//! place that does; the rest (config file, preset, defaults) is [`crate::config::resolve`]'s,
+//! and the session itself is set up by [`crate::plan`].
+//!
 //! `logits` and `generate` have a stable contract that outside checks rely on: each prints
 //! exactly one JSON object on stdout (with `--json` for `generate`), and every error is one line
 //! on stderr with exit status 2.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
+use crate::config::{Overrides, PlacementOverrides, Setting};
+use crate::engine::StreamKind;
 use crate::error::{Error, Result};
 use crate::generate::{greedy, StopReason};
 use crate::loader::Checkpoint;
-use crate::processor::{prepare_prompt, prompt};
+use crate::placement::{parse_dtype, DeviceSpec};
+use crate::plan::{Inputs, SessionRequest};
+use crate::prepare::prepare_prompt;
+use crate::processor::prompt;
+use crate::trio::PerModel;
 
 #[derive(Debug, Parser)]
 #[command(name = "proxythinker", version, about = "ProxyThinker test-time guidance of Qwen vision-language models")]
@@ -34,81 +48,15 @@ pub enum Command {
     /// Decoding speed of a trio on this machine (prefill, guided alone, the full session).
     Bench(BenchArgs),
     /// The terminal UI (the default when the first argument is a flag): three streams, live α.
-    Tui(crate::tui::TuiArgs),
+    Tui(TuiArgs),
     /// The terminal UI on built-in tiny checkpoints with synthetic random weights.
-    Demo(crate::tui::DemoArgs),
+    Demo(DemoArgs),
     /// Read a trace back in the terminal UI, without any model.
-    Replay(crate::tui::ReplayArgs),
+    Replay(ReplayArgs),
     /// List the presets (named trios) with their models, α, suffix and memory.
     Presets(crate::presets::PresetsArgs),
     /// Print the effective settings and where each came from (config file, command line, preset).
-    Config(crate::config::ConfigArgs),
-}
-
-/// Where a model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeviceSpec {
-    Cpu,
-    Cuda(usize),
-}
-
-impl DeviceSpec {
-    pub fn parse(s: &str) -> std::result::Result<Self, String> {
-        let s = s.trim().to_ascii_lowercase();
-        if s == "cpu" {
-            return Ok(DeviceSpec::Cpu);
-        }
-        let ordinal = if s == "cuda" {
-            Some(0)
-        } else {
-            s.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok())
-        };
-        match ordinal {
-            Some(n) => Ok(DeviceSpec::Cuda(n)),
-            None => Err(format!("unknown device \"{s}\": use cpu, cuda or cuda:N")),
-        }
-    }
-
-    /// Opens the device; CUDA needs a build with the `cuda` feature.
-    pub fn open(self) -> Result<Device> {
-        self.open_for("--device")
-    }
-
-    /// Opens the device named by the command-line flag `flag` (used in error messages).
-    pub fn open_for(self, flag: &str) -> Result<Device> {
-        match self {
-            DeviceSpec::Cpu => Ok(Device::Cpu),
-            DeviceSpec::Cuda(n) => {
-                if !cfg!(feature = "cuda") {
-                    return Err(Error::invalid(format!(
-                        "{flag} cuda:{n}: this build has no CUDA support; rebuild with `cargo build --release --features cuda` (see the README's GPU section) or use {flag} cpu"
-                    )));
-                }
-                Device::new_cuda(n).map_err(|e| {
-                    Error::invalid(format!("{flag} cuda:{n}: cannot open the GPU: {}", crate::loader::first_line(&e)))
-                })
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for DeviceSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DeviceSpec::Cpu => write!(f, "cpu"),
-            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
-        }
-    }
-}
-
-/// The name of a dtype as the command line spells it.
-pub fn dtype_name(d: DType) -> &'static str {
-    match d {
-        DType::F32 => "f32",
-        DType::F16 => "f16",
-        DType::BF16 => "bf16",
-        _ => "other",
-    }
+    Config(ConfigArgs),
 }
 
 /// Where the three models of a trio run: one device and dtype for all, or one per model. Flags
@@ -141,96 +89,14 @@ pub struct PlacementArgs {
     pub small_dtype: Option<DType>,
 }
 
-/// One model's resolved dtype and device, with where each came from.
-#[derive(Debug, Clone)]
-pub struct ModelPlacement {
-    pub dtype: crate::config::Setting<DType>,
-    pub device: crate::config::Setting<DeviceSpec>,
-    /// What named the device, for error messages ("--small-device", "device in /path/config.toml").
-    pub device_flag: String,
-}
-
-/// The resolved placement of base, rft and small.
-#[derive(Debug, Clone)]
-pub struct TrioPlacement {
-    pub models: [ModelPlacement; 3],
-}
-
-impl TrioPlacement {
-    /// f32 on the cpu for all three (the defaults).
-    pub fn cpu() -> TrioPlacement {
-        crate::config::resolve_with(
-            crate::config::Overrides {
-                trio: None,
-                alpha: None,
-                suffix: None,
-                sampling: None,
-                max_new_tokens: None,
-                placement: &PlacementArgs::default(),
-            },
-            crate::config::Loaded::default(),
-        )
-        .map(|s| s.placement)
-        .expect("the defaults resolve")
-    }
-
-    /// (dtype, device) of base, rft and small.
-    pub fn specs(&self) -> [(DType, DeviceSpec); 3] {
-        self.models.clone().map(|m| (m.dtype.value, m.device.value))
-    }
-
-    /// Opens the devices, each one once, so that models on the same GPU share it.
-    pub fn open(&self) -> Result<crate::engine::trio::Placement> {
-        let mut opened: Vec<(DeviceSpec, Device)> = Vec::new();
-        let mut place = |m: &ModelPlacement| -> Result<(DType, Device)> {
-            let spec = m.device.value;
-            if let Some((_, d)) = opened.iter().find(|(s, _)| *s == spec) {
-                return Ok((m.dtype.value, d.clone()));
-            }
-            let d = spec.open_for(&m.device_flag)?;
-            opened.push((spec, d.clone()));
-            Ok((m.dtype.value, d))
-        };
-        let [b, r, s] = &self.models;
-        Ok(crate::engine::trio::Placement { base: place(b)?, rft: place(r)?, small: place(s)? })
-    }
-
-    /// The devices for a header: "cuda:0", or "base cuda:0, rft cuda:1, small cuda:1".
-    pub fn device_summary(&self) -> String {
-        let [b, r, s] = self.specs().map(|(_, spec)| spec.to_string());
-        if b == r && r == s {
-            b
-        } else {
-            format!("base {b}, rft {r}, small {s}")
+impl PlacementArgs {
+    pub fn overrides(&self) -> PlacementOverrides {
+        PlacementOverrides {
+            dtype: self.dtype,
+            device: self.device,
+            dtypes: PerModel::new(self.base_dtype, self.rft_dtype, self.small_dtype),
+            devices: PerModel::new(self.base_device, self.rft_device, self.small_device),
         }
-    }
-
-    /// The dtypes for a header: "bf16", or each model's when they differ.
-    pub fn dtype_summary(&self) -> String {
-        let [b, r, s] = self.specs().map(|(d, _)| dtype_name(d));
-        if b == r && r == s {
-            b.to_string()
-        } else {
-            format!("base {b}, rft {r}, small {s}")
-        }
-    }
-
-    /// A short description for headers and reports: "cpu f32", or each model's when they differ.
-    pub fn describe(&self) -> String {
-        let [b, r, s] = self.specs();
-        let one = |(d, spec): (DType, DeviceSpec)| format!("{spec} {}", dtype_name(d));
-        if b == r && r == s {
-            one(b)
-        } else {
-            format!("base {}, rft {}, small {}", one(b), one(r), one(s))
-        }
-    }
-
-    /// The placement as JSON: {"base": {"device", "dtype"}, "rft": ..., "small": ...}.
-    pub fn to_json(&self) -> serde_json::Value {
-        let [b, r, s] = self.specs();
-        let one = |(d, spec): (DType, DeviceSpec)| json!({"device": spec.to_string(), "dtype": dtype_name(d)});
-        json!({"base": one(b), "rft": one(r), "small": one(s)})
     }
 }
 
@@ -253,18 +119,14 @@ pub struct TrioArgs {
     pub small: Option<String>,
 }
 
-fn parse_preset(s: &str) -> std::result::Result<String, String> {
-    crate::presets::find(s).map(|p| p.name.to_string()).map_err(|e| e.to_string())
+impl TrioArgs {
+    pub fn models(&self) -> PerModel<Option<String>> {
+        PerModel::new(self.base.clone(), self.rft.clone(), self.small.clone())
+    }
 }
 
-/// Parses a dtype name as transformers and candle spell them.
-pub fn parse_dtype(s: &str) -> std::result::Result<DType, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "f32" | "float32" | "fp32" => Ok(DType::F32),
-        "f16" | "float16" | "fp16" | "half" => Ok(DType::F16),
-        "bf16" | "bfloat16" => Ok(DType::BF16),
-        other => Err(format!("unknown dtype \"{other}\": use f32, f16 or bf16")),
-    }
+fn parse_preset(s: &str) -> std::result::Result<String, String> {
+    crate::presets::find(s).map(|p| p.name.to_string()).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -315,7 +177,7 @@ struct Loaded {
     checkpoint: Checkpoint,
     tokenizer: tokenizers::Tokenizer,
     model: crate::models::VlModel,
-    prepared: crate::processor::PreparedPrompt,
+    prepared: crate::prepare::PreparedPrompt,
 }
 
 fn load(args: &PromptArgs) -> Result<Loaded> {
@@ -373,58 +235,94 @@ pub fn run_generate(args: &GenerateArgs) -> Result<()> {
     }
 }
 
-#[derive(Debug, Args)]
-pub struct RunArgs {
+/// The question and the picture of a session.
+#[derive(Debug, Clone, Default, Args)]
+pub struct InputArgs {
+    /// Image to ask about (PNG, JPEG, WebP, GIF, BMP, TIFF).
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
+    /// The question, one user turn (required by `run`; `bench` and the UI have a default, and
+    /// `e` edits it in the UI).
     #[arg(long, value_name = "TEXT")]
-    pub question: String,
-    #[arg(long)]
-    pub json: bool,
-    /// Write every record as JSON Lines to this file.
-    #[arg(long, value_name = "FILE")]
-    pub trace: Option<PathBuf>,
-    #[command(flatten)]
-    pub guided: GuidedArgs,
+    pub question: Option<String>,
 }
 
-/// The flags the settings of a guided session are resolved from, together with the config
-/// file and presets (shared by `run` and `config`, so `config` shows what `run` would use).
-#[derive(Debug, Clone, Args)]
-pub struct GuidedArgs {
-    #[command(flatten)]
-    pub models: TrioArgs,
-    /// Guidance strength α [default: the preset's, the config file's, or 0.5].
+impl InputArgs {
+    /// The inputs, with `default` for a question not given.
+    pub fn inputs_or(&self, default: &str) -> Inputs {
+        Inputs { question: self.question.clone().unwrap_or_else(|| default.to_string()), image: self.image.clone() }
+    }
+}
+
+/// How the streams are decoded and where the models run (shared by `run`, `bench`, `config`,
+/// the UI and `demo`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct DecodingArgs {
+    /// Guidance strength α (`[` `]` `{` `}` change it live in the UI) [default: the preset's, the
+    /// config file's, or 0.5].
     #[arg(long, allow_negative_numbers = true)]
     pub alpha: Option<f32>,
-    /// Appended to the question before the chat template: boxed, rethink, none, or any text
-    /// [default: the preset's, the config file's, or none].
-    #[arg(long, value_name = "boxed|rethink|none|TEXT")]
-    pub suffix: Option<String>,
     /// The most new tokens per stream [default: the config file's, or 512].
     #[arg(long, value_name = "N")]
     pub max_new_tokens: Option<usize>,
     #[command(flatten)]
-    pub decoding: SamplingArgs,
+    pub sampling: SamplingArgs,
+    /// Where the models run: --device/--dtype for all, or --base-device, --rft-dtype, ...
     #[command(flatten)]
     pub placement: PlacementArgs,
 }
 
-impl GuidedArgs {
-    pub fn overrides(&self) -> crate::config::Overrides<'_> {
-        crate::config::Overrides {
-            trio: Some(&self.models),
+impl DecodingArgs {
+    /// The command line's part of the settings of a subcommand without models (`demo`); see
+    /// [`GuidedArgs::overrides`] for the others.
+    pub fn overrides(&self) -> Overrides {
+        let s = &self.sampling;
+        Overrides {
+            with_models: false,
             alpha: self.alpha,
-            suffix: self.suffix.as_deref(),
-            sampling: Some(&self.decoding),
+            greedy: s.greedy,
+            temperature: s.temperature,
+            top_k: s.top_k,
+            top_p: s.top_p,
+            seed: s.seed,
+            stop: (!s.stop.is_empty()).then(|| s.stop.clone()),
+            ignore_eos: s.ignore_eos.then_some(true),
             max_new_tokens: self.max_new_tokens,
-            placement: &self.placement,
+            placement: self.placement.overrides(),
+            ..Overrides::default()
         }
     }
 }
 
-/// How the streams are decoded and when they stop (shared by `run` and the UI).
-#[derive(Debug, Clone, Args)]
+/// The flags the settings of a guided session are resolved from, together with the config
+/// file and presets (shared by `run`, `bench`, `config` and the UI, so `config` shows what they
+/// would use).
+#[derive(Debug, Clone, Default, Args)]
+pub struct GuidedArgs {
+    #[command(flatten)]
+    pub models: TrioArgs,
+    /// Appended to the question before the chat template: boxed, rethink, none, or any text
+    /// [default: the preset's, the config file's, or none].
+    #[arg(long, value_name = "boxed|rethink|none|TEXT")]
+    pub suffix: Option<String>,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
+}
+
+impl GuidedArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            with_models: true,
+            preset: self.models.preset.clone(),
+            models: self.models.models(),
+            suffix: self.suffix.clone(),
+            ..self.decoding.overrides()
+        }
+    }
+}
+
+/// How the streams are decoded and when they stop.
+#[derive(Debug, Clone, Default, Args)]
 pub struct SamplingArgs {
     /// Greedy decoding (the default, as in the paper).
     #[arg(long, conflicts_with_all = ["temperature", "top_k", "top_p", "seed"])]
@@ -441,77 +339,53 @@ pub struct SamplingArgs {
     /// Seed of the sampler (the same seed gives the same streams) [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Stop a stream when its text contains this string (repeatable).
+    /// Stop a stream when its text contains this string (repeatable) [default: the config
+    /// file's `stop`, or none].
     #[arg(long = "stop", value_name = "TEXT")]
     pub stop: Vec<String>,
-    /// Keep decoding past the end-of-sequence tokens.
+    /// Keep decoding past the end-of-sequence tokens [default: the config file's `ignore_eos`,
+    /// or false].
     #[arg(long)]
     pub ignore_eos: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[arg(long)]
+    pub json: bool,
+    /// Write every record as JSON Lines to this file.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    #[command(flatten)]
+    pub guided: GuidedArgs,
+}
+
+/// Opens `path` for a trace now, so that an unwritable place fails before any decoding.
+fn open_trace(path: Option<&Path>) -> Result<Option<crate::trace::TraceWriter>> {
+    path.map(crate::trace::TraceWriter::create).transpose()
+}
+
 pub fn run_guided(args: &RunArgs) -> Result<()> {
-    use crate::engine::{trio::TrioFiles, Session, Settings, StreamKind};
-    let resolved = crate::config::resolve(args.guided.overrides())?;
-    let sampling = resolved.sampling();
-    sampling.validate().map_err(Error::invalid)?;
-    if args.question.trim().is_empty() {
-        return Err(Error::invalid("the question is empty: pass one with --question"));
-    }
-    let max_new_tokens = resolved.max_new_tokens.value;
-    if max_new_tokens == 0 {
-        return Err(Error::invalid("--max-new-tokens must be at least 1"));
-    }
-    let placement = resolved.placement.open()?;
-    let trace = args.trace.as_deref().map(crate::trace::TraceWriter::create).transpose()?;
-    let [base, rft, small] = resolved.resolve_models()?;
-    let files = TrioFiles::open(&base, &rft, &small)?;
-    // One processor, the base model's, prepares the inputs of all three models (as in the paper).
-    let (base_ckpt, tokenizer) = &files.base;
-    let question = resolved.question(&args.question);
-    let prepared = prepare_prompt(base_ckpt, tokenizer, &question, args.image.as_deref(), false, &placement.base.1)?;
-    let prompt_tokens = prepared.input.input_ids.len() as u64;
-    let notes = crate::preflight::check(
-        &files,
-        &resolved.placement,
-        &placement,
-        prompt_tokens + max_new_tokens as u64,
-        max_new_tokens as u64,
-    )?;
+    let settings = crate::config::resolve(&args.guided.overrides())?;
+    let inputs = args.input.inputs_or("");
+    let request = SessionRequest::new(settings, &inputs.question)?;
+    let trace = open_trace(args.trace.as_deref())?;
+    let dirs = request.settings().resolve_models()?;
+    let plan = request.prepare(dirs, inputs.clone())?;
     // Every check has passed: notes now, so that an error stays one line.
-    for note in notes.iter().chain(crate::preflight::vocab_note(&files).as_ref()) {
+    for note in &plan.notes {
         eprintln!("{note}");
     }
-    let trio = files.load_placed(&placement)?;
-    let settings = Settings {
-        alpha: resolved.alpha.value,
-        sampling,
-        max_new_tokens,
-        stop_strings: args.guided.decoding.stop.clone(),
-        stop_at_eos: !args.guided.decoding.ignore_eos,
-    };
+    let prompt = plan.prompt(&inputs)?;
+    let alpha = plan.decoding.alpha;
     let started = std::time::Instant::now();
-    let mut session =
-        Session::new(trio, tokenizer.clone(), prepared.input.clone(), settings.clone(), base_ckpt.eos_token_ids.clone())?;
+    let mut session = plan.session(&prompt, alpha)?;
     let records = session.run_to_end()?;
     let secs = started.elapsed().as_secs_f64();
     if let Some(trace) = trace {
-        let header = json!({
-            "models": {"base": base, "rft": rft, "small": small},
-            "preset": resolved.preset.as_ref().map(|p| p.value),
-            "placement": resolved.placement.to_json(),
-            "alpha": settings.alpha,
-            "sampling": settings.sampling,
-            "max_new_tokens": settings.max_new_tokens,
-            "stop_strings": settings.stop_strings,
-            "stop_at_eos": settings.stop_at_eos,
-            "question": args.question,
-            "suffix": resolved.suffix.value.text(),
-            "image": args.image,
-            "prompt": prepared.text,
-            "input_ids": prepared.input.input_ids,
-            "shared_vocab": session.shared_vocab(),
-        });
-        trace.finish(&header, &records)?;
+        trace.finish(&plan.trace_header("proxythinker run", &inputs, &prompt, alpha), &records)?;
     }
     let stream = |kind: StreamKind| -> Result<serde_json::Value> {
         Ok(json!({
@@ -522,12 +396,12 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
     };
     if args.json {
         print_json(&json!({
-            "alpha": settings.alpha,
-            "preset": resolved.preset.as_ref().map(|p| p.value),
-            "placement": resolved.placement.to_json(),
+            "alpha": alpha,
+            "preset": plan.settings.preset.as_ref().map(|p| p.value),
+            "placement": plan.placement().to_json(),
             "shared_vocab": session.shared_vocab(),
-            "prompt": prepared.text,
-            "prompt_tokens": prepared.input.input_ids.len(),
+            "prompt": prompt.text,
+            "prompt_tokens": prompt.input.input_ids.len(),
             "seconds": secs,
             "base": stream(StreamKind::Base)?,
             "rft": stream(StreamKind::Rft)?,
@@ -537,7 +411,7 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
         let mut out = std::io::stdout().lock();
         let io = |source| Error::Io { path: Path::new("<stdout>").to_path_buf(), source };
         for (title, kind) in [("base", StreamKind::Base), ("rft", StreamKind::Rft), ("guided", StreamKind::Guided)] {
-            let label = if kind == StreamKind::Guided { format!("{title} (alpha = {:.2})", settings.alpha) } else { title.to_string() };
+            let label = if kind == StreamKind::Guided { format!("{title} (alpha = {alpha:.2})") } else { title.to_string() };
             writeln!(out, "=== {label} ===").map_err(io)?;
             writeln!(out, "{}", session.text(kind)?).map_err(io)?;
             if let Some(crate::engine::Stop::Error(e)) = session.stop(kind) {
@@ -548,52 +422,107 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
     }
 }
 
+/// The question `bench` asks when none is given.
+pub const BENCH_QUESTION: &str = "Describe the picture, then count the circles in it.";
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     #[command(flatten)]
-    pub models: TrioArgs,
-    #[arg(long, value_name = "FILE")]
-    pub image: Option<PathBuf>,
-    #[arg(long, value_name = "TEXT", default_value = "Describe the picture, then count the circles in it.")]
-    pub question: String,
-    /// Guidance strength α [default: the preset's, the config file's, or 0.5].
-    #[arg(long, allow_negative_numbers = true)]
-    pub alpha: Option<f32>,
-    /// Decoding steps per timed run.
+    pub input: InputArgs,
+    /// Decoding steps per timed run (every run ignores eos and stop strings, so it takes exactly
+    /// this many; --max-new-tokens does not apply).
     #[arg(long, default_value_t = 64)]
     pub steps: usize,
     /// Also time the session's five rows as five separate forwards per step.
     #[arg(long)]
     pub unbatched: bool,
     #[command(flatten)]
-    pub placement: PlacementArgs,
+    pub guided: GuidedArgs,
 }
 
 pub fn run_bench(args: &BenchArgs) -> Result<()> {
-    use crate::engine::trio::TrioFiles;
     if args.steps == 0 {
         return Err(Error::invalid("--steps must be at least 1"));
     }
-    let resolved = crate::config::resolve(crate::config::Overrides {
-        trio: Some(&args.models),
-        alpha: args.alpha,
-        suffix: None,
-        sampling: None,
-        max_new_tokens: None,
-        placement: &args.placement,
-    })?;
-    let placement = resolved.placement.open()?;
-    let [base, rft, small] = resolved.resolve_models()?;
-    let files = TrioFiles::open(&base, &rft, &small)?;
-    let prepared =
-        prepare_prompt(&files.base.0, &files.base.1, &args.question, args.image.as_deref(), false, &placement.base.1)?;
-    let steps = args.steps as u64;
-    let notes = crate::preflight::check(&files, &resolved.placement, &placement, prepared.input.input_ids.len() as u64 + steps, steps)?;
-    for note in notes {
+    if args.guided.decoding.max_new_tokens.is_some() {
+        return Err(Error::invalid("bench decodes exactly --steps tokens: give --steps N instead of --max-new-tokens"));
+    }
+    let mut settings = crate::config::resolve(&args.guided.overrides())?;
+    // Every timed run takes exactly --steps steps (checked like every setting above, then replaced).
+    let from = crate::config::Source::CommandLine;
+    settings.max_new_tokens = Setting { value: args.steps, from: from.clone() };
+    settings.stop = Setting { value: Vec::new(), from: from.clone() };
+    settings.ignore_eos = Setting { value: true, from };
+    let inputs = args.input.inputs_or(BENCH_QUESTION);
+    let request = SessionRequest::new(settings, &inputs.question)?;
+    let dirs = request.settings().resolve_models()?;
+    let plan = request.prepare(dirs, inputs.clone())?;
+    for note in &plan.notes {
         eprintln!("{note}");
     }
-    let alpha = resolved.alpha.value;
-    let mut report = crate::bench::run(&files, &prepared.input, &placement, alpha, args.steps, args.unbatched)?;
-    report.placement = resolved.placement.describe();
+    let prompt = plan.prompt(&inputs)?;
+    let report = crate::bench::run(&plan, &prompt.input, args.unbatched)?;
     print_json(&serde_json::to_value(&report).map_err(|e| Error::invalid(format!("cannot encode the report: {e}")))?)
+}
+
+/// `proxythinker config`: the effective settings and where each came from.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub guided: GuidedArgs,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run_config(args: &ConfigArgs) -> Result<()> {
+    let settings = crate::config::resolve(&args.guided.overrides())?;
+    let mut out = std::io::stdout().lock();
+    let io = |source| Error::Io { path: "<stdout>".into(), source };
+    if args.json {
+        writeln!(out, "{}", settings.to_json()).map_err(io)
+    } else {
+        writeln!(out, "{}", settings.table()).map_err(io)
+    }
+}
+
+/// `proxythinker [tui] --base DIR --rft DIR --small DIR ...`
+#[derive(Debug, Clone, Args)]
+pub struct TuiArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub guided: GuidedArgs,
+}
+
+/// `proxythinker demo`: the UI on built-in synthetic checkpoints (`--image` replaces the
+/// built-in picture; the default question is the demo's sample question).
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
+}
+
+/// `proxythinker replay FILE`: a trace read back, no models loaded.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// A trace written by `run --trace` or by `x` in the UI.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// Puts `tui` in front of the arguments when the first one is a flag other than help or version,
+/// so that `proxythinker --base .. --rft .. --small ..` starts the UI.
+pub fn with_default_subcommand(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let first = args.get(1).and_then(|a| a.to_str()).map(str::to_owned);
+    if let Some(first) = first {
+        let asks_about_the_program = matches!(first.as_str(), "-h" | "--help" | "-V" | "--version");
+        if first.starts_with('-') && !asks_about_the_program {
+            args.insert(1, OsString::from("tui"));
+        }
+    }
+    args
 }

@@ -13,10 +13,11 @@ use candle_core::DType;
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
-use crate::cli::{dtype_name, parse_dtype, DeviceSpec, ModelPlacement, PlacementArgs, SamplingArgs, TrioArgs, TrioPlacement};
 use crate::error::{Error, Result};
 use crate::guidance::Sampling;
+use crate::placement::{dtype_name, parse_dtype, DeviceSpec, Devices};
 use crate::presets::{self, Preset, Suffix};
+use crate::trio::{PerModel, Role};
 
 /// The environment variable that overrides the config file's path.
 pub const CONFIG_ENV: &str = "PROXYTHINKER_CONFIG";
@@ -37,6 +38,10 @@ pub struct ConfigFile {
     pub top_k: Option<usize>,
     pub top_p: Option<f32>,
     pub seed: Option<u64>,
+    /// Stop a stream when its text contains one of these strings (`--stop`).
+    pub stop: Option<Vec<String>>,
+    /// Keep decoding past the end-of-sequence tokens (`--ignore-eos`).
+    pub ignore_eos: Option<bool>,
     pub max_new_tokens: Option<usize>,
     #[serde(default, deserialize_with = "de_dtype")]
     pub dtype: Option<DType>,
@@ -177,16 +182,96 @@ fn pick<T>(cli: Option<T>, file: Option<T>, file_src: &Source, preset: Option<(T
     pick_opt(cli, file, file_src, preset).unwrap_or(Setting { value: default, from: Source::Default })
 }
 
-/// What the command line said (None where a flag was not given).
-#[derive(Debug, Clone, Copy)]
-pub struct Overrides<'a> {
-    /// The model flags and --preset (None: the subcommand has no models, e.g. `demo`).
-    pub trio: Option<&'a TrioArgs>,
+/// What the command line said (None where a flag was not given). The front ends build it from
+/// their flags in one place (`cli::DecodingArgs::overrides`); tests build it by hand.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Whether the subcommand takes models (`demo` does not: the file's models, preset and
+    /// suffix are ignored there).
+    pub with_models: bool,
+    pub preset: Option<String>,
+    pub models: PerModel<Option<String>>,
     pub alpha: Option<f32>,
-    pub suffix: Option<&'a str>,
-    pub sampling: Option<&'a SamplingArgs>,
+    pub suffix: Option<String>,
+    /// `--greedy`: sampling settings of the file are overridden.
+    pub greedy: bool,
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub seed: Option<u64>,
+    pub stop: Option<Vec<String>>,
+    pub ignore_eos: Option<bool>,
     pub max_new_tokens: Option<usize>,
-    pub placement: &'a PlacementArgs,
+    pub placement: PlacementOverrides,
+}
+
+/// The placement flags: one dtype/device for all, and each model's own.
+#[derive(Debug, Clone, Default)]
+pub struct PlacementOverrides {
+    pub dtype: Option<DType>,
+    pub device: Option<DeviceSpec>,
+    pub dtypes: PerModel<Option<DType>>,
+    pub devices: PerModel<Option<DeviceSpec>>,
+}
+
+/// One model's resolved dtype and device, with where each came from.
+#[derive(Debug, Clone)]
+pub struct ModelPlacement {
+    pub dtype: Setting<DType>,
+    pub device: Setting<DeviceSpec>,
+    /// What named the device, for error messages ("--small-device", "device in /path/config.toml").
+    pub device_flag: String,
+}
+
+/// The resolved placement of base, rft and small.
+#[derive(Debug, Clone)]
+pub struct TrioPlacement(pub PerModel<ModelPlacement>);
+
+impl TrioPlacement {
+    /// f32 on the cpu for all three (the defaults).
+    pub fn cpu() -> TrioPlacement {
+        resolve_placement(&PlacementOverrides::default(), &ConfigFile::default(), &Source::Default)
+    }
+
+    /// (dtype, device) of base, rft and small.
+    pub fn specs(&self) -> PerModel<(DType, DeviceSpec)> {
+        self.0.as_ref().map(|m| (m.dtype.value, m.device.value))
+    }
+
+    /// Opens the devices, each one once, so that models on the same GPU share it.
+    pub fn open(&self) -> Result<Devices> {
+        crate::placement::open_all(self.specs(), self.0.as_ref().map(|m| m.device_flag.as_str()))
+    }
+
+    /// "cuda:0" when the three agree, else "base cuda:0, rft cuda:1, small cuda:1".
+    fn summary(values: PerModel<String>) -> String {
+        if values.all_equal() {
+            values.base
+        } else {
+            format!("base {}, rft {}, small {}", values.base, values.rft, values.small)
+        }
+    }
+
+    /// The devices for a header: "cuda:0", or "base cuda:0, rft cuda:1, small cuda:1".
+    pub fn device_summary(&self) -> String {
+        Self::summary(self.specs().map(|(_, spec)| spec.to_string()))
+    }
+
+    /// The dtypes for a header: "bf16", or each model's when they differ.
+    pub fn dtype_summary(&self) -> String {
+        Self::summary(self.specs().map(|(d, _)| dtype_name(d).to_string()))
+    }
+
+    /// A short description for headers and reports: "cpu f32", or each model's when they differ.
+    pub fn describe(&self) -> String {
+        Self::summary(self.specs().map(|(d, spec)| format!("{spec} {}", dtype_name(d))))
+    }
+
+    /// The placement as JSON: {"base": {"device", "dtype"}, "rft": ..., "small": ...}.
+    pub fn to_json(&self) -> serde_json::Value {
+        let s = self.specs().map(|(d, spec)| json!({"device": spec.to_string(), "dtype": dtype_name(d)}));
+        json!({"base": s.base, "rft": s.rft, "small": s.small})
+    }
 }
 
 /// Every setting, resolved, with where it came from.
@@ -194,8 +279,7 @@ pub struct Overrides<'a> {
 pub struct Settings {
     pub config: Loaded,
     pub preset: Option<Setting<&'static str>>,
-    /// base, rft, small.
-    pub models: [Option<Setting<String>>; 3],
+    pub models: PerModel<Option<Setting<String>>>,
     pub alpha: Setting<f32>,
     pub suffix: Setting<Suffix>,
     /// None: greedy.
@@ -203,6 +287,8 @@ pub struct Settings {
     pub top_k: Setting<usize>,
     pub top_p: Setting<f32>,
     pub seed: Setting<u64>,
+    pub stop: Setting<Vec<String>>,
+    pub ignore_eos: Setting<bool>,
     pub max_new_tokens: Setting<usize>,
     pub placement: TrioPlacement,
     pub hub_cache: Option<Setting<PathBuf>>,
@@ -212,20 +298,19 @@ pub struct Settings {
 pub const DEFAULT_ALPHA: f32 = 0.5;
 pub const DEFAULT_MAX_NEW_TOKENS: usize = 512;
 
-pub const MODEL_FLAGS: [&str; 3] = ["--base", "--rft", "--small"];
-
 /// Resolves every setting from the command line, the config file and the preset.
-pub fn resolve(cli: Overrides<'_>) -> Result<Settings> {
+pub fn resolve(cli: &Overrides) -> Result<Settings> {
     resolve_with(cli, load()?)
 }
 
 /// [`resolve`] with a config already loaded.
-pub fn resolve_with(cli: Overrides<'_>, config: Loaded) -> Result<Settings> {
+pub fn resolve_with(cli: &Overrides, config: Loaded) -> Result<Settings> {
     let f = &config.file;
     let fsrc = Source::File(config.path.clone().unwrap_or_default());
-    let trio = cli.trio;
+    let with_models = cli.with_models;
     // The preset: --preset, else the file's `preset` (ignored by subcommands without models).
-    let preset_name = pick_opt(trio.and_then(|t| t.preset.clone()), trio.and(f.preset.clone()), &fsrc, None);
+    let preset_name =
+        pick_opt(cli.preset.clone().filter(|_| with_models), f.preset.clone().filter(|_| with_models), &fsrc, None);
     let preset: Option<Preset> = preset_name.as_ref().map(|p| presets::find(&p.value)).transpose()?;
     let preset_setting = preset.as_ref().zip(preset_name.as_ref()).map(|(p, s)| Setting { value: p.name, from: s.from.clone() });
     let pv = |get: fn(&Preset) -> String| preset.as_ref().map(|p| (get(p), p.name));
@@ -234,37 +319,48 @@ pub fn resolve_with(cli: Overrides<'_>, config: Loaded) -> Result<Settings> {
     // while flags typed beside it still win.
     let cli_preset = preset_name.as_ref().is_some_and(|p| p.from == Source::CommandLine);
     let file_value = |v: Option<String>| v.filter(|_| !cli_preset);
-    let models = match trio {
-        Some(t) => [
-            pick_opt(t.base.clone(), file_value(f.base.clone()), &fsrc, pv(|p| p.base.repo.to_string())),
-            pick_opt(t.rft.clone(), file_value(f.rft.clone()), &fsrc, pv(|p| p.rft.repo.to_string())),
-            pick_opt(t.small.clone(), file_value(f.small.clone()), &fsrc, pv(|p| p.small.repo.to_string())),
-        ],
-        None => [None, None, None],
-    };
-    let with_models = trio.is_some();
+    let file_models = PerModel::new(f.base.clone(), f.rft.clone(), f.small.clone());
+    let models = PerModel::from_fn(|role| {
+        if !with_models {
+            return None;
+        }
+        let preset = match role {
+            Role::Base => pv(|p| p.base.repo.to_string()),
+            Role::Rft => pv(|p| p.rft.repo.to_string()),
+            Role::Small => pv(|p| p.small.repo.to_string()),
+        };
+        pick_opt(cli.models.get(role).clone(), file_value(file_models.get(role).clone()), &fsrc, preset)
+    });
     let file_alpha = f.alpha.filter(|_| !cli_preset);
     let alpha = pick(cli.alpha, file_alpha, &fsrc, preset.as_ref().map(|p| (p.alpha, p.name)), DEFAULT_ALPHA);
     if !alpha.value.is_finite() {
         return Err(Error::invalid(format!("--alpha must be a finite number, got {}", alpha.value)));
     }
     let suffix = pick(
-        cli.suffix.map(Suffix::parse),
+        cli.suffix.as_deref().map(Suffix::parse),
         f.suffix.as_deref().filter(|_| with_models && !cli_preset).map(Suffix::parse),
         &fsrc,
         preset.as_ref().map(|p| (p.suffix.clone(), p.name)),
         Suffix::None,
     );
-    let s = cli.sampling;
-    let temperature = if s.is_some_and(|s| s.greedy) {
+    let temperature = if cli.greedy {
         Setting { value: None, from: Source::CommandLine }
     } else {
-        let t = pick_opt(s.and_then(|s| s.temperature), f.temperature, &fsrc, None);
+        let t = pick_opt(cli.temperature, f.temperature, &fsrc, None);
         t.map_or(Setting { value: None, from: Source::Default }, |t| Setting { value: Some(t.value), from: t.from })
     };
-    let top_k = pick(s.and_then(|s| s.top_k), f.top_k, &fsrc, None, 0);
-    let top_p = pick(s.and_then(|s| s.top_p), f.top_p, &fsrc, None, 1.0);
-    let seed = pick(s.and_then(|s| s.seed), f.seed, &fsrc, None, 0);
+    let top_k = pick(cli.top_k, f.top_k, &fsrc, None, 0);
+    let top_p = pick(cli.top_p, f.top_p, &fsrc, None, 1.0);
+    let seed = pick(cli.seed, f.seed, &fsrc, None, 0);
+    let stop = pick(cli.stop.clone(), f.stop.clone(), &fsrc, None, Vec::new());
+    if let Some(empty) = stop.value.iter().position(|s| s.is_empty()) {
+        return Err(Error::invalid(format!(
+            "stop string {} (from {}) is empty: it would end every stream at once; give a non-empty --stop TEXT",
+            empty + 1,
+            stop.from
+        )));
+    }
+    let ignore_eos = pick(cli.ignore_eos, f.ignore_eos, &fsrc, None, false);
     if temperature.value.is_none() {
         for (flag, given) in [
             ("--top-k", top_k.from == Source::CommandLine),
@@ -279,7 +375,7 @@ pub fn resolve_with(cli: Overrides<'_>, config: Loaded) -> Result<Settings> {
         }
     }
     let max_new_tokens = pick(cli.max_new_tokens, f.max_new_tokens, &fsrc, None, DEFAULT_MAX_NEW_TOKENS);
-    let placement = resolve_placement(cli.placement, f, &fsrc);
+    let placement = resolve_placement(&cli.placement, f, &fsrc);
     let hub_cache = f.hub_cache.clone().map(|value| Setting { value, from: fsrc.clone() });
     Ok(Settings {
         config,
@@ -291,6 +387,8 @@ pub fn resolve_with(cli: Overrides<'_>, config: Loaded) -> Result<Settings> {
         top_k,
         top_p,
         seed,
+        stop,
+        ignore_eos,
         max_new_tokens,
         placement,
         hub_cache,
@@ -299,9 +397,13 @@ pub fn resolve_with(cli: Overrides<'_>, config: Loaded) -> Result<Settings> {
 
 /// Each model's dtype and device: its own flag, then --dtype/--device, then the file's own key,
 /// then the file's `dtype`/`device`, then f32 on the cpu. The command line wins as a whole.
-fn resolve_placement(p: &PlacementArgs, f: &ConfigFile, fsrc: &Source) -> TrioPlacement {
-    let one = |i: usize, own_dtype: Option<DType>, own_device: Option<DeviceSpec>, fd: Option<DType>, fdev: Option<DeviceSpec>| {
-        let name = ["base", "rft", "small"][i];
+fn resolve_placement(p: &PlacementOverrides, f: &ConfigFile, fsrc: &Source) -> TrioPlacement {
+    let file_dtypes = PerModel::new(f.base_dtype, f.rft_dtype, f.small_dtype);
+    let file_devices = PerModel::new(f.base_device, f.rft_device, f.small_device);
+    TrioPlacement(PerModel::from_fn(|role| {
+        let name = role.name();
+        let (own_dtype, own_device) = (*p.dtypes.get(role), *p.devices.get(role));
+        let (fd, fdev) = (*file_dtypes.get(role), *file_devices.get(role));
         let dtype = pick(own_dtype.or(p.dtype), fd.or(f.dtype), fsrc, None, DType::F32);
         let device = pick(own_device.or(p.device), fdev.or(f.device), fsrc, None, DeviceSpec::Cpu);
         let device_flag = match &device.from {
@@ -311,51 +413,39 @@ fn resolve_placement(p: &PlacementArgs, f: &ConfigFile, fsrc: &Source) -> TrioPl
             _ => "--device".to_string(),
         };
         ModelPlacement { dtype, device, device_flag }
-    };
-    TrioPlacement {
-        models: [
-            one(0, p.base_dtype, p.base_device, f.base_dtype, f.base_device),
-            one(1, p.rft_dtype, p.rft_device, f.rft_dtype, f.rft_device),
-            one(2, p.small_dtype, p.small_device, f.small_dtype, f.small_device),
-        ],
-    }
+    }))
 }
 
 impl Settings {
     /// The model references of base, rft and small, or "--base is required".
-    pub fn references(&self) -> Result<[Setting<String>; 3]> {
-        let need = |i: usize| {
-            self.models[i].clone().ok_or_else(|| {
-                let flag = MODEL_FLAGS[i];
+    pub fn references(&self) -> Result<PerModel<Setting<String>>> {
+        self.models.clone().try_map(|role, m| {
+            m.ok_or_else(|| {
+                let flag = role.flag();
                 Error::invalid(format!(
                     "{flag} is required: name the model with {flag} DIR|REPO, or choose a trio with --preset NAME (`proxythinker presets` lists them)"
                 ))
             })
-        };
-        Ok([need(0)?, need(1)?, need(2)?])
+        })
     }
 
     /// Local checkpoint directories of base, rft and small (the hub module downloads what is
     /// missing, with a progress bar per file on stderr).
-    pub fn resolve_models(&self) -> Result<[PathBuf; 3]> {
-        let [b, r, s] = self.model_references()?;
-        Ok([crate::hub::resolve(&b.0, &b.1)?, crate::hub::resolve(&r.0, &r.1)?, crate::hub::resolve(&s.0, &s.1)?])
+    pub fn resolve_models(&self) -> Result<PerModel<PathBuf>> {
+        self.model_references()?.try_map(|_, (reference, flag)| crate::hub::resolve(&reference, &flag))
     }
 
     /// (reference, flag for messages) of base, rft and small, with `hub_cache` applied, for a
     /// caller that resolves them itself (the UI draws its own download gauge).
-    pub fn model_references(&self) -> Result<[(String, String); 3]> {
+    pub fn model_references(&self) -> Result<PerModel<(String, String)>> {
         self.apply_hub_cache();
-        let refs = self.references()?;
-        let one = |i: usize| {
-            let s = &refs[i];
+        Ok(self.references()?.map_with_role(|role, s| {
             let flag = match &s.from {
-                Source::CommandLine => MODEL_FLAGS[i].to_string(),
-                other => format!("{} (from {other})", MODEL_FLAGS[i]),
+                Source::CommandLine => role.flag().to_string(),
+                other => format!("{} (from {other})", role.flag()),
             };
-            (s.value.clone(), flag)
-        };
-        Ok([one(0), one(1), one(2)])
+            (s.value, flag)
+        }))
     }
 
     /// Sets HF_HUB_CACHE from `hub_cache` when the environment does not set it.
@@ -385,10 +475,10 @@ impl Settings {
             Some(p) => row("preset", p.value.to_string(), &p.from),
             None => row("preset", "(none)".into(), &Source::Default),
         }
-        for (i, name) in ["base", "rft", "small"].iter().enumerate() {
-            match &self.models[i] {
-                Some(m) => row(name, m.value.clone(), &m.from),
-                None => row(name, "(not set)".into(), &Source::Default),
+        for (role, m) in self.models.iter() {
+            match m {
+                Some(m) => row(role.name(), m.value.clone(), &m.from),
+                None => row(role.name(), "(not set)".into(), &Source::Default),
             }
         }
         row("alpha", format!("{}", self.alpha.value), &self.alpha.from);
@@ -401,9 +491,11 @@ impl Settings {
         row("top_k", self.top_k.value.to_string(), &self.top_k.from);
         row("top_p", self.top_p.value.to_string(), &self.top_p.from);
         row("seed", self.seed.value.to_string(), &self.seed.from);
+        row("stop", format!("{:?}", self.stop.value), &self.stop.from);
+        row("ignore_eos", self.ignore_eos.value.to_string(), &self.ignore_eos.from);
         row("max_new_tokens", self.max_new_tokens.value.to_string(), &self.max_new_tokens.from);
-        for (i, name) in ["base", "rft", "small"].iter().enumerate() {
-            let m = &self.placement.models[i];
+        for (role, m) in self.placement.0.iter() {
+            let name = role.name();
             row(&format!("{name}_dtype"), dtype_name(m.dtype.value).to_string(), &m.dtype.from);
             row(&format!("{name}_device"), m.device.value.to_string(), &m.device.from);
         }
@@ -430,9 +522,11 @@ impl Settings {
         settings.insert("top_k".into(), json!({"value": self.top_k.value, "from": self.top_k.from.to_string()}));
         settings.insert("top_p".into(), json!({"value": self.top_p.value, "from": self.top_p.from.to_string()}));
         settings.insert("seed".into(), json!({"value": self.seed.value, "from": self.seed.from.to_string()}));
-        for (i, name) in ["base", "rft", "small"].iter().enumerate() {
-            if self.models[i].is_none() {
-                settings.insert((*name).into(), json!({"value": null, "from": "default"}));
+        settings.insert("stop".into(), json!({"value": self.stop.value, "from": self.stop.from.to_string()}));
+        settings.insert("ignore_eos".into(), json!({"value": self.ignore_eos.value, "from": self.ignore_eos.from.to_string()}));
+        for (role, m) in self.models.iter() {
+            if m.is_none() {
+                settings.insert(role.name().into(), json!({"value": null, "from": "default"}));
             }
         }
         if self.preset.is_none() {
@@ -482,27 +576,5 @@ pub fn apply_hub_cache(config: &Loaded) {
         if std::env::var_os("HF_HUB_CACHE").is_none_or(|v| v.is_empty()) {
             std::env::set_var("HF_HUB_CACHE", dir);
         }
-    }
-}
-
-/// `proxythinker config`: the effective settings and where each came from.
-#[derive(Debug, clap::Args)]
-pub struct ConfigArgs {
-    #[command(flatten)]
-    pub guided: crate::cli::GuidedArgs,
-    /// Print one JSON object instead of the table.
-    #[arg(long)]
-    pub json: bool
-}
-
-pub fn run_config(args: &ConfigArgs) -> Result<()> {
-    use std::io::Write;
-    let settings = resolve(args.guided.overrides())?;
-    let mut out = std::io::stdout().lock();
-    let io = |source| Error::Io { path: "<stdout>".into(), source };
-    if args.json {
-        writeln!(out, "{}", settings.to_json()).map_err(io)
-    } else {
-        writeln!(out, "{}", settings.table()).map_err(io)
     }
 }

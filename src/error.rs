@@ -65,3 +65,8 @@ impl Error {
         Error::Image { path: path.into(), message: message.into() }
     }
 }
+
+/// The first line of an error's message: candle errors can carry backtraces.
+pub fn first_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().lines().next().unwrap_or("").trim().to_string()
+}

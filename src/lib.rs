@@ -15,10 +15,15 @@ pub mod guidance;
 pub mod hub;
 pub mod loader;
 pub mod models;
+pub mod per_model;
+pub mod placement;
+pub mod plan;
 pub mod preflight;
+pub mod prepare;
 pub mod presets;
 pub mod processor;
 pub mod trace;
+pub mod trio;
 pub mod tui;
 
 pub use error::{Error, Result};

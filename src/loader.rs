@@ -361,7 +361,4 @@ pub fn device_name(device: &Device) -> String {
     }
 }
 
-/// The first line of an error's message: candle errors can carry backtraces.
-pub fn first_line(e: &dyn std::fmt::Display) -> String {
-    e.to_string().lines().next().unwrap_or("").trim().to_string()
-}
+pub use crate::error::first_line;

@@ -7,7 +7,7 @@ use proxythinker::cli::{run_bench, run_generate, run_guided, run_logits, Cli, Co
 
 fn main() {
     // `proxythinker --base ..` (no subcommand) is the terminal UI.
-    let cli = match Cli::try_parse_from(proxythinker::tui::with_default_subcommand(std::env::args_os())) {
+    let cli = match Cli::try_parse_from(proxythinker::cli::with_default_subcommand(std::env::args_os())) {
         Ok(cli) => cli,
         Err(e) => match e.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
@@ -32,7 +32,7 @@ fn main() {
         Command::Demo(args) => proxythinker::tui::run_demo(args),
         Command::Replay(args) => proxythinker::tui::run_replay(args),
         Command::Presets(args) => proxythinker::presets::run_presets(args),
-        Command::Config(args) => proxythinker::config::run_config(args),
+        Command::Config(args) => proxythinker::cli::run_config(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

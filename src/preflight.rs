@@ -11,16 +11,15 @@
 
 use candle_core::{DType, Device};
 
-use crate::cli::{dtype_name, DeviceSpec, TrioPlacement};
-use crate::engine::trio::{Placement, TrioFiles};
+use crate::config::TrioPlacement;
 use crate::error::{Error, Result};
 use crate::loader::Checkpoint;
-use crate::presets::{human_bytes, kv_bytes_per_token, ROWS};
+use crate::placement::{dtype_name, DeviceSpec, Devices};
+use crate::presets::{human_bytes, kv_bytes_per_token};
+use crate::trio::{PerModel, Role, TrioFiles, ROW_PLAN};
 
 /// The environment variable that overrides free memory: `cpu:BYTES,cuda:0:BYTES`.
 pub const FREE_MEMORY_ENV: &str = "PROXYTHINKER_FREE_MEMORY_BYTES";
-
-pub const MODEL_NAMES: [&str; 3] = ["base", "rft", "small"];
 
 /// What one model will hold on its device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,30 +49,21 @@ pub fn kv_row_bytes(checkpoint: &Checkpoint, dtype: DType, tokens: u64) -> u64 {
     tokens * kv_bytes_per_token(t.num_hidden_layers as u64, t.num_key_value_heads as u64, t.head_dim as u64, dtype)
 }
 
-/// The shared vocabulary V of a trio (the smallest output head).
-pub fn shared_vocab(files: &TrioFiles) -> u64 {
-    [&files.base, &files.rft, &files.small].iter().map(|(c, _)| c.config.text.vocab_size as u64).min().unwrap_or(0)
-}
-
 /// What each model needs for a context of `context_tokens` (prompt + new tokens) of which
 /// `guided_tokens` are guided tokens.
-pub fn estimate(files: &TrioFiles, placement: &TrioPlacement, context_tokens: u64, guided_tokens: u64) -> Result<[ModelNeed; 3]> {
-    let v = shared_vocab(files);
-    let ckpts = [&files.base.0, &files.rft.0, &files.small.0];
-    let specs = placement.specs();
-    let one = |i: usize| -> Result<ModelNeed> {
-        let (dtype, device) = specs[i];
+pub fn estimate(files: &TrioFiles, placement: &TrioPlacement, context_tokens: u64, guided_tokens: u64) -> Result<PerModel<ModelNeed>> {
+    let v = files.shared_vocab() as u64;
+    files.checkpoints().zip(placement.specs()).zip(ROW_PLAN).try_map(|role, ((ckpt, (dtype, device)), rows)| {
         Ok(ModelNeed {
-            name: MODEL_NAMES[i],
+            name: role.name(),
             device,
             dtype,
-            weights: weight_bytes(ckpts[i], dtype)?,
-            kv_cache: ROWS[i] * kv_row_bytes(ckpts[i], dtype, context_tokens),
+            weights: weight_bytes(ckpt, dtype)?,
+            kv_cache: rows.len() as u64 * kv_row_bytes(ckpt, dtype, context_tokens),
             // base[..V] lives with the base model, rft[..V] − small[..V] with the RFT model.
-            live_alpha: if i < 2 { 4 * v * guided_tokens } else { 0 },
+            live_alpha: if role == Role::Small { 0 } else { 4 * v * guided_tokens },
         })
-    };
-    Ok([one(0)?, one(1)?, one(2)?])
+    })
 }
 
 /// Free memory of a device, and what said so.
@@ -232,12 +222,12 @@ pub fn refusal(need: &DeviceNeed, free: u64, source: &str, context_tokens: u64) 
 pub fn check(
     files: &TrioFiles,
     placement: &TrioPlacement,
-    opened: &Placement,
+    opened: &Devices,
     context_tokens: u64,
     guided_tokens: u64,
 ) -> Result<Vec<String>> {
-    let needs = estimate(files, placement, context_tokens, guided_tokens)?;
-    let devices = [&opened.base.1, &opened.rft.1, &opened.small.1];
+    let needs = estimate(files, placement, context_tokens, guided_tokens)?.into_array();
+    let devices = opened.as_ref().map(|(_, d)| d).into_array();
     let mut notes = Vec::new();
     for need in per_device(&needs) {
         let i = needs.iter().position(|n| n.device == need.device).unwrap_or(0);
@@ -255,20 +245,4 @@ pub fn check(
         }
     }
     Ok(notes)
-}
-
-/// "note: vocabularies differ (base 152064, rft 151936, small 151936); mixing over the shared
-/// 151936", or None when the three output heads have one size.
-pub fn vocab_note(files: &TrioFiles) -> Option<String> {
-    let sizes = [&files.base, &files.rft, &files.small].map(|(c, _)| c.config.text.vocab_size);
-    if sizes.iter().all(|&s| s == sizes[0]) {
-        return None;
-    }
-    Some(format!(
-        "note: vocabularies differ (base {}, rft {}, small {}); mixing over the shared {}",
-        sizes[0],
-        sizes[1],
-        sizes[2],
-        shared_vocab(files)
-    ))
 }

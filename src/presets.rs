@@ -187,9 +187,6 @@ pub fn kv_bytes_per_token(layers: u64, kv_heads: u64, head_dim: u64, dtype: DTyp
     layers * 2 * kv_heads * head_dim * dtype.size_in_bytes() as u64
 }
 
-/// Rows each model decodes: base 2 (its own stream and the guided one), rft 2, small 1.
-pub const ROWS: [u64; 3] = [2, 2, 1];
-
 /// Live-α bytes per guided token: base[..V] and rft[..V] − small[..V] in f32.
 pub fn live_alpha_bytes_per_token(shared_vocab: u64) -> u64 {
     8 * shared_vocab
@@ -221,8 +218,8 @@ impl Preset {
         let weights = models.iter().map(|m| m.params * dtype.size_in_bytes() as u64).sum();
         let kv_cache = models
             .iter()
-            .zip(ROWS)
-            .map(|(m, rows)| rows * tokens * kv_bytes_per_token(m.layers, m.kv_heads, m.head_dim, dtype))
+            .zip(crate::trio::ROW_PLAN.into_array())
+            .map(|(m, rows)| rows.len() as u64 * tokens * kv_bytes_per_token(m.layers, m.kv_heads, m.head_dim, dtype))
             .sum();
         let shared = models.iter().map(|m| m.vocab).min().unwrap_or(0);
         Memory { weights, kv_cache, live_alpha: tokens * live_alpha_bytes_per_token(shared) }

@@ -1,7 +1,11 @@
 //! The trace file: a session's records as JSON Lines.
 //!
-//! The first line is a header (`"type": "header"`: format version, the three models, α, sampling,
-//! limits, the question, image and prompt ids); every further line is one token of one stream
+//! The first line is the header, one typed [`TraceHeader`] (`"type": "header"`, `"version": 2`:
+//! who wrote it, the three models with each one's device and dtype, α, sampling, limits and stop
+//! rules, the question, suffix, image, the prompt and its ids, the shared vocabulary), written by
+//! `run --trace` and the UI's export alike and read by `replay`. Version 1 headers (written
+//! before the header was typed, by `run` with `placement` and by the UI with `device`/`dtype`
+//! summaries) are still read. Every further line is one token of one stream
 //! (`"type": "token"`, `"stream": "base" | "rft" | "guided"`, then the record's fields). The file
 //! is written to a temporary name beside the target and renamed into place, so a reader never
 //! sees half a trace; the temporary file is created before decoding starts, so an unwritable
@@ -10,12 +14,146 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::engine::Record;
 use crate::error::{Error, Result};
+use crate::guidance::Sampling;
+use crate::trio::PerModel;
 
-pub const FORMAT_VERSION: u32 = 1;
+/// The version [`TraceWriter`] writes.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Where one model ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelPlace {
+    pub device: String,
+    pub dtype: String,
+}
+
+/// The first line of a trace: what the session was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceHeader {
+    /// "proxythinker run", "proxythinker tui".
+    pub written_by: String,
+    /// The models as the user named them (checkpoint directories or Hub repo ids).
+    pub models: PerModel<String>,
+    pub preset: Option<String>,
+    pub placement: PerModel<ModelPlace>,
+    /// α of the guided stream's records.
+    pub alpha: f32,
+    pub sampling: Sampling,
+    pub max_new_tokens: usize,
+    pub stop_strings: Vec<String>,
+    pub stop_at_eos: bool,
+    /// The question as typed; `suffix` is appended to it before the chat template.
+    pub question: String,
+    pub suffix: String,
+    pub image: Option<PathBuf>,
+    /// The prompt text after the chat template, and its ids.
+    pub prompt: String,
+    pub input_ids: Vec<u32>,
+    pub shared_vocab: usize,
+}
+
+impl TraceHeader {
+    /// "cpu", or "base cuda:0, rft cuda:1, small cuda:1" when the models ran apart.
+    pub fn device_summary(&self) -> String {
+        summary(self.placement.as_ref().map(|p| p.device.clone()))
+    }
+
+    /// "f32", or each model's dtype when they differ.
+    pub fn dtype_summary(&self) -> String {
+        summary(self.placement.as_ref().map(|p| p.dtype.clone()))
+    }
+}
+
+fn summary(v: PerModel<String>) -> String {
+    if v.all_equal() {
+        v.base
+    } else {
+        format!("base {}, rft {}, small {}", v.base, v.rft, v.small)
+    }
+}
+
+/// A version 1 header: every field optional, as the two writers of that time each left some out.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct HeaderV1 {
+    written_by: Option<String>,
+    models: Option<PerModel<Option<String>>>,
+    preset: Option<String>,
+    /// `run --trace` wrote each model's place...
+    placement: Option<PerModel<ModelPlace>>,
+    /// ... and the UI's export one summary of each.
+    device: Option<String>,
+    dtype: Option<String>,
+    alpha: Option<f32>,
+    sampling: Option<Sampling>,
+    max_new_tokens: Option<usize>,
+    stop_strings: Option<Vec<String>>,
+    stop_at_eos: Option<bool>,
+    question: Option<String>,
+    suffix: Option<String>,
+    image: Option<PathBuf>,
+    prompt: Option<String>,
+    input_ids: Option<Vec<u32>>,
+    shared_vocab: Option<usize>,
+}
+
+/// Reads a summary written by version 1 ("cpu", or "base cuda:0, rft cuda:1, small cuda:1").
+fn from_summary(s: &str) -> PerModel<String> {
+    let parts: Vec<&str> = s.split(", ").collect();
+    let named = |prefix: &str| parts.iter().find_map(|p| p.strip_prefix(prefix)).map(str::to_string);
+    match (named("base "), named("rft "), named("small ")) {
+        (Some(b), Some(r), Some(sm)) => PerModel::new(b, r, sm),
+        _ => PerModel::from_fn(|_| s.to_string()),
+    }
+}
+
+impl HeaderV1 {
+    fn upgrade(self) -> TraceHeader {
+        let unknown = || "unknown".to_string();
+        let placement = self.placement.unwrap_or_else(|| {
+            let devices = self.device.as_deref().map_or_else(|| PerModel::from_fn(|_| unknown()), from_summary);
+            let dtypes = self.dtype.as_deref().map_or_else(|| PerModel::from_fn(|_| unknown()), from_summary);
+            devices.zip(dtypes).map(|(device, dtype)| ModelPlace { device, dtype })
+        });
+        TraceHeader {
+            written_by: self.written_by.unwrap_or_else(|| "proxythinker run".into()),
+            models: self.models.unwrap_or_default().map(|m| m.unwrap_or_else(|| "—".into())),
+            preset: self.preset,
+            placement,
+            alpha: self.alpha.unwrap_or(0.0),
+            sampling: self.sampling.unwrap_or(Sampling::Greedy),
+            max_new_tokens: self.max_new_tokens.unwrap_or(0),
+            stop_strings: self.stop_strings.unwrap_or_default(),
+            stop_at_eos: self.stop_at_eos.unwrap_or(true),
+            question: self.question.unwrap_or_default(),
+            suffix: self.suffix.unwrap_or_default(),
+            image: self.image,
+            prompt: self.prompt.unwrap_or_default(),
+            input_ids: self.input_ids.unwrap_or_default(),
+            shared_vocab: self.shared_vocab.unwrap_or(0),
+        }
+    }
+}
+
+/// Reads a header line's JSON of any version this build knows.
+pub fn parse_header(v: Value) -> std::result::Result<TraceHeader, String> {
+    if v["type"] != "header" {
+        return Err("the first line must be the header".into());
+    }
+    match v["version"].as_u64() {
+        Some(1) => serde_json::from_value::<HeaderV1>(v).map(HeaderV1::upgrade).map_err(|e| e.to_string()),
+        Some(2) => serde_json::from_value::<TraceHeader>(v).map_err(|e| e.to_string()),
+        Some(n) => Err(format!(
+            "format version {n} is newer than this build reads (up to {FORMAT_VERSION}); update proxythinker"
+        )),
+        None => Err("the header has no format version".into()),
+    }
+}
 
 /// A trace being written: the temporary file exists from `create` on.
 pub struct TraceWriter {
@@ -39,10 +177,10 @@ impl TraceWriter {
     }
 
     /// Writes the header and records and moves the file into place.
-    pub fn finish(mut self, header: &Value, records: &[Record]) -> Result<()> {
+    pub fn finish(mut self, header: &TraceHeader, records: &[Record]) -> Result<()> {
         let io = |e: std::io::Error| Error::Io { path: self.temp.clone(), source: e };
         let mut out = std::io::BufWriter::new(&mut self.file);
-        let mut head = header.clone();
+        let mut head = serde_json::to_value(header).map_err(|e| Error::invalid(format!("trace header: {e}")))?;
         head["type"] = json!("header");
         head["version"] = json!(FORMAT_VERSION);
         writeln!(out, "{head}").map_err(io)?;
@@ -69,7 +207,7 @@ impl Drop for TraceWriter {
 /// A trace read back.
 #[derive(Debug, Clone)]
 pub struct Trace {
-    pub header: Value,
+    pub header: TraceHeader,
     pub records: Vec<Record>,
 }
 
@@ -82,9 +220,7 @@ pub fn read(path: &Path) -> Result<Trace> {
     let mut lines = BufReader::new(file).lines();
     let first = lines.next().ok_or_else(|| not_trace(1, "the file is empty".into()))?.map_err(|e| not_trace(1, e.to_string()))?;
     let header: Value = serde_json::from_str(&first).map_err(|e| not_trace(1, e.to_string()))?;
-    if header["type"] != "header" {
-        return Err(not_trace(1, "the first line must be the header".into()));
-    }
+    let header = parse_header(header).map_err(|why| not_trace(1, why))?;
     let mut records = Vec::new();
     for (i, line) in lines.enumerate() {
         let n = i + 2;

@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device};
 use common::*;
-use proxythinker::engine::trio::TrioFiles;
+use proxythinker::placement::uniform;
+use proxythinker::trio::{PerModel, TrioFiles};
 use proxythinker::engine::{Command, Engine, Event, Record, Session, Settings, Stop, StreamKind, Trio};
 use proxythinker::guidance::Sampling;
 use proxythinker::models::PromptInput;
-use proxythinker::processor::prepare_prompt;
+use proxythinker::prepare::prepare_prompt;
 use serde_json::Value;
 
 
@@ -24,8 +25,8 @@ struct Setup {
 }
 
 fn setup_with(rft: PathBuf, small: PathBuf) -> Setup {
-    let files = TrioFiles::open(&tiny("qwen2_5_vl"), &rft, &small).unwrap_or_else(|e| panic!("{e}"));
-    let trio = files.load(DType::F32, &Device::Cpu).unwrap();
+    let files = TrioFiles::open(PerModel::new(&tiny("qwen2_5_vl"), &rft, &small).map(|p| p.as_path())).unwrap_or_else(|e| panic!("{e}"));
+    let trio = files.load(&uniform(DType::F32, &Device::Cpu)).unwrap();
     Setup { files, trio }
 }
 
@@ -36,14 +37,14 @@ fn setup() -> Setup {
 impl Setup {
     fn prompt(&self, question: &str, image: Option<&str>) -> PromptInput {
         let image = image.map(tiny);
-        prepare_prompt(&self.files.base.0, &self.files.base.1, question, image.as_deref(), false, &Device::Cpu)
+        prepare_prompt(&self.files.base().0, &self.files.base().1, question, image.as_deref(), false, &Device::Cpu)
             .unwrap()
             .input
     }
 
     fn session(&self, prompt: &PromptInput, alpha: f32, sampling: Sampling, n: usize) -> Session {
         let settings = Settings { alpha, sampling, max_new_tokens: n, stop_strings: vec![], stop_at_eos: false };
-        Session::new(self.trio.clone(), self.files.base.1.clone(), prompt.clone(), settings, self.files.base.0.eos_token_ids.clone())
+        Session::new(self.trio.clone(), self.files.base().1.clone(), prompt.clone(), settings, self.files.base().0.eos_token_ids.clone())
             .unwrap()
     }
 }
@@ -187,8 +188,8 @@ fn trace_round_trips() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     let trace = proxythinker::trace::read(&path).unwrap();
-    assert_eq!(trace.header["alpha"], 1.0);
-    assert_eq!(trace.header["version"], 1);
+    assert_eq!(trace.header.alpha, 1.0);
+    assert_eq!(trace.header.written_by, "proxythinker run");
     let guided: Vec<u32> = trace.records.iter().filter_map(|r| match r { Record::Guided(g) => Some(g.token), _ => None }).collect();
     assert_eq!(guided, u32s(&json["guided"]["token_ids"]));
     assert_eq!(trace.records.len(), 18);
@@ -200,7 +201,7 @@ fn trace_round_trips() {
     assert!(std::fs::read_dir(dir.path()).unwrap().count() == 1, "no temporary file left behind");
     // Not a trace: a clear error naming the line.
     let bad = dir.path().join("bad.jsonl");
-    std::fs::write(&bad, "{\"type\":\"header\"}\n{\"oops\":1}\n").unwrap();
+    std::fs::write(&bad, "{\"type\":\"header\",\"version\":1}\n{\"oops\":1}\n").unwrap();
     let err = proxythinker::trace::read(&bad).unwrap_err().to_string();
     assert!(err.contains("line 2"), "{err}");
 }
@@ -212,7 +213,7 @@ fn the_engine_thread_streams_records_and_takes_commands() {
     let (s2, p2) = (s.clone(), prompt.clone());
     let engine = Engine::spawn(move |alpha| {
         let settings = Settings { alpha: alpha.unwrap_or(0.5), sampling: Sampling::Greedy, max_new_tokens: 10, stop_strings: vec![], stop_at_eos: false };
-        Session::new(s2.trio.clone(), s2.files.base.1.clone(), p2.clone(), settings, vec![])
+        Session::new(s2.trio.clone(), s2.files.base().1.clone(), p2.clone(), settings, vec![])
     });
     let wait_finished = |engine: &Engine| -> Vec<u32> {
         let mut guided = Vec::new();
@@ -239,7 +240,8 @@ fn the_engine_thread_streams_records_and_takes_commands() {
 #[test]
 fn mismatched_tokenizers_are_refused() {
     let dir = small_with_a_mismatched_tokenizer();
-    let err = TrioFiles::open(&tiny("qwen2_5_vl"), &tiny("trio_rft"), dir.path()).err().expect("refused").to_string();
+    let (base, rft) = (tiny("qwen2_5_vl"), tiny("trio_rft"));
+    let err = TrioFiles::open(PerModel::new(base.as_path(), rft.as_path(), dir.path())).err().expect("refused").to_string();
     assert!(err.contains("--small") && err.contains("token id 200"), "{err}");
     assert_eq!(err.lines().count(), 1);
 }

@@ -10,21 +10,20 @@ use std::process::{Command, Output};
 
 use candle_core::DType;
 use common::*;
-use proxythinker::cli::{PlacementArgs, TrioPlacement};
-use proxythinker::config::{resolve_with, Loaded, Overrides};
-use proxythinker::engine::trio::TrioFiles;
+use proxythinker::config::{resolve_with, Loaded, Overrides, PlacementOverrides, TrioPlacement};
+use proxythinker::trio::{PerModel, TrioFiles};
 use proxythinker::preflight::{self, estimate, per_device};
 use proxythinker::presets::human_bytes;
 use serde_json::Value;
 
 
 fn trio() -> TrioFiles {
-    TrioFiles::open(&tiny("qwen2_5_vl"), &tiny("trio_rft"), &tiny("trio_small")).unwrap()
+    let dirs = PerModel::new(tiny("qwen2_5_vl"), tiny("trio_rft"), tiny("trio_small"));
+    TrioFiles::open(dirs.as_ref().map(|p| p.as_path())).unwrap()
 }
 
-fn placement(args: PlacementArgs) -> TrioPlacement {
-    let o = Overrides { trio: None, alpha: None, suffix: None, sampling: None, max_new_tokens: None, placement: &args };
-    resolve_with(o, Loaded::default()).unwrap().placement
+fn placement(placement: PlacementOverrides) -> TrioPlacement {
+    resolve_with(&Overrides { placement, ..Overrides::default() }, Loaded::default()).unwrap().placement
 }
 
 /// Sum of the tensor sizes in a checkpoint's safetensors headers, read here by hand.
@@ -64,8 +63,8 @@ fn figures_on_the_fixture_checkpoints() {
     let dirs = [tiny("qwen2_5_vl"), tiny("trio_rft"), tiny("trio_small")];
     let rows = [2u64, 2, 1];
     for (dtype, size) in [(DType::F32, 4u64), (DType::BF16, 2)] {
-        let p = placement(PlacementArgs { dtype: Some(dtype), ..Default::default() });
-        let needs = estimate(&files, &p, context, guided).unwrap();
+        let p = placement(PlacementOverrides { dtype: Some(dtype), ..Default::default() });
+        let needs = estimate(&files, &p, context, guided).unwrap().into_array();
         for i in 0..3 {
             assert_eq!(needs[i].weights, numel(&dirs[i]) * size, "{} weights", needs[i].name);
             assert_eq!(needs[i].kv_cache, rows[i] * context * kv_per_token_elems(&dirs[i]) * size, "{} kv", needs[i].name);
@@ -78,8 +77,8 @@ fn figures_on_the_fixture_checkpoints() {
         assert_eq!(all[0].models, ["base", "rft", "small"]);
     }
     // Each model in its own dtype.
-    let p = placement(PlacementArgs { rft_dtype: Some(DType::BF16), small_dtype: Some(DType::F16), ..Default::default() });
-    let needs = estimate(&files, &p, context, guided).unwrap();
+    let p = placement(PlacementOverrides { dtypes: PerModel::new(None, Some(DType::BF16), Some(DType::F16)), ..Default::default() });
+    let needs = estimate(&files, &p, context, guided).unwrap().into_array();
     assert_eq!([needs[0].weights, needs[1].weights, needs[2].weights], [numel(&dirs[0]) * 4, numel(&dirs[1]) * 2, numel(&dirs[2]) * 2]);
 }
 
@@ -125,8 +124,8 @@ fn a_trio_that_does_not_fit_is_refused_with_the_figures_and_a_normal_run_passes(
     // 12345 bytes free: refused before loading, one line naming the device, the need and the free amount.
     let out = bin(Some("cpu:12345")).args(run_args(&["--json"])).output().unwrap();
     let err = one_line_error(&out);
-    let p = placement(PlacementArgs::default());
-    let need: u64 = estimate(&trio(), &p, prompt_tokens + 5, 5).unwrap().iter().map(|n| n.total()).sum();
+    let p = placement(PlacementOverrides::default());
+    let need: u64 = estimate(&trio(), &p, prompt_tokens + 5, 5).unwrap().into_array().iter().map(|n| n.total()).sum();
     for needle in ["not enough memory on cpu", &format!("need {}", human_bytes(need)), "but 12.1 KiB is free", "--dtype bf16"] {
         assert!(err.contains(needle), "{needle:?} not in: {err}");
     }

@@ -426,10 +426,10 @@ fn x_exports_a_trace_that_reads_back() {
     assert!(matches!(update(&mut a, ch('x')).as_slice(), [Effect::ExportTrace]));
     let dir = tempfile::tempdir().expect("temp dir");
     let path = trace_io::export_path(dir.path());
-    trace_io::export(&a, &path).expect("export");
+    trace_io::export(&a, &synthetic::trace_header(&a), &path).expect("export");
     let back = proxythinker::trace::read(&path).expect("a trace");
     assert_eq!(back.records.len(), 36);
-    assert_eq!(back.header["alpha"], 0.5);
+    assert_eq!(back.header.alpha, 0.5);
     let replay = trace_io::replay_app(&path);
     assert!(replay.is_replay());
     assert_eq!(replay.guided, a.guided);
@@ -456,7 +456,8 @@ fn replaying_a_file_that_is_not_a_trace_shows_why_and_opens_anyway() {
 fn a_replay_refuses_what_needs_models_but_keeps_going() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("t.jsonl");
-    trace_io::export(&app(4), &path).expect("export");
+    let four = app(4);
+    trace_io::export(&four, &synthetic::trace_header(&four), &path).expect("export");
     let mut a = trace_io::replay_app(&path);
     for k in [ch(']'), ch('{'), ch(' '), ch('r'), ch('e'), ch('o'), key(KeyCode::Enter)] {
         assert!(update(&mut a, k).is_empty());

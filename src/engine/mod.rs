@@ -3,14 +3,14 @@
 //! channel and takes commands (pause, resume, set α, force, restart, stop). No terminal code here.
 
 pub mod session;
-pub mod trio;
 
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use crate::trio::Trio;
 pub use session::{
-    Candidate, Distribution, GuidedRecord, Record, Session, Settings, Stop, StreamKind, StreamRecord, Trio, TOP_K,
+    Candidate, Distribution, GuidedRecord, Record, Session, Settings, Stop, StreamKind, StreamRecord, TOP_K,
 };
 
 /// What the engine reports.

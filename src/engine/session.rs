@@ -2,9 +2,10 @@
 //!
 //! Streams: the base model alone, the RFT model alone, and the guided stream whose every token is
 //! chosen from `base[..V] + α · (rft[..V] − small[..V])` and then fed to all three models. Each
-//! model is prefilled once; the rows that share a model's weights decode as one batched forward:
-//! the base model carries rows [base-only, guided], the RFT model [rft-only, guided], the small
-//! model [guided].
+//! model is prefilled once; the rows that share a model's weights decode as one batched forward,
+//! as [`crate::trio::ROW_PLAN`] lays them out (base [base-only, guided], RFT [rft-only, guided],
+//! small [guided]). The models are reached only through [`crate::models::Decoder`], so a new
+//! family plugs in without touching the session.
 //!
 //! For live α the session keeps, per guided step, `base[..V]` and `rft[..V] − small[..V]` (f32, on
 //! the models' device): 8·V bytes per token. Setting α replays those vectors, keeps every guided
@@ -13,7 +14,6 @@
 //! re-decodes, their rows are fed their own recorded tokens again, so they are kept as they were.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,8 @@ use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
 use crate::guidance::{self, Sampling};
-use crate::models::{KvCache, PromptInput, VlModel};
+use crate::models::{KvCache, PromptInput};
+use crate::trio::{guided_row, PerModel, Row, Trio, ROW_PLAN};
 
 /// How many candidates a record keeps.
 pub const TOP_K: usize = 10;
@@ -127,14 +128,6 @@ impl<R> Default for Stream<R> {
     }
 }
 
-/// The three models of a session.
-#[derive(Clone)]
-pub struct Trio {
-    pub base: Arc<VlModel>,
-    pub rft: Arc<VlModel>,
-    pub small: Arc<VlModel>,
-}
-
 /// A session of three streams; see the module docs.
 pub struct Session {
     trio: Trio,
@@ -145,13 +138,11 @@ pub struct Session {
     vocab: usize,
     /// Token fed to a row whose stream has ended, to keep the rows in lockstep.
     filler: u32,
-    base_cache: KvCache,
-    rft_cache: KvCache,
-    small_cache: KvCache,
-    /// Logits of the next step: base (2 rows), rft (2 rows), small (1 row), f32 on the device.
-    pending: (Tensor, Tensor, Tensor),
+    caches: PerModel<KvCache>,
+    /// Logits of the next step, one row per entry of the model's row plan, f32 on its device.
+    pending: PerModel<Tensor>,
     /// The prefill logits, for re-decoding from step 0.
-    prefill_logits: (Tensor, Tensor, Tensor),
+    prefill_logits: PerModel<Tensor>,
     base: Stream<StreamRecord>,
     rft: Stream<StreamRecord>,
     guided: Stream<GuidedRecord>,
@@ -238,14 +229,20 @@ impl Measure<'_> {
     }
 }
 
-/// One decoding step of the three models: base rows [base-only, guided], RFT rows [rft-only,
-/// guided], small row [guided], fed `[base, rft, guided]` tokens.
-fn forward_trio(trio: &Trio, feeds: [u32; 3], caches: (&mut KvCache, &mut KvCache, &mut KvCache)) -> Result<(Tensor, Tensor, Tensor)> {
-    let [b, r, g] = feeds;
-    let (bc, rc, sc) = caches;
-    // One thread launches all three: launching the models' forwards from three threads onto one
-    // CUDA device hung in candle 0.11 (seen on an H200), so the launches stay sequential.
-    Ok((trio.base.step(&[b, g], bc)?, trio.rft.step(&[r, g], rc)?, trio.small.step(&[g], sc)?))
+/// One decoding step of the three models, each fed the rows of its [`ROW_PLAN`]: `own` is the
+/// token of the base-only (base model) or RFT-only (RFT model) stream, `guided` the guided one.
+fn forward_trio(trio: &Trio, own: PerModel<u32>, guided: u32, caches: &mut PerModel<KvCache>) -> Result<PerModel<Tensor>> {
+    // One thread launches all three, base then rft then small: launching the models' forwards
+    // from three threads onto one CUDA device hung in candle 0.11 (seen on an H200).
+    trio.as_ref().zip(caches.as_mut()).zip(own.zip(ROW_PLAN)).try_map(|_, ((model, cache), (own, rows))| {
+        let tokens: Vec<u32> = rows.iter().map(|r| if *r == Row::Own { own } else { guided }).collect();
+        model.step(&tokens, cache)
+    })
+}
+
+/// The index of a model's own-stream row.
+fn own_row(rows: &[Row]) -> usize {
+    rows.iter().position(|r| *r == Row::Own).expect("base and RFT models decode their own stream")
 }
 
 /// The result of a scoped thread; a panic there is a bug, so it goes on unwinding here.
@@ -267,20 +264,15 @@ impl Session {
         settings.sampling.validate().map_err(Error::invalid)?;
         let vocab = trio.base.vocab_size().min(trio.rft.vocab_size()).min(trio.small.vocab_size());
         let filler = eos.first().copied().unwrap_or(0).min(vocab as u32 - 1);
-        let mut caches = Vec::new();
-        let mut logits = Vec::new();
-        for (model, rows) in [(&trio.base, 2), (&trio.rft, 2), (&trio.small, 1)] {
+        // Each model is prefilled once; its cache and logits are copied to every row it decodes.
+        let prefilled = trio.as_ref().zip(ROW_PLAN).try_map(|_, (model, rows)| -> Result<(KvCache, Tensor)> {
             let mut cache = model.new_cache();
             let l = model.prefill(std::slice::from_ref(&prompt), &mut cache)?;
-            let idx: Vec<usize> = vec![0; rows];
-            caches.push(cache.select_rows(&idx)?);
-            let ids = Tensor::new(&vec![0u32; rows][..], l.device())?;
-            logits.push(l.index_select(&ids, 0)?);
-        }
-        let small_cache = caches.pop().expect("three caches");
-        let rft_cache = caches.pop().expect("three caches");
-        let base_cache = caches.pop().expect("three caches");
-        let pending = (logits[0].clone(), logits[1].clone(), logits[2].clone());
+            let ids = Tensor::new(&vec![0u32; rows.len()][..], l.device())?;
+            Ok((cache.select_rows(&vec![0; rows.len()])?, l.index_select(&ids, 0)?))
+        })?;
+        let caches = prefilled.as_ref().map(|(c, _)| c.clone());
+        let pending = prefilled.map(|(_, l)| l);
         Ok(Session {
             trio,
             tokenizer,
@@ -289,9 +281,7 @@ impl Session {
             eos,
             vocab,
             filler,
-            base_cache,
-            rft_cache,
-            small_cache,
+            caches,
             prefill_logits: pending.clone(),
             pending,
             base: Stream::default(),
@@ -385,21 +375,27 @@ impl Session {
         }
         let step = self.steps;
         let v = self.vocab;
-        let base_rows = rows(&self.pending.0)?;
-        let rft_rows = rows(&self.pending.1)?;
-        let small_rows = rows(&self.pending.2)?;
+        let host = self.pending.as_ref().try_map(|_, t| rows(t))?;
+        // Where each stream's row sits in each model's logits.
+        let own = PerModel::new(own_row(ROW_PLAN.base), own_row(ROW_PLAN.rft), 0);
+        let g = ROW_PLAN.map(guided_row);
+        let (base_own, rft_own) = (&host.base[own.base], &host.rft[own.rft]);
+        let (base_g, rft_g, small_g) = (&host.base[g.base][..v], &host.rft[g.rft][..v], &host.small[g.small][..v]);
 
         // Base alone and RFT alone: re-fed their recorded token while the guided stream catches
         // up after a change of α; otherwise chosen from their own full vocabularies.
-        let base_new = self.own_choice(StreamKind::Base, step, &base_rows[0]);
-        let rft_new = self.own_choice(StreamKind::Rft, step, &rft_rows[0]);
-        let feed_base = self.base.tokens.get(step).copied().unwrap_or(self.filler);
-        let feed_rft = self.rft.tokens.get(step).copied().unwrap_or(self.filler);
+        let base_new = self.own_choice(StreamKind::Base, step, base_own);
+        let rft_new = self.own_choice(StreamKind::Rft, step, rft_own);
+        let feed_own = PerModel::new(
+            self.base.tokens.get(step).copied().unwrap_or(self.filler),
+            self.rft.tokens.get(step).copied().unwrap_or(self.filler),
+            self.filler,
+        );
 
         let mut guided_new = None;
         if self.guided.stop.is_none() {
             debug_assert_eq!(self.guided.tokens.len(), step);
-            let (b, r, s) = (&base_rows[1][..v], &rft_rows[1][..v], &small_rows[0][..v]);
+            let (b, r, s) = (base_g, rft_g, small_g);
             if guidance::has_nan(b) || guidance::has_nan(r) || guidance::has_nan(s) {
                 let which = if guidance::has_nan(b) { "base" } else if guidance::has_nan(r) { "RFT" } else { "small" };
                 self.guided.stop = Some(Stop::Error(format!("the {which} model's logits hold NaN at guided step {step}")));
@@ -409,10 +405,11 @@ impl Session {
                 let t = forced.unwrap_or_else(|| guidance::choose(&mixed, &self.settings.sampling, step));
                 // What live α replays, kept on the device: r − s in f32 there is the same IEEE
                 // subtraction as on the host, so a replay reproduces this step bit for bit.
-                let b_dev = self.pending.0.get(1)?.narrow(0, 0, v)?.to_dtype(DType::F32)?.copy()?;
+                let b_dev = self.pending.base.get(g.base)?.narrow(0, 0, v)?.to_dtype(DType::F32)?.copy()?;
                 // The small model may live on another device than the RFT model: its row moves.
-                let rft_row = self.pending.1.get(1)?.narrow(0, 0, v)?.to_dtype(DType::F32)?;
-                let small_row = self.pending.2.get(0)?.narrow(0, 0, v)?.to_dtype(DType::F32)?.to_device(rft_row.device())?;
+                let rft_row = self.pending.rft.get(g.rft)?.narrow(0, 0, v)?.to_dtype(DType::F32)?;
+                let small_row =
+                    self.pending.small.get(g.small)?.narrow(0, 0, v)?.to_dtype(DType::F32)?.to_device(rft_row.device())?;
                 let d_dev = (rft_row - small_row)?;
                 self.replay.push((b_dev, d_dev));
                 self.guided.tokens.push(t);
@@ -427,16 +424,14 @@ impl Session {
         // The records (six distributions over ~V entries each) are measured on threads of their
         // own while this thread launches the next forwards: on a GPU, launching is host work too.
         let measure = Measure(&self.tokenizer);
-        let (trio, caches) = (&self.trio, (&mut self.base_cache, &mut self.rft_cache, &mut self.small_cache));
+        let (trio, caches) = (&self.trio, &mut self.caches);
         let (own, guided, next) = std::thread::scope(|scope| {
-            let base = scope.spawn(|| base_new.map(|t| measure.stream_record(step, &base_rows[0], t)));
-            let rft = scope.spawn(|| rft_new.map(|t| measure.stream_record(step, &rft_rows[0], t)));
+            let base = scope.spawn(|| base_new.map(|t| measure.stream_record(step, base_own, t)));
+            let rft = scope.spawn(|| rft_new.map(|t| measure.stream_record(step, rft_own, t)));
             let guided = scope.spawn(|| {
-                guided_new.map(|(t, forced, mixed)| {
-                    measure.guided_record(step, t, forced, &base_rows[1][..v], &rft_rows[1][..v], &small_rows[0][..v], &mixed)
-                })
+                guided_new.map(|(t, forced, mixed)| measure.guided_record(step, t, forced, base_g, rft_g, small_g, &mixed))
             });
-            let next = if launch { Some(forward_trio(trio, [feed_base, feed_rft, feed_guided], caches)) } else { None };
+            let next = if launch { Some(forward_trio(trio, feed_own, feed_guided, caches)) } else { None };
             ((join(base), join(rft)), join(guided), next)
         });
         if let Some(next) = next {
@@ -577,21 +572,17 @@ impl Session {
         self.steps = j;
         if j == 0 {
             let prompt_len = self.prompt.input_ids.len();
-            for c in [&mut self.base_cache, &mut self.rft_cache, &mut self.small_cache] {
-                c.truncate(prompt_len)?;
-            }
+            self.caches.as_mut().try_map(|_, c| c.truncate(prompt_len))?;
             self.pending = self.prefill_logits.clone();
             return Ok(());
         }
         // Caches hold the prompt and tokens 0..j-1 of each row after step j-1 was fed; cut back
         // one token and feed token j-1 again to get the logits of step j.
         let keep = self.prompt.input_ids.len() + j - 1;
-        for c in [&mut self.base_cache, &mut self.rft_cache, &mut self.small_cache] {
-            c.truncate(keep)?;
-        }
+        self.caches.as_mut().try_map(|_, c| c.truncate(keep))?;
         let fed = |s: &[u32]| s.get(j - 1).copied().unwrap_or(self.filler);
-        let feeds = [fed(&self.base.tokens), fed(&self.rft.tokens), self.guided_fed(j - 1)];
-        self.pending = forward_trio(&self.trio, feeds, (&mut self.base_cache, &mut self.rft_cache, &mut self.small_cache))?;
+        let own = PerModel::new(fed(&self.base.tokens), fed(&self.rft.tokens), self.filler);
+        self.pending = forward_trio(&self.trio, own, self.guided_fed(j - 1), &mut self.caches)?;
         Ok(())
     }
 

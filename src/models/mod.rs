@@ -35,6 +35,45 @@ pub struct PromptInput {
     pub images: Vec<ImageInput>,
 }
 
+/// What the engine needs of a model family: weights that decode rows held in a caller-owned
+/// cache. A new family (its own vision tower, its own text decoder) plugs in by implementing this
+/// and being returned by [`crate::loader::Checkpoint::load_model`]'s caller; the session, bench
+/// and preflight do not change.
+pub trait Decoder: Send + Sync {
+    /// Rows of the language-model head (may exceed the tokenizer's size: padding rows).
+    fn vocab_size(&self) -> usize;
+    fn device(&self) -> &Device;
+    fn dtype(&self) -> DType;
+    /// An empty cache for this model.
+    fn new_cache(&self) -> KvCache;
+    /// Runs the prompts of `rows` (all of one length) into the empty `cache`; the logits (rows,
+    /// vocab) in f32 at each row's last prompt position.
+    fn prefill(&self, rows: &[PromptInput], cache: &mut KvCache) -> Result<Tensor>;
+    /// Decodes one new token per row; the logits (rows, vocab) in f32.
+    fn step(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor>;
+}
+
+impl Decoder for VlModel {
+    fn vocab_size(&self) -> usize {
+        VlModel::vocab_size(self)
+    }
+    fn device(&self) -> &Device {
+        VlModel::device(self)
+    }
+    fn dtype(&self) -> DType {
+        VlModel::dtype(self)
+    }
+    fn new_cache(&self) -> KvCache {
+        VlModel::new_cache(self)
+    }
+    fn prefill(&self, rows: &[PromptInput], cache: &mut KvCache) -> Result<Tensor> {
+        VlModel::prefill(self, rows, cache)
+    }
+    fn step(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        VlModel::step(self, tokens, cache)
+    }
+}
+
 enum VisionTower {
     Qwen2(qwen2_vl::VisionTower),
     Qwen2_5(qwen2_5_vl::VisionTower),

@@ -74,7 +74,7 @@ pub fn expand_image_pads(text: &str, counts: &[usize]) -> Result<String> {
 /// Loads a tokenizer.json.
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     Tokenizer::from_file(path).map_err(|e| {
-        Error::config(path, format!("cannot load the tokenizer: {}", crate::loader::first_line(&e)))
+        Error::config(path, format!("cannot load the tokenizer: {}", crate::error::first_line(&e)))
     })
 }
 
@@ -83,10 +83,10 @@ pub fn encode(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
     tokenizer
         .encode(text, true)
         .map(|e| e.get_ids().to_vec())
-        .map_err(|e| Error::Tokenizer(crate::loader::first_line(&e)))
+        .map_err(|e| Error::Tokenizer(crate::error::first_line(&e)))
 }
 
 /// Text of `ids`, special tokens kept.
 pub fn decode(tokenizer: &Tokenizer, ids: &[u32]) -> Result<String> {
-    tokenizer.decode(ids, false).map_err(|e| Error::Tokenizer(crate::loader::first_line(&e)))
+    tokenizer.decode(ids, false).map_err(|e| Error::Tokenizer(crate::error::first_line(&e)))
 }

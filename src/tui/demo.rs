@@ -1,6 +1,6 @@
 //! The built-in demo: three tiny checkpoints with synthetic random weights, the sample image and
 //! a sample question, all embedded in the binary. On first use they are written to the cache
-//! directory and then loaded through the real code path (`TrioFiles::open`, `load`), exactly as
+//! directory and then loaded through the session plan and the real loading code, exactly as
 //! checkpoints given on the command line are. The text these models write is meaningless; the
 //! UI says so in its header.
 

@@ -19,6 +19,7 @@ use ratatui::widgets::{Block, Gauge, Paragraph, Widget};
 
 use crate::error::{Error, Result};
 use crate::hub::{self, HubConfig, NoProgress, Progress};
+use crate::trio::PerModel;
 
 
 /// One file's transfer as the gauge shows it.
@@ -128,19 +129,15 @@ impl Progress for ChannelProgress {
 
 /// Resolves the three (reference, flag) pairs to local directories, drawing the download screen
 /// while anything has to be fetched.
-pub fn resolve_all(refs: [(String, String); 3]) -> Result<[PathBuf; 3]> {
+pub fn resolve_all(refs: PerModel<(String, String)>) -> Result<PerModel<PathBuf>> {
     let config = HubConfig::from_env();
     let local = |r: &str| std::path::Path::new(r).exists() || hub::looks_like_a_path(r);
-    if config.offline || refs.iter().all(|(r, _)| local(r)) {
+    if config.offline || refs.iter().all(|(_, (r, _))| local(r)) {
         // Nothing to download (offline, a cold cache is the hub module's one-line error).
-        let [b, r, s] = &refs;
         let mut quiet = NoProgress;
-        return Ok([
-            hub::resolve_with(&b.0, &b.1, &config, &mut quiet)?,
-            hub::resolve_with(&r.0, &r.1, &config, &mut quiet)?,
-            hub::resolve_with(&s.0, &s.1, &config, &mut quiet)?,
-        ]);
+        return refs.try_map(|_, (r, flag)| hub::resolve_with(&r, &flag, &config, &mut quiet));
     }
+    let refs = refs.into_array();
     let (tx, rx) = channel();
     let (done_tx, done_rx) = channel();
     let worker_config = config.clone();
@@ -161,7 +158,9 @@ pub fn resolve_all(refs: [(String, String); 3]) -> Result<[PathBuf; 3]> {
             show(guard, &mut downloads, &rx, &done_rx)?
         }
     };
-    <[PathBuf; 3]>::try_from(paths).map_err(|_| Error::invalid("the download ended without three models"))
+    let [base, rft, small] =
+        <[PathBuf; 3]>::try_from(paths).map_err(|_| Error::invalid("the download ended without three models"))?;
+    Ok(PerModel::new(base, rft, small))
 }
 
 /// Draws until the worker reports or the user stops it; the guard gives the terminal back.

@@ -8,11 +8,9 @@
 //! waits on decoding.
 
 pub mod app;
-pub mod args;
 pub mod demo;
 pub mod download;
 pub mod graphics;
-pub mod launch;
 pub mod layout;
 pub mod measure;
 pub mod picture;
@@ -24,18 +22,20 @@ pub mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::TryRecvError;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ratatui::crossterm::event::{self, Event as TermEvent};
 
-use crate::engine::trio::TrioFiles;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::plan::{Inputs, SessionPlan, SessionRequest};
+use crate::trace::TraceHeader;
+use crate::trio::PerModel;
 
-pub use args::{with_default_subcommand, DecodingArgs, DemoArgs, ReplayArgs, TuiArgs};
+use crate::cli::{DemoArgs, ReplayArgs, TuiArgs};
 
 use app::{App, Mode, RunState, SessionInfo};
-use launch::Launcher;
 use picture::Thumbnail;
 use update::{update, Effect, Msg};
 
@@ -44,112 +44,58 @@ const FRAME: Duration = Duration::from_millis(16);
 /// Engine events handled per frame at most, so that a flood of records cannot starve the keys.
 const EVENTS_PER_FRAME: usize = 4096;
 
-/// The last path component, as the header shows a model.
-fn short(path: &Path) -> String {
-    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
-}
+/// The question the UI asks when none is given.
+pub const DEFAULT_QUESTION: &str = "Describe the picture.";
 
-/// What a live session needs, checked before the terminal is taken over.
-struct Prepared {
-    app: App,
-    launcher: Launcher,
-    /// Appended to every question before the chat template (`--suffix`).
-    suffix: String,
-}
-
-/// Checks the arguments and opens the checkpoints; every failure here is a command-line error.
-fn prepare(
-    mode: Mode,
-    paths: [&Path; 3],
-    image: Option<PathBuf>,
-    question: String,
-    settings: &crate::config::Settings,
-    decoding: &DecodingArgs,
-) -> Result<Prepared> {
-    let alpha = settings.alpha.value;
-    let sampling = settings.sampling();
-    sampling.validate().map_err(Error::invalid)?;
-    if question.trim().is_empty() {
-        return Err(Error::invalid("the question is empty: pass one with --question"));
-    }
-    let max_new_tokens = settings.max_new_tokens.value;
-    if max_new_tokens == 0 {
-        return Err(Error::invalid("--max-new-tokens must be at least 1"));
-    }
-    let placement = settings.placement.open()?;
-    let thumbnail = image.as_deref().map(Thumbnail::open).transpose()?;
-    let files = TrioFiles::open(paths[0], paths[1], paths[2])?;
-    // The preflight sizes the first question's context (the image processed on the cpu only to
-    // count its tokens); the weights are not read yet.
-    let suffix = settings.suffix.value.text().to_string();
-    let (base_ckpt, tokenizer) = &files.base;
-    let counted = crate::processor::prepare_prompt(
-        base_ckpt,
-        tokenizer,
-        &format!("{question}{suffix}"),
-        image.as_deref(),
-        false,
-        &candle_core::Device::Cpu,
-    )?;
-    let prompt_tokens = counted.input.input_ids.len() as u64;
-    let notes = crate::preflight::check(
-        &files,
-        &settings.placement,
-        &placement,
-        prompt_tokens + max_new_tokens as u64,
-        max_new_tokens as u64,
-    )?;
-    // Shown on the status line once the UI is up (stderr would be one more line before an error).
-    let note = notes.into_iter().chain(crate::preflight::vocab_note(&files)).collect::<Vec<_>>().join("; ");
-    let mut launcher = Launcher::new(files, placement, sampling, max_new_tokens);
-    launcher.stop_strings = decoding.sampling.stop.clone();
-    launcher.stop_at_eos = !decoding.sampling.ignore_eos;
+/// Builds the UI state of a live session from its plan; nothing here loads or prepares anything.
+fn live_app(mode: Mode, plan: &SessionPlan, inputs: &Inputs, names: PerModel<String>) -> Result<App> {
+    let thumbnail = inputs.image.as_deref().map(Thumbnail::open).transpose()?;
     let info = SessionInfo {
         mode,
-        base: short(paths[0]),
-        rft: short(paths[1]),
-        small: short(paths[2]),
-        device: settings.placement.device_summary(),
-        dtype: settings.placement.dtype_summary(),
-        sampling,
-        max_new_tokens,
-        question,
-        image_path: image,
+        base: names.base,
+        rft: names.rft,
+        small: names.small,
+        device: plan.placement().device_summary(),
+        dtype: plan.placement().dtype_summary(),
+        sampling: plan.decoding.sampling,
+        max_new_tokens: plan.decoding.max_new_tokens,
+        question: inputs.question.clone(),
+        image_path: inputs.image.clone(),
     };
-    let mut app = App::new(info, alpha);
+    let mut app = App::new(info, plan.decoding.alpha);
     app.image = thumbnail;
+    // Shown on the status line once the UI is up (stderr would be one more line before an error).
+    let note = plan.notes.join("; ");
     if !note.is_empty() {
         app.set_status(note);
     }
-    Ok(Prepared { app, launcher, suffix })
+    Ok(app)
 }
 
 /// `proxythinker [tui] --base .. --rft .. --small ..` (or `--preset NAME`)
 pub fn run_tui(args: &TuiArgs) -> Result<()> {
-    let settings = crate::config::resolve(args.decoding.overrides(Some(&args.models), args.alpha, args.suffix.as_deref()))?;
-    let [base, rft, small] = download::resolve_all(settings.model_references()?)?;
-    let p = prepare(Mode::Live, [&base, &rft, &small], args.image.clone(), args.question.clone(), &settings, &args.decoding)?;
-    run_live(p)
+    let settings = crate::config::resolve(&args.guided.overrides())?;
+    let inputs = args.input.inputs_or(DEFAULT_QUESTION);
+    let request = SessionRequest::new(settings, &inputs.question)?;
+    let dirs = download::resolve_all(request.references()?)?;
+    let plan = request.prepare(dirs, inputs.clone())?;
+    let app = live_app(Mode::Live, &plan, &inputs, plan.short_names())?;
+    run_app(app, Some((Arc::new(plan), inputs)))
 }
 
 /// `proxythinker demo` (the config file's α, decoding and placement apply; its models, preset
 /// and suffix do not)
 pub fn run_demo(args: &DemoArgs) -> Result<()> {
-    let settings = crate::config::resolve(args.decoding.overrides(None, args.alpha, None))?;
+    let settings = crate::config::resolve(&args.decoding.overrides())?;
     let files = demo::install()?;
-    let question = args.question.clone().unwrap_or_else(demo::question);
-    let mut p = prepare(
-        Mode::Demo,
-        [&files.base, &files.rft, &files.small],
-        Some(files.image.clone()),
-        question,
-        &settings,
-        &args.decoding,
-    )?;
-    p.app.info.base = "demo/base".into();
-    p.app.info.rft = "demo/rft".into();
-    p.app.info.small = "demo/small".into();
-    run_live(p)
+    let question = args.input.question.clone().unwrap_or_else(demo::question);
+    let inputs = Inputs { question, image: Some(args.input.image.clone().unwrap_or_else(|| files.image.clone())) };
+    let request = SessionRequest::new(settings, &inputs.question)?;
+    let names = PerModel::new("demo/base", "demo/rft", "demo/small").map(String::from);
+    let dirs = PerModel::new(files.base, files.rft, files.small);
+    let plan = request.prepare_named(names.clone(), dirs, inputs.clone())?;
+    let app = live_app(Mode::Demo, &plan, &inputs, names)?;
+    run_app(app, Some((Arc::new(plan), inputs)))
 }
 
 /// `proxythinker replay FILE`
@@ -162,28 +108,38 @@ pub fn run_replay(args: &ReplayArgs) -> Result<()> {
             args.file.display()
         )));
     }
-    let mut app = trace_io::replay_app(&args.file);
+    let (mut app, header) = trace_io::replay(&args.file);
     if let Some(img) = app.info.image_path.as_deref() {
         app.image = Thumbnail::open(img).ok();
     }
-    run_app(app, None)
+    let mut runtime = Runtime::new(None);
+    runtime.replayed = header;
+    run_app_with(app, runtime)
 }
 
-fn run_live(p: Prepared) -> Result<()> {
-    run_app(p.app, Some((p.launcher, p.suffix)))
+/// Starts an engine decoding `inputs` at `alpha` over the plan's models (loaded by the first
+/// engine that needs them). Errors (weights that do not load, an image the processor refuses)
+/// arrive as `Event::Error`.
+fn spawn(plan: &Arc<SessionPlan>, inputs: Inputs, alpha: f32) -> Engine {
+    let plan = Arc::clone(plan);
+    Engine::spawn(move |current: Option<f32>| plan.start(&inputs, current.unwrap_or(alpha)))
+}
+
+fn run_app(app: App, live: Option<(Arc<SessionPlan>, Inputs)>) -> Result<()> {
+    let (plan, first) = live.map_or((None, None), |(p, i)| (Some(p), Some(i)));
+    let mut runtime = Runtime::new(plan);
+    runtime.first = first;
+    run_app_with(app, runtime)
 }
 
 /// Takes over the terminal and runs the loop until `q`.
-fn run_app(mut app: App, launcher: Option<(Launcher, String)>) -> Result<()> {
+fn run_app_with(mut app: App, mut runtime: Runtime) -> Result<()> {
     let log = terminal::init_logging(&terminal::log_file());
     tracing::info!("starting the UI ({:?})", app.info.mode);
-    let export_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let (launcher, suffix) = launcher.map_or((None, String::new()), |(l, s)| (Some(l), s));
-    let mut runtime = Runtime { engine: None, launcher, suffix, export_dir, engine_gone: false };
     // The terminal first: its panic hook must be in place before the engine thread exists.
     let mut guard = terminal::enter().map_err(|e| Error::invalid(format!("cannot use this terminal: {e}")))?;
-    if let Some(l) = &runtime.launcher {
-        runtime.engine = Some(l.spawn(format!("{}{}", app.info.question, runtime.suffix), app.info.image_path.clone(), app.alpha));
+    if let (Some(plan), Some(inputs)) = (&runtime.plan, runtime.first.take()) {
+        runtime.engine = Some(spawn(plan, inputs, app.alpha));
         // A note from the checks (vocabularies that differ, ...) stays visible next to "loading".
         let note = app.status.take().map(|s| s.text);
         if let Some(n) = &note {
@@ -207,18 +163,40 @@ fn run_app(mut app: App, launcher: Option<(Launcher, String)>) -> Result<()> {
     result
 }
 
-/// What the loop owns besides the state: the engine and how to start another.
+/// What the loop owns besides the state: the engine and the plan that starts another.
 struct Runtime {
     engine: Option<Engine>,
-    launcher: Option<Launcher>,
-    /// Appended to every question before the chat template (`--suffix`).
-    suffix: String,
+    /// The checked trio and settings (None in a replay: no models).
+    plan: Option<Arc<SessionPlan>>,
+    /// The inputs of the first session, started once the terminal is ours.
+    first: Option<Inputs>,
+    /// A replayed trace's header, written again by an export.
+    replayed: Option<TraceHeader>,
     export_dir: PathBuf,
     /// The engine's thread has ended (and the status line said so).
     engine_gone: bool,
 }
 
 impl Runtime {
+    fn new(plan: Option<Arc<SessionPlan>>) -> Runtime {
+        let export_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        Runtime { engine: None, plan, first: None, replayed: None, export_dir, engine_gone: false }
+    }
+
+    /// The header of the session on screen: the plan describes a live one (its prompt prepared
+    /// again from the question and image on screen), a replay keeps the trace's own.
+    fn trace_header(&self, app: &App) -> Result<TraceHeader> {
+        match (&self.plan, &self.replayed) {
+            (Some(plan), _) => {
+                let inputs = Inputs { question: app.info.question.clone(), image: app.info.image_path.clone() };
+                let prompt = plan.prompt(&inputs)?;
+                Ok(plan.trace_header("proxythinker tui", &inputs, &prompt, app.alpha))
+            }
+            (None, Some(header)) => Ok(header.clone()),
+            (None, None) => Err(Error::invalid("nothing to export: this trace could not be read")),
+        }
+    }
+
     /// Replaces the engine; the old one finishes its current step on a thread of its own, so the
     /// UI does not wait for it.
     fn replace_engine(&mut self, new: Option<Engine>) {
@@ -275,7 +253,7 @@ impl Runtime {
                 }
             }
             Effect::Restart { question, image } => {
-                let engine = self.launcher.as_ref().map(|l| l.spawn(format!("{question}{}", self.suffix), image, app.alpha));
+                let engine = self.plan.as_ref().map(|p| spawn(p, Inputs { question, image }, app.alpha));
                 self.replace_engine(engine);
                 app.run = RunState::Loading;
             }
@@ -293,7 +271,7 @@ impl Runtime {
             }
             Effect::ExportTrace => {
                 let path = trace_io::export_path(&self.export_dir);
-                let msg = match trace_io::export(app, &path) {
+                let msg = match self.trace_header(app).and_then(|header| trace_io::export(app, &header, &path)) {
                     Ok(()) => Msg::Done(format!("trace written to {}", path.display())),
                     Err(e) => Msg::Failed(e.to_string()),
                 };

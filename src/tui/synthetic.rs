@@ -134,3 +134,27 @@ pub fn app(n: usize, screen: (u16, u16)) -> App {
     app.tokens_per_second = 12.5;
     app
 }
+
+/// A trace header for a synthetic session (tests export synthetic records under it): the
+/// question, sampling and budget of `app`, models named as the header shows them, on the cpu.
+pub fn trace_header(app: &App) -> crate::trace::TraceHeader {
+    use crate::trio::PerModel;
+    let info = &app.info;
+    crate::trace::TraceHeader {
+        written_by: "proxythinker tests".into(),
+        models: PerModel::new(info.base.clone(), info.rft.clone(), info.small.clone()),
+        preset: None,
+        placement: PerModel::from_fn(|_| crate::trace::ModelPlace { device: "cpu".into(), dtype: "f32".into() }),
+        alpha: app.alpha,
+        sampling: info.sampling,
+        max_new_tokens: info.max_new_tokens,
+        stop_strings: Vec::new(),
+        stop_at_eos: true,
+        question: info.question.clone(),
+        suffix: String::new(),
+        image: info.image_path.clone(),
+        prompt: String::new(),
+        input_ids: Vec::new(),
+        shared_vocab: 0,
+    }
+}

@@ -1,14 +1,13 @@
-//! Traces and the UI: exporting what is on screen (`x`) with [`crate::trace::TraceWriter`], and
-//! building the UI state of `proxythinker replay` from a trace read with [`crate::trace::read`].
+//! Traces and the UI: exporting what is on screen (`x`) with [`crate::trace::TraceWriter`] under
+//! the same typed header `run --trace` writes, and building the UI state of `proxythinker
+//! replay` from a trace read with [`crate::trace::read`].
 
 use std::path::{Path, PathBuf};
-
-use serde_json::{json, Value};
 
 use crate::engine::Record;
 use crate::error::Result;
 use crate::guidance::Sampling;
-use crate::trace::TraceWriter;
+use crate::trace::{TraceHeader, TraceWriter};
 
 use super::app::{App, Mode, SessionInfo};
 
@@ -31,26 +30,10 @@ pub fn records(app: &App) -> Vec<Record> {
     out
 }
 
-/// The trace header for the session on screen.
-pub fn header(app: &App) -> Value {
-    let info = &app.info;
-    json!({
-        "models": {"base": info.base, "rft": info.rft, "small": info.small},
-        "alpha": app.alpha,
-        "sampling": info.sampling,
-        "max_new_tokens": info.max_new_tokens,
-        "question": info.question,
-        "image": info.image_path,
-        "device": info.device,
-        "dtype": info.dtype,
-        "written_by": "proxythinker tui",
-    })
-}
-
-/// Writes the records on screen to `path` as a trace.
-pub fn export(app: &App, path: &Path) -> Result<()> {
+/// Writes the records on screen to `path` as a trace with `header`.
+pub fn export(app: &App, header: &TraceHeader, path: &Path) -> Result<()> {
     let writer = TraceWriter::create(path)?;
-    writer.finish(&header(app), &records(app))
+    writer.finish(header, &records(app))
 }
 
 /// A fresh export path in `dir`, named after the time.
@@ -59,12 +42,13 @@ pub fn export_path(dir: &Path) -> PathBuf {
     dir.join(format!("proxythinker-trace-{secs}.jsonl"))
 }
 
-/// The UI state for replaying the trace at `path`. A file that cannot be read as a trace still
-/// gives a (empty) state, with the reason on the status line: the UI opens either way.
-pub fn replay_app(path: &Path) -> App {
+/// The UI state for replaying the trace at `path`, and the trace's header. A file that cannot be
+/// read as a trace still gives a (empty) state, with the reason on the status line: the UI
+/// opens either way.
+pub fn replay(path: &Path) -> (App, Option<TraceHeader>) {
     match crate::trace::read(path) {
         Ok(trace) => {
-            let mut app = App::new(info_from_header(path, &trace.header), trace.header["alpha"].as_f64().unwrap_or(0.0) as f32);
+            let mut app = App::new(info_from_header(path, &trace.header), trace.header.alpha);
             for r in trace.records {
                 match r {
                     Record::Base(r) => app.push_base(r),
@@ -78,14 +62,19 @@ pub fn replay_app(path: &Path) -> App {
             app.follow = false;
             app.scroll = [Some(0); 3];
             app.set_status(format!("replaying {} ({} guided tokens)", path.display(), app.guided.len()));
-            app
+            (app, Some(trace.header))
         }
         Err(e) => {
             let mut app = App::new(empty_info(path), 0.0);
             app.set_error(format!("{e}"));
-            app
+            (app, None)
         }
     }
+}
+
+/// [`replay`] without the header.
+pub fn replay_app(path: &Path) -> App {
+    replay(path).0
 }
 
 fn empty_info(path: &Path) -> SessionInfo {
@@ -103,25 +92,17 @@ fn empty_info(path: &Path) -> SessionInfo {
     }
 }
 
-fn info_from_header(path: &Path, h: &Value) -> SessionInfo {
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "—".into(),
-        other => other.to_string(),
-    };
-    let mut info = empty_info(path);
-    info.base = text(&h["models"]["base"]);
-    info.rft = text(&h["models"]["rft"]);
-    info.small = text(&h["models"]["small"]);
-    info.sampling = serde_json::from_value(h["sampling"].clone()).unwrap_or(Sampling::Greedy);
-    info.max_new_tokens = h["max_new_tokens"].as_u64().unwrap_or(0) as usize;
-    info.question = h["question"].as_str().unwrap_or_default().to_string();
-    info.image_path = h["image"].as_str().map(PathBuf::from);
-    if let Some(d) = h["dtype"].as_str() {
-        info.dtype = d.to_string();
+fn info_from_header(path: &Path, h: &TraceHeader) -> SessionInfo {
+    SessionInfo {
+        base: h.models.base.clone(),
+        rft: h.models.rft.clone(),
+        small: h.models.small.clone(),
+        device: format!("recorded on {}", h.device_summary()),
+        dtype: h.dtype_summary(),
+        sampling: h.sampling,
+        max_new_tokens: h.max_new_tokens,
+        question: h.question.clone(),
+        image_path: h.image.clone(),
+        ..empty_info(path)
     }
-    if let Some(d) = h["device"].as_str() {
-        info.device = format!("recorded on {d}");
-    }
-    info
 }

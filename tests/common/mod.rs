@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 use proxythinker::loader::Checkpoint;
 use proxythinker::models::VlModel;
-use proxythinker::processor::{prepare_prompt, prompt, PreparedPrompt};
+use proxythinker::prepare::{prepare_prompt, PreparedPrompt};
+use proxythinker::processor::prompt;
 use serde_json::Value;
 
 pub fn fixtures() -> PathBuf {

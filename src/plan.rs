@@ -1,0 +1,216 @@
+//! The session plan: the one place that turns resolved settings and a question into a ready
+//! guided session. `run`, `bench` and the terminal UI all start their sessions here, so every
+//! front end validates the same way, in the same order, with the same one-line errors.
+//!
+//! It happens in two stages, because the models may have to be downloaded in between and each
+//! front end shows downloads its own way (progress bars on stderr, or the UI's gauges):
+//! 1. [`SessionRequest::new`]: what needs no files: sampling, the question, the token budget;
+//!    the devices are opened (a missing GPU fails before a long download).
+//! 2. [`SessionRequest::prepare`]: the checkpoints are opened and cross-checked, the first
+//!    prompt prepared by the base model's processor, the memory preflight run; notes are
+//!    collected, not printed. The weights are not read yet.
+//!
+//! The [`SessionPlan`] then loads the weights once ([`SessionPlan::trio`]) and starts as many
+//! sessions over them as the front end asks for (the UI restarts with new questions), and
+//! describes a session for its trace ([`SessionPlan::trace_header`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::config::{self, TrioPlacement};
+use crate::engine::{Session, Settings};
+use crate::error::{Error, Result};
+use crate::placement::{dtype_name, Devices};
+use crate::prepare::{prepare_prompt, PreparedPrompt};
+use crate::trace::{ModelPlace, TraceHeader};
+use crate::trio::{PerModel, Trio, TrioFiles};
+
+/// A question about an image (or about nothing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inputs {
+    /// The question as typed; the plan appends the suffix.
+    pub question: String,
+    pub image: Option<PathBuf>,
+}
+
+/// Stage one of a plan: settings checked, devices open, models not yet found.
+pub struct SessionRequest {
+    settings: config::Settings,
+    devices: Devices,
+    decoding: Settings,
+}
+
+impl SessionRequest {
+    /// Checks what needs no files and opens the devices; `question` is the first question.
+    pub fn new(settings: config::Settings, question: &str) -> Result<SessionRequest> {
+        let sampling = settings.sampling();
+        sampling.validate().map_err(Error::invalid)?;
+        if question.trim().is_empty() {
+            return Err(Error::invalid("the question is empty: pass one with --question"));
+        }
+        let max_new_tokens = settings.max_new_tokens.value;
+        if max_new_tokens == 0 {
+            return Err(Error::invalid("--max-new-tokens must be at least 1"));
+        }
+        let devices = settings.placement.open()?;
+        let decoding = Settings {
+            alpha: settings.alpha.value,
+            sampling,
+            max_new_tokens,
+            stop_strings: settings.stop.value.clone(),
+            stop_at_eos: !settings.ignore_eos.value,
+        };
+        Ok(SessionRequest { settings, devices, decoding })
+    }
+
+    pub fn settings(&self) -> &config::Settings {
+        &self.settings
+    }
+
+    /// Each model as the user named it and the flag that named it (for messages), with
+    /// `hub_cache` applied: what the front end resolves to directories (downloading what is
+    /// missing) before [`prepare`](Self::prepare).
+    pub fn references(&self) -> Result<PerModel<(String, String)>> {
+        self.settings.model_references()
+    }
+
+    /// Stage two: opens and checks the checkpoints in `dirs` (what [`references`](Self::references)
+    /// resolved to), prepares the first prompt and runs the memory preflight.
+    pub fn prepare(self, dirs: PerModel<PathBuf>, first: Inputs) -> Result<SessionPlan> {
+        let references = self.settings.references()?.map(|s| s.value);
+        self.prepare_named(references, dirs, first)
+    }
+
+    /// [`prepare`](Self::prepare) for models that the settings do not name (the demo's built-in
+    /// checkpoints): `references` are what traces and headers call them.
+    pub fn prepare_named(self, references: PerModel<String>, dirs: PerModel<PathBuf>, first: Inputs) -> Result<SessionPlan> {
+        let files = TrioFiles::open(dirs.as_ref().map(PathBuf::as_path))?;
+        let plan = SessionPlan {
+            settings: self.settings,
+            references,
+            dirs,
+            files,
+            devices: self.devices,
+            decoding: self.decoding,
+            notes: Vec::new(),
+            first: None,
+            trio: Mutex::new(None),
+        };
+        let prepared = plan.prompt(&first)?;
+        let context = prepared.input.input_ids.len() as u64 + plan.decoding.max_new_tokens as u64;
+        let guided = plan.decoding.max_new_tokens as u64;
+        let mut notes = crate::preflight::check(&plan.files, &plan.settings.placement, &plan.devices, context, guided)?;
+        notes.extend(plan.files.vocab_note());
+        Ok(SessionPlan { notes, first: Some((first, prepared)), ..plan })
+    }
+}
+
+/// A checked trio with its settings, ready to start sessions; see the module docs.
+pub struct SessionPlan {
+    pub settings: config::Settings,
+    /// The models as the user named them (directories or Hub repo ids).
+    pub references: PerModel<String>,
+    /// Their checkpoint directories.
+    pub dirs: PerModel<PathBuf>,
+    pub files: TrioFiles,
+    pub devices: Devices,
+    /// α, sampling, budget and stop rules of every session started here.
+    pub decoding: Settings,
+    /// What the checks could not check, or found worth saying (vocabularies that differ, ...):
+    /// for the front end to show once it is ready to (stderr, the UI's status line).
+    pub notes: Vec<String>,
+    /// The first inputs and their prompt, prepared during the checks and reused by the first session.
+    first: Option<(Inputs, PreparedPrompt)>,
+    /// The weights, loaded by the first session that needs them and shared by every later one.
+    trio: Mutex<Option<Trio>>,
+}
+
+impl SessionPlan {
+    pub fn placement(&self) -> &TrioPlacement {
+        &self.settings.placement
+    }
+
+    /// The question with the suffix appended (what goes into the chat template).
+    pub fn question(&self, question: &str) -> String {
+        self.settings.question(question)
+    }
+
+    /// The prompt for `inputs`: one processor, the base model's, prepares the inputs of all three
+    /// models (as in the paper), on the base model's device.
+    pub fn prompt(&self, inputs: &Inputs) -> Result<PreparedPrompt> {
+        if let Some((first, prepared)) = &self.first {
+            if first == inputs {
+                return Ok(prepared.clone());
+            }
+        }
+        if inputs.question.trim().is_empty() {
+            return Err(Error::invalid("the question is empty: pass one with --question"));
+        }
+        let (checkpoint, tokenizer) = self.files.base();
+        let question = self.question(&inputs.question);
+        prepare_prompt(checkpoint, tokenizer, &question, inputs.image.as_deref(), false, &self.devices.base.1)
+    }
+
+    /// The loaded weights (read on the first call; later calls share them).
+    pub fn trio(&self) -> Result<Trio> {
+        // Held while loading: a session started meanwhile waits here for the same weights.
+        let mut slot = self.trio.lock().map_err(|_| Error::invalid("loading the models failed earlier (see the log)"))?;
+        if let Some(t) = slot.as_ref() {
+            return Ok(t.clone());
+        }
+        let started = std::time::Instant::now();
+        let trio = self.files.load(&self.devices)?;
+        tracing::info!("models loaded in {:.2}s", started.elapsed().as_secs_f64());
+        *slot = Some(trio.clone());
+        Ok(trio)
+    }
+
+    /// A session over the loaded weights, prefilled with `prompt`, decoding at `alpha`.
+    pub fn session(&self, prompt: &PreparedPrompt, alpha: f32) -> Result<Session> {
+        let trio = self.trio()?;
+        let settings = Settings { alpha, ..self.decoding.clone() };
+        let (checkpoint, tokenizer) = self.files.base();
+        tracing::info!("session: {} prompt tokens, α={alpha}", prompt.input.input_ids.len());
+        Session::new(trio, tokenizer.clone(), prompt.input.clone(), settings, checkpoint.eos_token_ids.clone())
+    }
+
+    /// Prepares `inputs` and starts a session on them at `alpha`.
+    pub fn start(&self, inputs: &Inputs, alpha: f32) -> Result<Session> {
+        let prompt = self.prompt(inputs)?;
+        self.session(&prompt, alpha)
+    }
+
+    /// The trace header of a session on `inputs` (prepared as `prompt`) whose guided records were
+    /// decoded at `alpha`.
+    pub fn trace_header(&self, written_by: &str, inputs: &Inputs, prompt: &PreparedPrompt, alpha: f32) -> TraceHeader {
+        TraceHeader {
+            written_by: written_by.to_string(),
+            models: self.references.clone(),
+            preset: self.settings.preset.as_ref().map(|p| p.value.to_string()),
+            placement: self
+                .placement()
+                .specs()
+                .map(|(dtype, device)| ModelPlace { device: device.to_string(), dtype: dtype_name(dtype).to_string() }),
+            alpha,
+            sampling: self.decoding.sampling,
+            max_new_tokens: self.decoding.max_new_tokens,
+            stop_strings: self.decoding.stop_strings.clone(),
+            stop_at_eos: self.decoding.stop_at_eos,
+            question: inputs.question.clone(),
+            suffix: self.settings.suffix.value.text().to_string(),
+            image: inputs.image.clone(),
+            prompt: prompt.text.clone(),
+            input_ids: prompt.input.input_ids.clone(),
+            shared_vocab: self.files.shared_vocab(),
+        }
+    }
+
+    /// The last component of each model's name ("Qwen2.5-VL-7B-Instruct" for a repo id or a
+    /// directory of that name), as the UI's header shows a model.
+    pub fn short_names(&self) -> PerModel<String> {
+        self.references.as_ref().map(|r| {
+            let path = Path::new(r.as_str());
+            path.file_name().map_or_else(|| r.clone(), |n| n.to_string_lossy().into_owned())
+        })
+    }
+}

@@ -1,0 +1,75 @@
+//! A question and an image prepared for one checkpoint, as its transformers processor does: the
+//! image preprocessed with the checkpoint's `preprocessor_config.json`, the question rendered with
+//! its chat template, each image pad expanded to one pad per merged patch, then tokenized. It
+//! sits above [`crate::loader`] (which reads those files) and [`crate::processor`] (which does
+//! each step), so neither needs the other.
+
+use std::path::Path;
+
+use candle_core::Device;
+use tokenizers::Tokenizer;
+
+use crate::error::{Error, Result};
+use crate::loader::Checkpoint;
+use crate::models::{ImageInput, PromptInput};
+use crate::processor::{image, prompt};
+
+/// A prompt ready for a model: the text that was tokenized, its ids, and its images.
+#[derive(Debug, Clone)]
+pub struct PreparedPrompt {
+    /// The text after the chat template and image-pad expansion.
+    pub text: String,
+    pub input: PromptInput,
+}
+
+/// Prepares one user turn for `checkpoint`: the image (if any) is preprocessed with the
+/// checkpoint's preprocessor_config.json, the question is rendered with its chat template (unless
+/// `raw`, which tokenizes `question` as given), and each image pad is expanded to one pad per
+/// merged patch.
+pub fn prepare_prompt(
+    checkpoint: &Checkpoint,
+    tokenizer: &Tokenizer,
+    question: &str,
+    image_path: Option<&Path>,
+    raw: bool,
+    device: &Device,
+) -> Result<PreparedPrompt> {
+    if question.trim().is_empty() {
+        return Err(Error::invalid("the prompt is empty: pass a question with --prompt"));
+    }
+    let mut images = Vec::new();
+    let mut counts = Vec::new();
+    if let Some(path) = image_path {
+        let img = image::load_image(path)?;
+        let processed = image::preprocess(&img, &checkpoint.processor).map_err(|e| match e {
+            Error::Invalid(m) => Error::image(path, m),
+            other => other,
+        })?;
+        let merge = checkpoint.config.vision.spatial_merge_size;
+        counts.push(processed.grid_thw.iter().product::<usize>() / (merge * merge));
+        images.push(ImageInput { pixel_values: image::to_tensor(&processed, device)?, grid_thw: processed.grid_thw });
+    }
+    let text = if raw {
+        if image_path.is_some() && !question.contains(prompt::IMAGE_PAD) {
+            return Err(Error::invalid(format!(
+                "--raw with --image needs the prompt to hold {} where the image goes",
+                prompt::IMAGE_PAD
+            )));
+        }
+        question.to_string()
+    } else {
+        let Some(template) = &checkpoint.chat_template else {
+            return Err(Error::invalid(format!(
+                "{} has no chat template (chat_template.jinja, chat_template.json or tokenizer_config.json); pass --raw to send the prompt as is",
+                checkpoint.dir.display()
+            )));
+        };
+        prompt::render_user_turn(template, question, image_path.is_some(), &checkpoint.special_tokens)?
+    };
+    let text = prompt::expand_image_pads(&text, &counts)?;
+    let input_ids = prompt::encode(tokenizer, &text)?;
+    if input_ids.is_empty() {
+        return Err(Error::invalid("the prompt tokenizes to nothing: pass a non-empty prompt"));
+    }
+    Ok(PreparedPrompt { text, input: PromptInput { input_ids, images } })
+}
