@@ -47,7 +47,7 @@ impl Launcher {
     /// load, an image the processor refuses) arrive as `Event::Error`.
     pub fn spawn(&self, question: String, image: Option<PathBuf>, alpha: f32) -> Engine {
         let me = self.clone();
-        Engine::spawn(move |current: Option<f32>| me.session(&question, image.as_deref(), current.unwrap_or(alpha)))
+        Engine::spawn(move || me.session(&question, image.as_deref(), alpha))
     }
 
     fn loaded(&self) -> Result<Trio> {
