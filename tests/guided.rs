@@ -211,29 +211,55 @@ fn the_engine_thread_streams_records_and_takes_commands() {
     let s = Arc::new(setup());
     let prompt = s.prompt("What is in the picture?", Some("images/56x56.png"));
     let (s2, p2) = (s.clone(), prompt.clone());
-    let engine = Engine::spawn(move |alpha| {
-        let settings = Settings { alpha: alpha.unwrap_or(0.5), sampling: Sampling::Greedy, max_new_tokens: 10, stop_strings: vec![], stop_at_eos: false };
+    let engine = Engine::spawn(move || {
+        let settings = Settings { alpha: 0.5, sampling: Sampling::Greedy, max_new_tokens: 10, stop_strings: vec![], stop_at_eos: false };
         Session::new(s2.trio.clone(), s2.files.base().1.clone(), p2.clone(), settings, vec![])
     });
-    let wait_finished = |engine: &Engine| -> Vec<u32> {
-        let mut guided = Vec::new();
+    // The guided tokens once the engine says `Finished`, and the resets (α, changed from, kept) before it.
+    let wait_finished = |engine: &Engine| -> (Vec<u32>, Vec<(f32, Option<usize>, usize)>) {
+        let (mut guided, mut resets) = (Vec::new(), Vec::new());
         loop {
             match engine.events.recv_timeout(std::time::Duration::from_secs(60)).expect("event") {
                 Event::Record(Record::Guided(g)) => guided.push(g.token),
-                Event::GuidedReset { kept } => guided = kept.iter().map(|g| g.token).collect(),
-                Event::Finished => return guided,
+                Event::GuidedReset { alpha, changed_from, kept } => {
+                    resets.push((alpha, changed_from, kept.len()));
+                    guided = kept.iter().map(|g| g.token).collect();
+                }
+                Event::Finished => return (guided, resets),
                 Event::Error(e) => panic!("{e}"),
                 _ => {}
             }
         }
     };
-    assert_eq!(wait_finished(&engine), u32s(&expected()["cases"][0]["guided"]["0.5"])[..10].to_vec());
+    let at_half = u32s(&expected()["cases"][0]["guided"]["0.5"])[..10].to_vec();
+    let at_two = u32s(&expected()["cases"][0]["guided"]["2.0"])[..10].to_vec();
+    assert_eq!(wait_finished(&engine), (at_half.clone(), vec![]));
+    // A new α: the reset says which α is in force and from which step the tokens changed, and
+    // `Finished` comes again once the re-decoding has ended.
     engine.commands.send(Command::SetAlpha(2.0)).unwrap();
-    assert_eq!(wait_finished(&engine), u32s(&expected()["cases"][0]["guided"]["2.0"])[..10].to_vec());
+    let first_change = at_half.iter().zip(&at_two).position(|(a, b)| a != b);
+    assert!(first_change.is_some(), "the fixture's streams at α 0.5 and 2.0 differ");
+    let kept = first_change.unwrap_or(10);
+    assert_eq!(wait_finished(&engine), (at_two.clone(), vec![(2.0, first_change, kept)]));
+    // The same α again keeps every token: the session is still finished, and says so.
+    engine.commands.send(Command::SetAlpha(2.0)).unwrap();
+    assert_eq!(wait_finished(&engine), (at_two.clone(), vec![(2.0, None, 10)]));
+    // A forced token changes the stream from its step.
+    let other = (0..300).find(|t| *t != at_two[3]).unwrap_or(0);
+    engine.commands.send(Command::Force { step: 3, token: other }).unwrap();
+    let (forced, resets) = wait_finished(&engine);
+    assert_eq!(resets, vec![(2.0, Some(3), 3)]);
+    assert_eq!((&forced[..3], forced[3], forced.len()), (&at_two[..3], other, 10));
+    // A refused α is an error; the α in force stays.
     engine.commands.send(Command::SetAlpha(f32::NAN)).unwrap();
     match engine.events.recv_timeout(std::time::Duration::from_secs(60)).unwrap() {
         Event::Error(e) => assert!(e.contains("finite"), "{e}"),
         other => panic!("expected an error, got {other:?}"),
+    }
+    engine.commands.send(Command::SetAlpha(2.0)).unwrap();
+    match engine.events.recv_timeout(std::time::Duration::from_secs(60)).unwrap() {
+        Event::GuidedReset { alpha, changed_from, .. } => assert_eq!((alpha, changed_from), (2.0, None)),
+        other => panic!("expected a reset, got {other:?}"),
     }
 }
 

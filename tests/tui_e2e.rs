@@ -91,6 +91,16 @@ fn token_counts(screen: &str) -> Vec<usize> {
     counts
 }
 
+/// The inspector's divergence figures for the selected token (`KL(guided‖base) 0.123 … base rank 4`).
+fn inspector_figures(screen: &str) -> Option<String> {
+    screen.lines().find_map(|line| {
+        let at = line.find("KL(guided‖base) ")?;
+        let figures = &line[at..];
+        let first = figures["KL(guided‖base) ".len()..].chars().next()?;
+        first.is_ascii_digit().then(|| figures.trim_end_matches(['│', ' ']).to_string())
+    })
+}
+
 fn wait_for_file(path: &Path, secs: u64) -> String {
     let started = Instant::now();
     loop {
@@ -130,9 +140,19 @@ fn demo_fills_three_panes_changes_alpha_and_quits_cleanly() {
     for pane in ["base ·", "RFT-small ·", "guided ·"] {
         assert!(screen.contains(pane), "pane {pane} missing:\n{screen}");
     }
+    // Once the session has finished, anything that changes after `]` is the engine's doing.
+    let before = tmux.wait_for("the session to finish", 120, |s| s.contains("step 48/48 · finished"));
+    let figures_before = inspector_figures(&before).unwrap_or_else(|| panic!("no figures in the inspector:\n{before}"));
     tmux.send("]", true);
-    let screen = tmux.wait_for("α=0.60 in the header", 20, |s| s.contains("α=0.60"));
-    assert!(!screen.contains("α=0.50"), "{screen}");
+    // The engine's reset: it confirms α (the header drops its `…`), says what it kept, and
+    // finishes again once it has decoded what changed.
+    let after = tmux.wait_for("the engine's answer to ]", 60, |s| {
+        s.contains("α=0.60 ·") && s.contains("α=0.60: ") && s.contains("guided tokens kept") && s.contains("· finished")
+    });
+    assert!(!after.contains("α=0.50") && !after.contains("α=0.60…"), "{after}");
+    // The guided mix moved: the inspector's divergences for the selected token are not the same.
+    let figures_after = inspector_figures(&after).unwrap_or_else(|| panic!("no figures in the inspector:\n{after}"));
+    assert_ne!(figures_before, figures_after, "α changed but the guided measures did not:\n{after}");
     tmux.send("q", true);
     let status = wait_for_file(&code, 20);
     assert_eq!(status.trim(), "0", "exit status");

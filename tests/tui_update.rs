@@ -38,32 +38,43 @@ fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
 }
 
-#[test]
-fn bracket_raises_alpha_by_a_tenth_and_sends_it() {
-    let mut a = app(5);
-    let fx = update(&mut a, ch(']'));
-    assert_eq!(a.alpha, 0.6);
-    assert_eq!(alpha_sent(&fx), Some(0.6));
-    assert_eq!(a.alpha_label(), "α=0.60");
-    let fx = update(&mut a, ch('['));
-    assert_eq!(a.alpha, 0.5);
-    assert_eq!(alpha_sent(&fx), Some(0.5));
+/// The engine's answer to a `SetAlpha` that kept every guided token.
+fn confirm(a: &mut App, alpha: f32) {
+    let kept = a.guided.clone();
+    update(a, Msg::Engine(Event::GuidedReset { alpha, changed_from: None, kept }));
 }
 
 #[test]
-fn braces_change_alpha_by_a_hundredth() {
+fn bracket_asks_for_alpha_a_tenth_higher_and_shows_it_pending() {
+    let mut a = app(5);
+    let fx = update(&mut a, ch(']'));
+    assert_eq!(alpha_sent(&fx), Some(0.6));
+    assert_eq!(a.pending_alpha, Some(0.6));
+    assert_eq!(a.alpha, 0.5, "the engine has not confirmed it yet");
+    assert_eq!(a.header_alpha_label(), "α=0.60…");
+    assert_eq!(a.alpha_label(), "α=0.50");
+    confirm(&mut a, 0.6);
+    assert_eq!((a.alpha, a.pending_alpha), (0.6, None));
+    assert_eq!(a.header_alpha_label(), "α=0.60");
+    let fx = update(&mut a, ch('['));
+    assert_eq!(alpha_sent(&fx), Some(0.5));
+    assert_eq!(a.pending_alpha, Some(0.5));
+}
+
+#[test]
+fn braces_change_alpha_by_a_hundredth_from_the_pending_value() {
     let mut a = app(5);
     let fx = update(&mut a, ch('{'));
-    assert_eq!(a.alpha, 0.49);
     assert_eq!(alpha_sent(&fx), Some(0.49));
     update(&mut a, ch('}'));
-    update(&mut a, ch('}'));
-    assert_eq!(a.alpha, 0.51);
+    let fx = update(&mut a, ch('}'));
+    assert_eq!(alpha_sent(&fx), Some(0.51), "quick presses accumulate before the engine answers");
     // Ten hundredths land exactly on a tenth: α stays on the grid the header prints.
     for _ in 0..9 {
         update(&mut a, ch('}'));
     }
-    assert_eq!(a.alpha, 0.6);
+    assert_eq!(a.pending_alpha, Some(0.6));
+    assert_eq!(a.alpha, 0.5);
 }
 
 #[test]
@@ -72,8 +83,121 @@ fn alpha_goes_below_zero_and_back() {
     for _ in 0..6 {
         update(&mut a, ch('['));
     }
-    assert_eq!(a.alpha, -0.1);
+    assert_eq!(a.pending_alpha, Some(-0.1));
+    confirm(&mut a, -0.1);
     assert_eq!(a.alpha_label(), "α=-0.10");
+}
+
+#[test]
+fn only_the_confirmation_of_the_last_value_asked_for_ends_the_wait() {
+    let mut a = app(5);
+    update(&mut a, ch(']'));
+    update(&mut a, ch(']'));
+    update(&mut a, ch(']'));
+    assert_eq!(a.header_alpha_label(), "α=0.80…");
+    confirm(&mut a, 0.6);
+    assert_eq!(a.alpha, 0.6, "the header's α is the one in force");
+    assert_eq!(a.header_alpha_label(), "α=0.80…", "still waiting for 0.80");
+    confirm(&mut a, 0.7);
+    confirm(&mut a, 0.8);
+    assert_eq!((a.alpha, a.pending_alpha), (0.8, None));
+}
+
+#[test]
+fn the_header_shows_the_alpha_the_engine_reports_not_the_one_asked_for() {
+    let mut a = app(5);
+    update(&mut a, ch(']'));
+    // The engine answers with the α it has in force, whatever was asked.
+    confirm(&mut a, 0.55);
+    assert_eq!(a.alpha, 0.55);
+    assert_eq!(a.header_alpha_label(), "α=0.60…", "0.60 is still unanswered");
+    update(&mut a, Msg::Engine(Event::Error("α must be a finite number, got NaN".into())));
+    assert_eq!(a.header_alpha_label(), "α=0.55");
+}
+
+#[test]
+fn a_refused_alpha_drops_the_pending_value_and_keeps_the_engines() {
+    let mut a = app(5);
+    update(&mut a, ch(']'));
+    assert_eq!(a.pending_alpha, Some(0.6));
+    update(&mut a, Msg::Engine(Event::Error("α must be a finite number, got NaN".into())));
+    assert_eq!(a.pending_alpha, None);
+    assert_eq!(a.alpha, 0.5);
+    assert_eq!(a.header_alpha_label(), "α=0.50");
+    assert!(a.status.as_ref().is_some_and(|s| s.error && s.text.contains("finite")));
+    // The next press starts from the α in force.
+    let fx = update(&mut a, ch(']'));
+    assert_eq!(alpha_sent(&fx), Some(0.6));
+}
+
+#[test]
+fn a_stopped_engine_drops_the_pending_alpha() {
+    let mut a = app(5);
+    update(&mut a, ch(']'));
+    update(&mut a, Msg::EngineStopped);
+    assert_eq!((a.alpha, a.pending_alpha), (0.5, None));
+    assert!(a.status.as_ref().is_some_and(|s| s.error && s.text.contains("engine has stopped")));
+    // The engine's own error, which says more, is kept.
+    update(&mut a, Msg::Engine(Event::Error("out of memory".into())));
+    update(&mut a, Msg::EngineStopped);
+    assert_eq!(a.status.as_ref().map(|s| s.text.as_str()), Some("out of memory"));
+}
+
+#[test]
+fn a_restart_starts_at_the_confirmed_alpha() {
+    let mut a = app(5);
+    update(&mut a, ch(']'));
+    let fx = update(&mut a, ch('r'));
+    assert!(matches!(fx.as_slice(), [Effect::Restart { .. }]));
+    assert_eq!((a.alpha, a.pending_alpha), (0.5, None), "the α asked for went to the old engine");
+}
+
+#[test]
+fn the_status_line_says_what_the_reset_did() {
+    let mut a = app(2493);
+    update(&mut a, ch(']'));
+    let kept = a.guided[..18].to_vec();
+    update(&mut a, Msg::Engine(Event::GuidedReset { alpha: 0.6, changed_from: Some(18), kept }));
+    assert_eq!(
+        a.status.as_ref().map(|s| (s.text.as_str(), s.error)),
+        Some(("α=0.60: 18 of 2,493 guided tokens kept, re-decoding from step 18", false))
+    );
+    let mut a = app(47);
+    update(&mut a, ch('['));
+    confirm(&mut a, 0.4);
+    assert_eq!(a.status.as_ref().map(|s| s.text.as_str()), Some("α=0.40: all 47 guided tokens kept"));
+    let mut a = app(0);
+    update(&mut a, ch(']'));
+    confirm(&mut a, 0.6);
+    assert_eq!(a.status.as_ref().map(|s| s.text.as_str()), Some("α=0.60 in force (no guided token yet)"));
+}
+
+#[test]
+fn a_reset_of_a_finished_session_runs_until_the_engine_finishes_again() {
+    let mut a = app(10);
+    update(&mut a, Msg::Engine(Event::Finished));
+    assert_eq!(a.run, RunState::Finished);
+    // Every token kept: nothing to decode, still finished.
+    update(&mut a, ch(']'));
+    confirm(&mut a, 0.6);
+    assert_eq!(a.run, RunState::Finished);
+    // Tokens changed: running again, until the engine says it has finished.
+    update(&mut a, ch(']'));
+    let kept = a.guided[..4].to_vec();
+    update(&mut a, Msg::Engine(Event::GuidedReset { alpha: 0.7, changed_from: Some(4), kept }));
+    assert_eq!(a.run, RunState::Running);
+    update(&mut a, Msg::Engine(Event::Record(proxythinker::engine::Record::Guided(synthetic::guided_record(4, 9)))));
+    assert_eq!(a.run, RunState::Running);
+    update(&mut a, Msg::Engine(Event::Finished));
+    assert_eq!(a.run, RunState::Finished);
+    // A forced token (the engine reports the forced step) does the same; a paused session stays paused.
+    let kept = a.guided[..2].to_vec();
+    update(&mut a, Msg::Engine(Event::GuidedReset { alpha: 0.7, changed_from: Some(2), kept }));
+    assert_eq!(a.run, RunState::Running);
+    update(&mut a, ch(' '));
+    let kept = a.guided[..1].to_vec();
+    update(&mut a, Msg::Engine(Event::GuidedReset { alpha: 0.7, changed_from: Some(1), kept }));
+    assert_eq!(a.run, RunState::Paused);
 }
 
 #[test]
@@ -195,7 +319,7 @@ fn enter_without_a_guided_token_says_so_and_sends_nothing() {
 fn guided_reset_truncates_the_guided_pane_only() {
     let mut a = app(10);
     let kept = a.guided[..4].to_vec();
-    update(&mut a, Msg::Engine(Event::GuidedReset { kept }));
+    update(&mut a, Msg::Engine(Event::GuidedReset { alpha: 0.5, changed_from: Some(4), kept }));
     assert_eq!(a.guided.len(), 4);
     assert_eq!(a.len(Pane::Guided), 4);
     assert_eq!(a.len(Pane::Base), 10);
@@ -208,7 +332,7 @@ fn guided_reset_clamps_a_cursor_past_the_end() {
     let mut a = app(10);
     a.focus = Pane::Guided;
     update(&mut a, ch('h'));
-    update(&mut a, Msg::Engine(Event::GuidedReset { kept: Vec::new() }));
+    update(&mut a, Msg::Engine(Event::GuidedReset { alpha: 0.5, changed_from: Some(0), kept: Vec::new() }));
     assert!(a.guided.is_empty());
     assert!(a.cursor < 10);
 }
@@ -358,7 +482,9 @@ fn q_quits_and_question_mark_toggles_help() {
     // Any key closes the help without acting.
     assert!(update(&mut a, ch(']')).is_empty());
     assert!(!a.help);
-    assert_eq!(a.alpha, 0.5);
+    assert_eq!((a.alpha, a.pending_alpha), (0.5, None));
+    update(&mut a, ch('?'));
+    assert!(matches!(update(&mut a, ch('q')).as_slice(), [Effect::Quit]), "q quits from the help too");
 }
 
 #[test]
@@ -367,7 +493,7 @@ fn key_releases_are_ignored() {
     let mut release = KeyEvent::new(KeyCode::Char(']'), KeyModifiers::NONE);
     release.kind = KeyEventKind::Release;
     assert!(update(&mut a, Msg::Key(release)).is_empty());
-    assert_eq!(a.alpha, 0.5);
+    assert_eq!((a.alpha, a.pending_alpha), (0.5, None));
 }
 
 #[test]
@@ -464,9 +590,79 @@ fn a_replay_refuses_what_needs_models_but_keeps_going() {
         assert!(a.status.as_ref().is_some_and(|s| s.error && s.text.contains("replayed trace")));
         assert!(a.input.is_none());
     }
-    assert_eq!(a.alpha, 0.5);
+    assert_eq!((a.alpha, a.pending_alpha), (0.5, None));
     assert_eq!(a.len(Pane::Guided), 4);
     // Browsing works.
     update(&mut a, ch('l'));
     assert_eq!(a.cursor, 1);
+}
+
+/// An app where every action has something to do: a cursor in the middle, a candidate that can
+/// move both ways, a status to clear, a session running.
+fn busy_app() -> App {
+    let mut a = app(100);
+    a.follow = false;
+    a.cursor = 50;
+    a.candidate = 1;
+    a.set_status("something to clear");
+    a
+}
+
+#[test]
+fn every_key_of_the_keymap_does_something() {
+    use proxythinker::tui::keymap::BINDINGS;
+    for binding in BINDINGS {
+        for k in binding.keys {
+            let mut a = busy_app();
+            let before = format!("{a:?}");
+            let fx = update(&mut a, Msg::Key(KeyEvent::new(k.code, k.modifiers)));
+            assert!(
+                !fx.is_empty() || format!("{a:?}") != before,
+                "{} ({:?}) is in the keymap but pressing it does nothing",
+                k.label(),
+                binding.action
+            );
+        }
+    }
+}
+
+#[test]
+fn keys_outside_the_keymap_do_nothing() {
+    use proxythinker::tui::keymap::binding_for;
+    let mut keys: Vec<KeyEvent> = (' '..='~').map(|c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)).collect();
+    keys.extend(('a'..='z').map(|c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)));
+    keys.extend(('a'..='z').map(|c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::ALT)));
+    for code in [
+        KeyCode::Backspace,
+        KeyCode::Delete,
+        KeyCode::Insert,
+        KeyCode::PageUp,
+        KeyCode::PageDown,
+        KeyCode::BackTab,
+        KeyCode::F(1),
+        KeyCode::F(5),
+    ] {
+        keys.push(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+    let mut unbound = 0;
+    for k in keys.into_iter().filter(|k| binding_for(k).is_none()) {
+        unbound += 1;
+        let mut a = busy_app();
+        let before = format!("{a:?}");
+        let fx = update(&mut a, Msg::Key(k));
+        assert!(fx.is_empty() && format!("{a:?}") == before, "{k:?} is not in the keymap (so not in the help) but does something");
+    }
+    assert!(unbound > 100, "most keys are free");
+}
+
+#[test]
+fn shift_is_ignored_where_the_character_already_holds_it() {
+    let mut a = busy_app();
+    update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('G'), KeyModifiers::SHIFT)));
+    assert!(a.follow);
+    update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('?'), KeyModifiers::SHIFT)));
+    assert!(a.help);
+    // Control is not ignored: Ctrl-Q is not q.
+    let mut a = busy_app();
+    assert!(update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::CONTROL))).is_empty());
 }

@@ -75,8 +75,19 @@ fn header_demo_says_the_models_are_synthetic() {
     update(&mut app, key(']'));
     let out = text(header::Header(&app), 140, 2);
     assert!(out.contains("DEMO — synthetic random models"));
-    assert!(out.contains("α=0.60"));
+    assert!(out.contains("α=0.60…"), "pending until the engine confirms it: {out}");
     insta::assert_snapshot!(out);
+}
+
+#[test]
+fn header_shows_the_alpha_the_engine_confirmed() {
+    use proxythinker::engine::Event;
+    let mut app = synthetic::app(7, (120, 40));
+    update(&mut app, key(']'));
+    let kept = app.guided.clone();
+    update(&mut app, Msg::Engine(Event::GuidedReset { alpha: 0.6, changed_from: None, kept }));
+    let out = text(header::Header(&app), 120, 2);
+    assert!(out.contains("α=0.60 ·") && !out.contains('…'), "{out}");
 }
 
 #[test]
@@ -197,6 +208,42 @@ fn key_hints() {
 }
 
 #[test]
+fn narrow_key_hints_keep_help_and_quit() {
+    let app = synthetic::app(3, (80, 24));
+    let wide = text(footer::KeyHints(&app), 200, 1);
+    for width in [80, 60, 40, 20] {
+        let out = text(footer::KeyHints(&app), width, 1);
+        assert!(out.contains("? help") && out.contains("q quit"), "{width} columns: {out}");
+        assert!(!out.trim_end().ends_with('…') && out.trim_end().ends_with("quit"), "no hint cut in half: {out}");
+        assert!(out.len() < wide.len() || width == 200);
+    }
+    // The least important go first: α stays at 80 columns, the export hint does not.
+    let out = text(footer::KeyHints(&app), 80, 1);
+    assert!(out.contains("[ ] α ±0.1") && !out.contains("export"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn the_help_lists_every_binding_of_the_keymap() {
+    use proxythinker::tui::keymap::{BINDINGS, MOUSE};
+    for (width, height) in [(140, 60), (120, 40), (80, 24)] {
+        let out = text(help::Help, width, height);
+        for b in BINDINGS {
+            // The keys, then the help text: whole where there is room, its beginning on a small terminal.
+            let start: String = b.help.chars().take(12).collect();
+            let row = format!("{}  {}", b.keys_label(), start.trim_end());
+            assert!(out.contains(&row), "{width}×{height}: no row {row:?} for {:?}:\n{out}", b.action);
+            if width >= 120 {
+                assert!(out.contains(b.help), "{width}×{height}: {:?} cut:\n{out}", b.help);
+            }
+        }
+        for (what, _) in MOUSE {
+            assert!(out.contains(what), "{width}×{height}: {what}");
+        }
+    }
+}
+
+#[test]
 fn help_overlay() {
     let mut app = synthetic::app(100, (120, 40));
     update(&mut app, key('?'));
@@ -204,6 +251,8 @@ fn help_overlay() {
     assert!(out.contains("force the selected candidate"));
     insta::assert_snapshot!(out);
     insta::assert_snapshot!("help_alone", text(help::Help, 100, 30));
+    // The smallest terminal: two columns, every binding still there.
+    insta::assert_snapshot!("help_smallest", text(help::Help, 80, 24));
 }
 
 #[test]

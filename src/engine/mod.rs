@@ -1,6 +1,7 @@
 //! The guided decoding engine: a [`Session`] of three streams advancing in lockstep, and
 //! [`Engine`], which runs a session on its own thread, sends records, progress and errors over a
-//! channel and takes commands (pause, resume, set α, force, restart, stop). No terminal code here.
+//! channel and takes commands (pause, resume, set α, force, stop). The engine owns α: a change
+//! is in force once its `GuidedReset` says so. No terminal code here.
 
 pub mod session;
 
@@ -18,18 +19,21 @@ pub use session::{
 pub enum Event {
     /// A new token of one stream.
     Record(Record),
-    /// The guided stream was rewritten (new α or a forced token): these records are kept (their
-    /// α-dependent measures refreshed), everything after them is gone and will be decoded again.
-    GuidedReset { kept: Vec<GuidedRecord> },
+    /// The answer to a `SetAlpha` or a `Force` the session took: `alpha` is the α now in force,
+    /// `changed_from` the guided step from which tokens changed (`None`: every guided token so far
+    /// is kept). The `kept` records stay (their α-dependent measures refreshed); everything from
+    /// `changed_from` on is gone and will be decoded again. A refused command answers `Error`.
+    GuidedReset { alpha: f32, changed_from: Option<usize>, kept: Vec<GuidedRecord> },
     /// After each step: the step count and the decoding rate over the last second.
     Progress { step: usize, tokens_per_second: f64 },
-    /// Every stream has ended (the engine waits for commands).
+    /// Every stream has ended (the engine waits for commands). Sent again whenever a command
+    /// leaves the session ended, and after re-decoding that a command started has ended.
     Finished,
-    /// A command or a step failed; the session keeps what it has.
+    /// A command was refused or a step failed; the session keeps what it has (and its α).
     Error(String),
 }
 
-/// What the engine can be told.
+/// What the engine can be told. Starting over is spawning another engine.
 #[derive(Debug, Clone)]
 pub enum Command {
     Pause,
@@ -37,8 +41,6 @@ pub enum Command {
     SetAlpha(f32),
     /// Force a token at a guided step.
     Force { step: usize, token: u32 },
-    /// Start the session over (a fresh prefill with the current settings).
-    Restart,
     Stop,
 }
 
@@ -49,16 +51,28 @@ pub struct Engine {
     thread: Option<JoinHandle<()>>,
 }
 
+/// The reset that answers a command the session took, then `Finished` if nothing is left to decode.
+fn report_reset(session: &Session, changed_from: Option<usize>, events: &Sender<Event>) {
+    let _ = events.send(Event::GuidedReset {
+        alpha: session.settings().alpha,
+        changed_from,
+        kept: session.guided_records().to_vec(),
+    });
+    if session.is_done() {
+        let _ = events.send(Event::Finished);
+    }
+}
+
 impl Engine {
-    /// Starts a thread that builds a session with `make` (given the current α) and decodes it.
-    pub fn spawn<F>(mut make: F) -> Engine
+    /// Starts a thread that builds a session with `make` and decodes it.
+    pub fn spawn<F>(make: F) -> Engine
     where
-        F: FnMut(Option<f32>) -> crate::Result<Session> + Send + 'static,
+        F: FnOnce() -> crate::Result<Session> + Send + 'static,
     {
         let (cmd_tx, cmd_rx) = channel::<Command>();
         let (ev_tx, ev_rx) = channel::<Event>();
         let thread = std::thread::spawn(move || {
-            let mut session = match make(None) {
+            let mut session = match make() {
                 Ok(s) => s,
                 Err(e) => {
                     let _ = ev_tx.send(Event::Error(e.to_string()));
@@ -90,20 +104,10 @@ impl Engine {
                             paused = false;
                             Ok(())
                         }
-                        Command::SetAlpha(a) => session
-                            .set_alpha(a)
-                            .map(|_| {
-                                let _ = ev_tx.send(Event::GuidedReset { kept: session.guided_records().to_vec() });
-                            }),
-                        Command::Force { step, token } => session
-                            .force(step, token)
-                            .map(|_| {
-                                let _ = ev_tx.send(Event::GuidedReset { kept: session.guided_records().to_vec() });
-                            }),
-                        Command::Restart => make(Some(session.settings().alpha)).map(|s| {
-                            session = s;
-                            let _ = ev_tx.send(Event::GuidedReset { kept: Vec::new() });
-                        }),
+                        Command::SetAlpha(a) => session.set_alpha(a).map(|changed_from| report_reset(&session, changed_from, &ev_tx)),
+                        Command::Force { step, token } => {
+                            session.force(step, token).map(|()| report_reset(&session, Some(step), &ev_tx))
+                        }
                     };
                     if let Err(e) = outcome {
                         let _ = ev_tx.send(Event::Error(e.to_string()));

@@ -1,6 +1,7 @@
 //! The state of the terminal UI, as plain data: what the session is (models, device, sampling,
-//! question, image), the three streams of records, the token cursor, the selected measure, α,
-//! the status line and the input line. Nothing here touches a terminal or a model, so the whole
+//! question, image), the three streams of records, the token cursor, the selected measure, α
+//! (the engine's, and the one asked for while the engine has not answered), the status line and
+//! the input line. Nothing here touches a terminal or a model, so the whole
 //! UI can be built from synthetic records in tests; `update` changes it, `view` draws it.
 
 use std::path::PathBuf;
@@ -150,7 +151,11 @@ impl TokenCell {
 pub struct App {
     pub info: SessionInfo,
     pub image: Option<Thumbnail>,
+    /// The α in force: the engine's, as its last reset confirmed (or the session started with).
     pub alpha: f32,
+    /// The α asked for with a key and not yet confirmed by the engine; further keys start from
+    /// it. The header shows it with an ellipsis.
+    pub pending_alpha: Option<f32>,
     pub base: Vec<StreamRecord>,
     pub rft: Vec<StreamRecord>,
     pub guided: Vec<GuidedRecord>,
@@ -184,6 +189,7 @@ impl App {
             info,
             image: None,
             alpha,
+            pending_alpha: None,
             base: Vec::new(),
             rft: Vec::new(),
             guided: Vec::new(),
@@ -293,8 +299,17 @@ impl App {
         }
     }
 
-    /// α as every part of the UI prints it.
+    /// The α in force, as every part of the UI prints it.
     pub fn alpha_label(&self) -> String {
         format!("α={:.2}", self.alpha)
+    }
+
+    /// α as the header shows it: the value asked for with an ellipsis (`α=0.60…`) until the
+    /// engine confirms it, then the α in force.
+    pub fn header_alpha_label(&self) -> String {
+        match self.pending_alpha {
+            Some(a) => format!("α={a:.2}…"),
+            None => self.alpha_label(),
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The terminal UI (`proxythinker`, `proxythinker demo`, `proxythinker replay FILE`).
 //!
-//! Built like other ratatui apps (gitui, yazi): [`app`] is the state as plain data, [`update`]
+//! Built like other ratatui apps (gitui, yazi): [`app`] is the state as plain data, [`keymap`]
+//! the key bindings as data (read by key handling, the help and the hint line), [`update`]
 //! turns messages (keys, mouse, resizes, engine events) into a new state and a list of effects
 //! without any I/O, [`view`] draws a frame from the state alone, and this module is the loop
 //! that glues them to the terminal and to the engine. The engine decodes on its own thread; the
@@ -11,6 +12,7 @@ pub mod app;
 pub mod demo;
 pub mod download;
 pub mod graphics;
+pub mod keymap;
 pub mod layout;
 pub mod measure;
 pub mod picture;
@@ -122,7 +124,7 @@ pub fn run_replay(args: &ReplayArgs) -> Result<()> {
 /// arrive as `Event::Error`.
 fn spawn(plan: &Arc<SessionPlan>, inputs: Inputs, alpha: f32) -> Engine {
     let plan = Arc::clone(plan);
-    Engine::spawn(move |current: Option<f32>| plan.start(&inputs, current.unwrap_or(alpha)))
+    Engine::spawn(move || plan.start(&inputs, alpha))
 }
 
 fn run_app(app: App, live: Option<(Arc<SessionPlan>, Inputs)>) -> Result<()> {
@@ -220,10 +222,7 @@ impl Runtime {
                 Err(TryRecvError::Disconnected) => {
                     if !self.engine_gone {
                         self.engine_gone = true;
-                        // Keep the engine's own error, which says more, when it sent one.
-                        if app.status.as_ref().is_none_or(|s| !s.error) {
-                            app.set_error("the engine has stopped: press r to restart (details in the log)");
-                        }
+                        update(app, Msg::EngineStopped);
                         any = true;
                     }
                     break;
@@ -248,11 +247,12 @@ impl Runtime {
             Effect::SendCommand(cmd) => {
                 if let Some(e) = &self.engine {
                     if e.commands.send(cmd).is_err() {
-                        app.set_error("the engine has stopped: press r to restart (details in the log)");
+                        update(app, Msg::EngineStopped);
                     }
                 }
             }
             Effect::Restart { question, image } => {
+                // At the α the engine last confirmed (`update` dropped any pending one).
                 let engine = self.plan.as_ref().map(|p| spawn(p, Inputs { question, image }, app.alpha));
                 self.replace_engine(engine);
                 app.run = RunState::Loading;

@@ -1,7 +1,9 @@
 //! How the UI reacts: `update(&mut App, Msg) -> Vec<Effect>` turns a key, a mouse event, a
 //! resize or an engine event into a new state and a list of things for the terminal loop to do
 //! (send a command to the engine, restart with new inputs, open an image, export, quit).
-//! It does no I/O, so every key binding is tested without a terminal.
+//! Keys are looked up in [`keymap`] and dispatched on their action. α is the engine's: a key
+//! only asks for a value, which is in force once the engine's reset says so. It does no I/O, so
+//! every key binding is tested without a terminal.
 
 use std::path::PathBuf;
 
@@ -10,6 +12,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, M
 use crate::engine::{Command, Event, Record};
 
 use super::app::{App, Input, InputPurpose, Pane, RunState};
+use super::keymap::{self, Action};
 use super::layout;
 use super::picture::Thumbnail;
 
@@ -26,6 +29,8 @@ pub enum Msg {
     Done(String),
     /// An effect failed; say why on the status line.
     Failed(String),
+    /// The engine's thread has ended, or no longer takes commands.
+    EngineStopped,
 }
 
 /// Something for the terminal loop to do.
@@ -82,6 +87,14 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.set_error(text);
             Vec::new()
         }
+        Msg::EngineStopped => {
+            // Nothing will confirm the α asked for; keep the engine's own error when it sent one.
+            app.pending_alpha = None;
+            if app.status.as_ref().is_none_or(|s| !s.error) {
+                app.set_error("the engine has stopped: press r to restart (details in the log)");
+            }
+            Vec::new()
+        }
     }
 }
 
@@ -99,110 +112,77 @@ fn needs_models(app: &mut App, what: &str) -> bool {
     true
 }
 
+/// A key outside the input line: looked up in the keymap, then acted on.
 fn key_press(app: &mut App, key: KeyEvent) -> Vec<Effect> {
-    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    let action = keymap::action_for(&key);
     if app.help {
-        // Any key closes the help; q still quits.
+        // Any key closes the help; the quit keys still quit.
         app.help = false;
-        return match key.code {
-            KeyCode::Char('q') => vec![Effect::Quit],
-            _ => Vec::new(),
-        };
+        return if action == Some(Action::Quit) { vec![Effect::Quit] } else { Vec::new() };
     }
-    match key.code {
-        KeyCode::Char('c') if ctrl => vec![Effect::Quit],
-        KeyCode::Char('q') => vec![Effect::Quit],
-        KeyCode::Char(']') => change_alpha(app, 0.10),
-        KeyCode::Char('[') => change_alpha(app, -0.10),
-        KeyCode::Char('}') => change_alpha(app, 0.01),
-        KeyCode::Char('{') => change_alpha(app, -0.01),
-        KeyCode::Char('m') => {
-            app.measure = app.measure.next();
-            Vec::new()
+    let Some(action) = action else { return Vec::new() };
+    match action {
+        Action::Quit => return vec![Effect::Quit],
+        Action::AlphaUp => return change_alpha(app, 0.10),
+        Action::AlphaDown => return change_alpha(app, -0.10),
+        Action::AlphaUpFine => return change_alpha(app, 0.01),
+        Action::AlphaDownFine => return change_alpha(app, -0.01),
+        Action::Force => return force_candidate(app),
+        Action::TogglePause => return toggle_pause(app),
+        Action::Restart => {
+            if needs_models(app, "restarting") {
+                app.set_status("restarting");
+                return restart(app);
+            }
         }
-        KeyCode::Left | KeyCode::Char('h') => {
-            move_cursor_by(app, -1);
-            Vec::new()
-        }
-        KeyCode::Right | KeyCode::Char('l') => {
-            move_cursor_by(app, 1);
-            Vec::new()
-        }
-        KeyCode::Up | KeyCode::Char('k') => {
-            move_cursor_line(app, -1);
-            Vec::new()
-        }
-        KeyCode::Down | KeyCode::Char('j') => {
-            move_cursor_line(app, 1);
-            Vec::new()
-        }
-        KeyCode::Home | KeyCode::Char('g') => {
-            set_cursor(app, 0);
-            Vec::new()
-        }
-        KeyCode::End | KeyCode::Char('G') => {
-            // Back to following the newest token.
+        Action::ExportTrace => return vec![Effect::ExportTrace],
+        Action::NextMeasure => app.measure = app.measure.next(),
+        Action::PreviousToken => move_cursor_by(app, -1),
+        Action::NextToken => move_cursor_by(app, 1),
+        Action::LineUp => move_cursor_line(app, -1),
+        Action::LineDown => move_cursor_line(app, 1),
+        Action::FirstToken => set_cursor(app, 0),
+        Action::FollowNewest => {
             app.follow = true;
             app.scroll = [None; 3];
             app.cursor = app.len(app.focus).saturating_sub(1);
             app.candidate = 0;
-            Vec::new()
         }
-        KeyCode::Tab => {
+        Action::NextPane => {
             app.focus = app.focus.next();
             app.clamp_cursor();
-            Vec::new()
         }
-        KeyCode::Char('n') => {
+        Action::NextCandidate => {
             let n = app.selected_guided().map_or(0, |r| r.guided.top.len());
             app.candidate = (app.candidate + 1).min(n.saturating_sub(1));
-            Vec::new()
         }
-        KeyCode::Char('p') => {
-            app.candidate = app.candidate.saturating_sub(1);
-            Vec::new()
-        }
-        KeyCode::Enter => force_candidate(app),
-        KeyCode::Char(' ') => toggle_pause(app),
-        KeyCode::Char('r') => {
-            if !needs_models(app, "restarting") {
-                return Vec::new();
-            }
-            app.set_status("restarting");
-            restart(app)
-        }
-        KeyCode::Char('e') => {
+        Action::PreviousCandidate => app.candidate = app.candidate.saturating_sub(1),
+        Action::EditQuestion => {
             if needs_models(app, "editing the question") {
                 app.input = Some(Input { purpose: InputPurpose::Question, text: app.info.question.clone() });
             }
-            Vec::new()
         }
-        KeyCode::Char('o') => {
+        Action::OpenImage => {
             if needs_models(app, "opening an image") {
                 let text = app.info.image_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
                 app.input = Some(Input { purpose: InputPurpose::ImagePath, text });
             }
-            Vec::new()
         }
-        KeyCode::Char('x') => vec![Effect::ExportTrace],
-        KeyCode::Char('?') => {
-            app.help = true;
-            Vec::new()
-        }
-        KeyCode::Esc => {
-            app.status = None;
-            Vec::new()
-        }
-        _ => Vec::new(),
+        Action::Help => app.help = true,
+        Action::ClearStatus => app.status = None,
     }
+    Vec::new()
 }
 
+/// Asks the engine for α moved by `by` from the last value asked for (or the one in force): the
+/// header shows it as pending until the engine's reset confirms it.
 fn change_alpha(app: &mut App, by: f32) -> Vec<Effect> {
     if !needs_models(app, "changing α") {
         return Vec::new();
     }
-    app.alpha = round_alpha(app.alpha + by);
-    vec![Effect::SendCommand(Command::SetAlpha(app.alpha))]
+    let alpha = round_alpha(app.pending_alpha.unwrap_or(app.alpha) + by);
+    app.pending_alpha = Some(alpha);
+    vec![Effect::SendCommand(Command::SetAlpha(alpha))]
 }
 
 fn toggle_pause(app: &mut App) -> Vec<Effect> {
@@ -244,10 +224,13 @@ fn force_candidate(app: &mut App) -> Vec<Effect> {
     vec![Effect::SendCommand(Command::Force { step, token })]
 }
 
-/// Clears the streams and asks for a fresh session with the current question and image.
+/// Clears the streams and asks for a fresh session with the current question and image (at the
+/// α the engine last confirmed).
 fn restart(app: &mut App) -> Vec<Effect> {
     app.clear_streams();
     app.run = RunState::Loading;
+    // The α asked for went to the engine being replaced; the new one starts at the α in force.
+    app.pending_alpha = None;
     vec![Effect::Restart { question: app.info.question.clone(), image: app.info.image_path.clone() }]
 }
 
@@ -311,9 +294,18 @@ fn engine_event(app: &mut App, ev: Event) {
             }
             app.push_guided(r);
         }
-        Event::GuidedReset { kept } => {
+        Event::GuidedReset { alpha, changed_from, kept } => {
+            let before = app.guided.len();
+            app.alpha = alpha;
+            // Quick presses send several values; only the last one asked for ends the wait.
+            if app.pending_alpha == Some(alpha) {
+                app.pending_alpha = None;
+            }
+            app.set_status(reset_report(alpha, changed_from, kept.len(), before));
             app.reset_guided(kept);
-            if app.run == RunState::Finished {
+            // Tokens to decode again: a finished session runs until the engine says `Finished`
+            // once more. With every token kept it stays finished.
+            if changed_from.is_some() && app.run == RunState::Finished {
                 app.run = RunState::Running;
             }
         }
@@ -327,8 +319,42 @@ fn engine_event(app: &mut App, ev: Event) {
         Event::Finished => {
             app.run = RunState::Finished;
         }
-        Event::Error(e) => app.set_error(e),
+        Event::Error(e) => {
+            // A refused α (or a failed step): the engine keeps the α in force, and so does the header.
+            app.pending_alpha = None;
+            app.set_error(e);
+        }
     }
+}
+
+/// What a reset did, for the status line: `α=0.60: 18 of 2,493 guided tokens kept, re-decoding
+/// from step 18` or `α=0.60: all 47 guided tokens kept`.
+fn reset_report(alpha: f32, changed_from: Option<usize>, kept: usize, before: usize) -> String {
+    let alpha = format!("α={alpha:.2}");
+    match changed_from {
+        Some(step) => format!(
+            "{alpha}: {} of {} guided tokens kept, re-decoding from step {}",
+            grouped(kept),
+            grouped(before.max(kept)),
+            grouped(step)
+        ),
+        None if kept == 0 => format!("{alpha} in force (no guided token yet)"),
+        None if kept == 1 => format!("{alpha}: the one guided token kept"),
+        None => format!("{alpha}: all {} guided tokens kept", grouped(kept)),
+    }
+}
+
+/// A count with thousands separated by commas (`2,493`).
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Puts the cursor on step `i` of the focused pane and scrolls every pane to show it.

@@ -1,5 +1,5 @@
 //! The bottom two lines: the status line (messages, errors, or the input line while one is
-//! open) and the key hints.
+//! open) and the key hints, drawn from the keymap.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -8,6 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
 use crate::tui::app::{App, InputPurpose};
+use crate::tui::keymap;
 
 pub struct StatusLine<'a>(pub &'a App);
 
@@ -40,31 +41,23 @@ impl Widget for StatusLine<'_> {
     }
 }
 
+/// The hint line: the keymap's hints, the least important dropped first when the line is narrow.
 pub struct KeyHints<'a>(pub &'a App);
 
-/// (keys, what they do) as the hint line lists them.
-pub const HINTS: [(&str, &str); 12] = [
-    ("[ ]", "α ±0.1"),
-    ("{ }", "±0.01"),
-    ("m", "measure"),
-    ("←→↑↓", "move"),
-    ("Tab", "pane"),
-    ("n/p", "candidate"),
-    ("⏎", "force"),
-    ("␣", "pause"),
-    ("r", "restart"),
-    ("e/o", "question/image"),
-    ("x", "export"),
-    ("?", "help  q quit"),
-];
+/// The gap after each hint.
+const GAP: &str = "  ";
 
 impl Widget for KeyHints<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let _ = self.0;
+        let width = |s: &str| Span::raw(s).width();
+        // One leading space, then "keys label" and a gap per hint (the last gap may overhang).
+        let room = (area.width as usize).saturating_sub(1) + GAP.len();
+        let shown = keymap::hints_that_fit(room, |h| width(&h.keys) + 1 + width(h.label) + GAP.len());
         let mut spans = vec![Span::raw(" ")];
-        for (keys, what) in HINTS {
-            spans.push(Span::styled(keys, Style::default().fg(Color::Black).bg(Color::Gray)));
-            spans.push(Span::styled(format!(" {what}  "), Style::default().fg(Color::DarkGray)));
+        for h in shown {
+            spans.push(Span::styled(h.keys, Style::default().fg(Color::Black).bg(Color::Gray)));
+            spans.push(Span::styled(format!(" {}{GAP}", h.label), Style::default().fg(Color::DarkGray)));
         }
         buf.set_line(area.x, area.y, &Line::from(spans), area.width);
     }

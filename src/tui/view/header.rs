@@ -1,5 +1,6 @@
 //! The header: the three models (and whether they are the synthetic demo ones or a replayed
-//! trace), device, dtype, α, sampling, decoding rate, step and run state.
+//! trace), device, dtype, α (the value asked for, with `…`, until the engine confirms it),
+//! sampling, decoding rate, step and run state.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -73,7 +74,7 @@ impl Widget for Header<'_> {
             sep(),
             Span::raw(info.dtype.as_str()),
             sep(),
-            Span::styled(app.alpha_label(), Style::default().fg(Color::Cyan).bold()),
+            Span::styled(app.header_alpha_label(), Style::default().fg(Color::Cyan).bold()),
             sep(),
             Span::raw(sampling_label(&info.sampling)),
             sep(),

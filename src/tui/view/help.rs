@@ -1,4 +1,6 @@
-//! The help overlay (`?`): every key, the mouse, and what the measures mean.
+//! The help overlay (`?`): every binding of the keymap with its keys, the mouse, and what the
+//! measures mean. One column when the bindings fit the terminal's height, two otherwise (each
+//! line then cut with `…`), so that no binding is left out on a small terminal.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -6,39 +8,53 @@ use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget, Wrap};
 
-pub struct Help;
+use crate::tui::keymap::{BINDINGS, MOUSE};
 
-/// (keys, what they do), in the order the overlay lists them.
-pub const KEYS: [(&str, &str); 19] = [
-    ("] / [", "raise / lower α by 0.10 (the guided stream re-decodes from the first change)"),
-    ("} / {", "raise / lower α by 0.01"),
-    ("m", "next measure for the heatmap and the plot"),
-    ("← → / h l", "previous / next token"),
-    ("↑ ↓ / k j", "token a line up / down in the focused pane"),
-    ("g / G", "first token / follow the newest token"),
-    ("Tab", "focus the next pane (base, RFT-small, guided)"),
-    ("n / p", "next / previous guided candidate in the inspector"),
-    ("Enter", "force the selected candidate at the selected step (what-if)"),
-    ("space", "pause / resume decoding"),
-    ("r", "restart from the prompt"),
-    ("e", "edit the question (Enter restarts with it, Esc cancels)"),
-    ("o", "open another image (Enter restarts with it, Esc cancels)"),
-    ("x", "export the trace (JSON Lines; the path is shown below)"),
-    ("Esc", "clear the status line"),
-    ("?", "this help (any key closes it)"),
-    ("q / Ctrl-C", "quit"),
-    ("click", "select a token"),
-    ("wheel", "scroll the pane under the mouse"),
-];
+pub struct Help;
 
 const MEASURES: &str = "Guided pane: KL(guided‖base), JS(guided,base), KL(rft‖small), the guided entropy, the rank of the \
 chosen token under the base (log scale; 1 = the base's own choice) or whether guidance flipped the base's argmax. \
 Base and RFT panes: their own entropy under \"entropy\", their own −log p of the chosen token otherwise.";
 
+/// Every row of the overlay: (keys, what they do), in the keymap's order, then the mouse.
+pub fn rows() -> Vec<(String, &'static str)> {
+    BINDINGS.iter().map(|b| (b.keys_label(), b.help)).chain(MOUSE.iter().map(|(k, what)| (k.to_string(), *what))).collect()
+}
+
+fn cells(s: &str) -> usize {
+    Span::raw(s).width()
+}
+
+/// `text` cut to `room` cells, with `…` when something was cut.
+fn fit(text: &str, room: usize) -> String {
+    if cells(text) <= room {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    for c in text.chars() {
+        if cells(&out) + cells(c.encode_utf8(&mut [0; 4])) + 1 > room {
+            break;
+        }
+        out.push(c);
+    }
+    out.push('…');
+    out
+}
+
 impl Widget for Help {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let width = area.width.saturating_sub(8).min(96);
-        let height = area.height.saturating_sub(4).min(KEYS.len() as u16 + 7);
+        let rows = rows();
+        let key_width = rows.iter().map(|(k, _)| cells(k)).max().unwrap_or(0);
+        let most_height = area.height.saturating_sub(2) as usize;
+        let one_column_width = area.width.saturating_sub(8).min(96);
+        let inner_width = one_column_width.saturating_sub(2).max(1) as usize;
+        // A line per row, a blank one, the measures wrapped (a line more for word breaks), borders.
+        let measures_lines = cells(MEASURES).div_ceil(inner_width) + 1;
+        let everything = rows.len() + 1 + measures_lines + 2;
+        let columns = if rows.len() + 2 <= most_height { 1 } else { 2 };
+        let width = if columns == 1 { one_column_width } else { area.width.saturating_sub(4) };
+        let per_column = rows.len().div_ceil(columns);
+        let height = if columns == 1 { everything.min(most_height) } else { most_height } as u16;
         let popup = Rect {
             x: area.x + (area.width - width) / 2,
             y: area.y + (area.height - height) / 2,
@@ -46,15 +62,27 @@ impl Widget for Help {
             height,
         };
         Clear.render(popup, buf);
-        let mut lines: Vec<Line> = KEYS
-            .iter()
-            .map(|(k, what)| Line::from(vec![Span::styled(format!("{k:>12}  "), Style::default().fg(Color::Cyan).bold()), Span::raw(*what)]))
-            .collect();
-        lines.push(Line::from(""));
-        lines.push(Line::from(Span::styled(MEASURES, Style::default().fg(Color::Gray))));
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(Block::default().borders(Borders::ALL).title(" keys · any key closes ").border_style(Style::default().fg(Color::Cyan)))
-            .render(popup, buf);
+        let block = Block::default().borders(Borders::ALL).title(" keys · any key closes ").border_style(Style::default().fg(Color::Cyan));
+        let inner = block.inner(popup);
+        block.render(popup, buf);
+        let column_width = inner.width as usize / columns;
+        for (i, (keys, what)) in rows.iter().enumerate() {
+            let (column, row) = (i / per_column, i % per_column);
+            if row >= inner.height as usize {
+                continue;
+            }
+            // A space between columns.
+            let room = column_width.saturating_sub(usize::from(column + 1 < columns));
+            let line = Line::from(vec![
+                Span::styled(format!(" {keys:>key_width$}  "), Style::default().fg(Color::Cyan).bold()),
+                Span::raw(fit(what, room.saturating_sub(key_width + 3))),
+            ]);
+            buf.set_line(inner.x + (column * column_width) as u16, inner.y + row as u16, &line, room as u16);
+        }
+        let below = (per_column + 1) as u16;
+        if inner.height > below {
+            let rest = Rect { y: inner.y + below, height: inner.height - below, ..inner };
+            Paragraph::new(Line::from(Span::styled(MEASURES, Style::default().fg(Color::Gray)))).wrap(Wrap { trim: false }).render(rest, buf);
+        }
     }
 }
