@@ -495,7 +495,6 @@ impl Session {
         if !alpha.is_finite() {
             return Err(Error::invalid(format!("α must be a finite number, got {alpha}")));
         }
-        self.settings.alpha = alpha;
         // Thousands of tokens may be kept, each with two vectors of V entries: they come to the
         // host a batch at a time, and each batch is replayed and re-measured on every core.
         const BATCH: usize = 64;
@@ -533,6 +532,8 @@ impl Session {
                 self.guided.records[start + k] = rec;
             }
         }
+        // In force from here on: a replay that failed above leaves the old α (and the engine says so).
+        self.settings.alpha = alpha;
         if let Some(j) = diverge {
             self.rewind_guided(j)?;
         }
