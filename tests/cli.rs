@@ -293,12 +293,16 @@ fn a_per_model_device_error_names_its_flag() {
 
 #[test]
 fn bench_reports_the_figures_the_readme_quotes() {
+    // At α = 1.56 on the fixture trio, moving α by 0.01 changes the third guided token of this
+    // question (found by running `run` along α): live α has tokens to keep and one to re-decode.
+    let (question, alpha) = ("Describe the picture, then count the circles in it.", 1.56f32);
     let bench = |dtype: &str| {
         let mut a = run_args(&[]);
         a[0] = "bench".into();
-        // bench takes --steps, not the question/max-new-tokens of run.
+        // bench takes --steps, not the max-new-tokens of run.
         let q = a.iter().position(|x| x == "--question").unwrap();
         a.drain(q..q + 4);
+        a.extend(["--question", question, "--alpha", &alpha.to_string()].map(String::from));
         a.extend(["--steps", "3", "--unbatched", "--dtype", dtype].map(String::from));
         json_stdout(&bin().args(&a).output().unwrap())
     };
@@ -309,12 +313,26 @@ fn bench_reports_the_figures_the_readme_quotes() {
         "session_steps_per_second",
         "lockstep_batched_steps_per_second",
         "five_forwards_steps_per_second",
+        "live_alpha_seconds",
     ] {
-        assert!(f32[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {}", f32[key]);
+        // A NaN or infinite figure is written as null, so this also asks for a finite one.
+        assert!(f32[key].as_f64().is_some_and(|v| v > 0.0 && v.is_finite()), "{key}: {}", f32[key]);
     }
     assert_eq!(f32["steps"], 3);
     assert_eq!(f32["placement"], "cpu f32");
-    assert!(f32["live_alpha_kept_tokens"].as_u64().unwrap() <= 3);
+    // Live α, against two fresh runs: the tokens kept are those before the first guided token
+    // that differs between α and α + 0.01 (all of them if none does).
+    let guided_at = |a: f32| {
+        let mut args = run_args(&["--alpha", &a.to_string(), "--suffix", "none", "--ignore-eos", "--json", "--dtype", "f32"]);
+        let q = args.iter().position(|x| x == "--question").unwrap();
+        args[q + 1] = question.into();
+        args[q + 3] = "3".into();
+        u32s(&json_stdout(&bin().args(&args).output().unwrap())["guided"]["token_ids"])
+    };
+    let (before, after) = (guided_at(alpha), guided_at(alpha + 0.01));
+    let first_change = before.iter().zip(&after).position(|(a, b)| a != b);
+    assert!(first_change.is_some_and(|p| p > 0 && p < 3), "keeps some tokens and re-decodes some: {before:?} → {after:?}");
+    assert_eq!(f32["live_alpha_kept_tokens"].as_u64(), first_change.map(|p| p as u64), "{before:?} → {after:?}");
     // The weights one step reads are counted from the headers at the loading dtype.
     let bf16 = bench("bf16");
     assert_eq!(bf16["weight_bytes_per_step"].as_u64().unwrap() * 2, f32["weight_bytes_per_step"].as_u64().unwrap());

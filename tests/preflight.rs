@@ -149,11 +149,47 @@ fn a_trio_that_does_not_fit_is_refused_with_the_figures_and_a_normal_run_passes(
     assert!(err.contains("PROXYTHINKER_FREE_MEMORY_BYTES"), "{err}");
 }
 
+/// A line of /proc/meminfo, read here by hand, in bytes.
+#[cfg(target_os = "linux")]
+fn meminfo(key: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let line = text.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in /proc/meminfo"));
+    let kib: u64 = line[key.len()..].trim().trim_end_matches("kB").trim().parse().unwrap();
+    kib * 1024
+}
+
+// Linux only: elsewhere there is no /proc/meminfo, and the test below checks the note instead.
+#[cfg(target_os = "linux")]
 #[test]
 fn mem_available_is_read_on_linux() {
-    if cfg!(target_os = "linux") {
-        assert!(preflight::mem_available().unwrap() > 0);
-    }
+    // Free memory moves between two reads: the figure must lie between what was seen just before
+    // and just after, give or take 5% of the machine's memory (a unit slip is 1024 times off).
+    let before = meminfo("MemAvailable:");
+    let got = preflight::mem_available().unwrap();
+    let after = meminfo("MemAvailable:");
+    let slack = meminfo("MemTotal:") / 20;
+    assert!(got + slack >= before.min(after) && got <= before.max(after) + slack, "{got} vs {before}..{after}");
+    // It is what a run checks against when nothing overrides it: no note says the check was skipped.
+    let out = bin(None).args(run_args(&["--json"])).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("memory preflight skipped"), "{stderr}");
+}
+
+// Elsewhere free RAM is not read: the run goes on, saying that the check was skipped and what the
+// models need.
+#[cfg(not(target_os = "linux"))]
+#[test]
+fn elsewhere_the_memory_preflight_is_skipped_with_a_note() {
+    assert!(preflight::mem_available().is_err());
+    let out = bin(None).args(run_args(&["--json"])).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let note = "note: memory preflight skipped for cpu (free RAM is only read on Linux (/proc/meminfo)); the models need ";
+    assert!(stderr.contains(note), "{stderr}");
+    // A figure given by hand is checked, so there is nothing to note.
+    let out = bin(Some("cpu:100000000000")).args(run_args(&["--json"])).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("memory preflight skipped"), "{stderr}");
 }
 
 #[test]
@@ -168,7 +204,8 @@ fn a_mismatched_tokenizer_is_refused_through_the_binary() {
 
 #[test]
 fn run_notes_differing_vocabularies_on_stderr() {
-    let out = bin(None).args(run_args(&["--json"])).output().unwrap();
+    // Free memory given by hand, so that no system's memory note joins the vocabulary note.
+    let out = bin(Some("cpu:100000000000")).args(run_args(&["--json"])).output().unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim_end(), "note: vocabularies differ (base 336, rft 320, small 320); mixing over the shared 320");
@@ -176,7 +213,7 @@ fn run_notes_differing_vocabularies_on_stderr() {
     let mut args = run_args(&["--json"]);
     let i = args.iter().position(|a| a == "--base").unwrap();
     args[i + 1] = tiny("trio_small").to_str().unwrap().into();
-    let out = bin(None).args(&args).output().unwrap();
+    let out = bin(Some("cpu:100000000000")).args(&args).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -140,21 +140,86 @@ fn empty_pane_waits_for_tokens() {
 
 #[test]
 fn heatmap_colours_follow_the_measure() {
+    // The scale, worked out on paper from its definition: stops at levels 0, ¼, ½, ¾, 1 of
+    // (28,28,36), (36,62,140), (120,50,150), (200,60,60), (250,200,40), linear between, rounded.
+    // E.g. ⅛ is halfway from the first stop to the second: ((28+36)/2, (28+62)/2, (36+140)/2);
+    // 0.1 is 0.4 of the way: (28+0.4·8, 28+0.4·34, 36+0.4·104) = (31.2, 41.6, 77.6).
+    let top = Color::Rgb(250, 200, 40);
+    for (level, want) in [
+        (0.0, Color::Rgb(28, 28, 36)),
+        (0.1, Color::Rgb(31, 42, 78)),
+        (0.125, Color::Rgb(32, 45, 88)),
+        (0.25, Color::Rgb(36, 62, 140)),
+        (0.5, Color::Rgb(120, 50, 150)),
+        (0.625, Color::Rgb(160, 55, 105)),
+        (0.75, Color::Rgb(200, 60, 60)),
+        (0.875, Color::Rgb(225, 130, 50)),
+        (1.0, top),
+        // Past the top: the top colour; below the bottom: the bottom one.
+        (3.0, top),
+        (f32::INFINITY, top),
+        (-1.0, Color::Rgb(28, 28, 36)),
+    ] {
+        assert_eq!(heat(level), want, "level {level}");
+    }
+    // A NaN is not on the scale at all.
+    assert_eq!(heat(f32::NAN), Color::Rgb(255, 0, 255));
+
+    // Drawn: the first guided token starts at the pane's inner corner. Its measures are set to
+    // known points of each scale: KL 0.5 of a top of 2 is level ¼; JS ln 2 / 2 of a top of ln 2
+    // is ½; KL(rft‖small) 1.75 of 2 is ⅞.
     let mut app = synthetic::app(5, (120, 40));
     app.follow = false;
     app.cursor = 4;
-    let buf = draw_widget(streams::StreamPane { app: &app, pane: Pane::Guided }, 60, 5);
-    // The first token starts at the pane's inner corner.
-    let want = heat(Measure::KlGuidedBase.guided_level(&app.guided[0]));
-    assert_eq!(buf[(1, 1)].bg, want);
+    app.guided[0].kl_guided_base = 0.5;
+    app.guided[0].js_guided_base = std::f32::consts::LN_2 / 2.0;
+    app.guided[0].kl_rft_small = 1.75;
+    let first = |app: &App, pane| draw_widget(streams::StreamPane { app, pane }, 60, 5)[(1, 1)].clone();
+    assert_eq!(app.measure, Measure::KlGuidedBase);
+    assert_eq!(first(&app, Pane::Guided).bg, Color::Rgb(36, 62, 140));
     update(&mut app, key('m'));
-    let buf = draw_widget(streams::StreamPane { app: &app, pane: Pane::Guided }, 60, 5);
-    let want = heat(Measure::JsGuidedBase.guided_level(&app.guided[0]));
-    assert_eq!(buf[(1, 1)].bg, want);
+    assert_eq!(app.measure, Measure::JsGuidedBase);
+    assert_eq!(first(&app, Pane::Guided).bg, Color::Rgb(120, 50, 150));
+    update(&mut app, key('m'));
+    assert_eq!(app.measure, Measure::KlRftSmall);
+    let cell = first(&app, Pane::Guided);
+    assert_eq!((cell.bg, cell.fg), (Color::Rgb(225, 130, 50), Color::Black), "dark ink on the hot end");
+    // The base pane shows its own surprisal on a scale topped at 8 nats: −log p = 1 is level ⅛.
+    app.base[0].logprob = -1.0;
+    let cell = first(&app, Pane::Base);
+    assert_eq!((cell.bg, cell.fg), (Color::Rgb(32, 45, 88), Color::White));
     // The cursor's token is drawn inverted whatever the measure.
     app.cursor = 0;
-    let buf = draw_widget(streams::StreamPane { app: &app, pane: Pane::Guided }, 60, 5);
-    assert_eq!(buf[(1, 1)].bg, Color::White);
+    assert_eq!(first(&app, Pane::Guided).bg, Color::White);
+}
+
+#[test]
+fn a_nan_measure_is_magenta_not_cold_and_the_inspector_prints_nan() {
+    let magenta = Color::Rgb(255, 0, 255);
+    let mut app = synthetic::app(5, (120, 40));
+    app.follow = false;
+    app.cursor = 4;
+    app.guided[0].kl_guided_base = f32::NAN;
+    app.base[0].logprob = f32::NAN;
+    for pane in [Pane::Guided, Pane::Base] {
+        let buf = draw_widget(streams::StreamPane { app: &app, pane }, 60, 5);
+        assert_eq!((buf[(1, 1)].bg, buf[(1, 1)].fg), (magenta, Color::Black), "{pane:?}");
+        // Only that token: the others are on the scale.
+        let magentas = buf.content().iter().filter(|c| c.bg == magenta).count();
+        assert_eq!(magentas, app.cells[pane.index()][0].text.chars().count(), "{pane:?}");
+    }
+    // The plot's bar of the NaN token is magenta too, however few tokens share its column: its
+    // first column is the first token's.
+    app.focus = Pane::Guided;
+    let buf = draw_widget(plot::Plot(&app), 50, 8);
+    let column: Vec<Color> = (1..7).map(|y| buf[(1, y)].fg).collect();
+    assert!(column.contains(&magenta), "{column:?}");
+    let buf = draw_widget(plot::Plot(&app), 4, 8);
+    assert!((1..7).any(|y| buf[(1, y)].fg == magenta), "two columns for five tokens: the first holds the NaN");
+    // The inspector prints the value as NaN, not as a number.
+    app.cursor = 0;
+    let out = text(inspector::Inspector(&app), 110, 16);
+    assert!(out.contains("KL(guided‖base) NaN "), "{out}");
 }
 
 #[test]

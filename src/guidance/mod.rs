@@ -110,20 +110,63 @@ pub fn log_softmax(x: &[f32]) -> Vec<f64> {
     x.iter().map(|&v| v as f64 - lse).collect()
 }
 
-/// Shannon entropy (nats) of a distribution given as log-probabilities.
+/// How far below zero rounding can take a divergence of two log-softmax outputs in f64 (sums of
+/// up to ~150k terms): such a value is reported as 0. A value further below zero means the inputs
+/// were not log-probabilities, and it is returned as it is so that the bug shows.
+const ROUNDING: f64 = 1e-9;
+
+/// A divergence with rounding's tiny negatives made 0. NaN stays NaN (`f64::max` would turn it
+/// into 0, and a broken distribution would pass for two identical ones).
+fn non_negative(total: f64) -> f64 {
+    if total < 0.0 && total > -ROUNDING {
+        0.0
+    } else {
+        total
+    }
+}
+
+/// Shannon entropy (nats) of a distribution given as log-probabilities. A `-inf` entry is a zero
+/// probability and adds nothing (0 · log 0 = 0); a NaN entry makes the entropy NaN.
 pub fn entropy(logp: &[f64]) -> f64 {
-    -logp.iter().filter(|l| l.is_finite()).map(|&l| l.exp() * l).sum::<f64>()
+    let mut total = 0.0;
+    for &l in logp {
+        if l.is_nan() {
+            return f64::NAN;
+        }
+        let p = l.exp();
+        if p > 0.0 {
+            total -= p * l;
+        }
+    }
+    total
 }
 
-/// KL(p‖q) in nats.
+/// KL(p‖q) in nats, from log-probabilities. Where p is 0 (`-inf`, or so small that it underflows)
+/// the term is 0 whatever q is; where p > 0 and q is 0 the divergence is infinite. NaN in either
+/// input gives NaN.
 pub fn kl(logp: &[f64], logq: &[f64]) -> f64 {
-    logp.iter().zip(logq).filter(|(p, _)| p.is_finite()).map(|(&p, &q)| p.exp() * (p - q)).sum::<f64>().max(0.0)
+    let mut total = 0.0;
+    for (&a, &b) in logp.iter().zip(logq) {
+        if a.is_nan() || b.is_nan() {
+            return f64::NAN;
+        }
+        let p = a.exp();
+        if p > 0.0 {
+            total += p * (a - b);
+        }
+    }
+    non_negative(total)
 }
 
-/// Jensen–Shannon divergence in nats.
+/// Jensen–Shannon divergence in nats, from log-probabilities: ½ KL(p‖m) + ½ KL(q‖m) with
+/// m = (p + q) / 2, so it is finite (at most ln 2) even where one side is 0. NaN in either input
+/// gives NaN.
 pub fn js(logp: &[f64], logq: &[f64]) -> f64 {
     let mut total = 0.0;
     for (&a, &b) in logp.iter().zip(logq) {
+        if a.is_nan() || b.is_nan() {
+            return f64::NAN;
+        }
         let (p, q) = (a.exp(), b.exp());
         let m = 0.5 * (p + q);
         if m <= 0.0 {
@@ -137,7 +180,7 @@ pub fn js(logp: &[f64], logq: &[f64]) -> f64 {
             total += 0.5 * q * (b - lm);
         }
     }
-    total.max(0.0)
+    non_negative(total)
 }
 
 /// The `k` most probable tokens, most probable first, with their probabilities.
@@ -210,5 +253,73 @@ mod tests {
         assert_eq!(t[0].0, 0);
         assert!((t[0].1 - 0.75).abs() < 1e-6);
         assert!(has_nan(&[1.0, f32::NAN]) && !has_nan(&[1.0]));
+    }
+
+    /// Log-probabilities of probabilities written out by hand; ln 0 = -inf, a zero probability.
+    fn ln(p: &[f64]) -> Vec<f64> {
+        p.iter().map(|x| x.ln()).collect()
+    }
+
+    fn close(got: f64, want: f64) -> bool {
+        (got - want).abs() < 1e-12
+    }
+
+    #[test]
+    fn divergences_of_small_distributions_worked_out_by_hand() {
+        let (half, quarter) = (0.5f64, 0.25f64);
+        // KL((½,¼,¼)‖(¼,¼,½)) = ½ ln 2 + ¼ ln 1 + ¼ ln ½ = ¼ ln 2.
+        let got = kl(&ln(&[half, quarter, quarter]), &ln(&[quarter, quarter, half]));
+        assert!(close(got, 0.173_286_795_139_986_32), "{got}");
+        // KL((.9,.1)‖(.5,.5)) = .9 ln 1.8 + .1 ln .2, and the other way ½ ln(5/9) + ½ ln 5 = ln(5/3):
+        // KL is not symmetric.
+        let (p, q) = (ln(&[0.9, 0.1]), ln(&[0.5, 0.5]));
+        assert!(close(kl(&p, &q), 0.368_064_207_168_497_1), "{}", kl(&p, &q));
+        assert!(close(kl(&q, &p), 0.510_825_623_765_990_7), "{}", kl(&q, &p));
+        // JS with m = (.7, .3): ½ (.9 ln(9/7) + .1 ln(1/3)) + ½ (.5 ln(5/7) + .5 ln(5/3)); symmetric.
+        assert!(close(js(&p, &q), 0.101_749_225_079_196_75), "{}", js(&p, &q));
+        assert!(close(js(&q, &p), 0.101_749_225_079_196_75), "{}", js(&q, &p));
+        // H(½,¼,¼) = ½ ln 2 + ½ ln 4 = 1.5 ln 2.
+        assert!(close(entropy(&ln(&[half, quarter, quarter])), 1.039_720_770_839_917_9));
+
+        // Zero probabilities are -inf log-probabilities, and 0 · log 0 = 0.
+        let (p, q) = (ln(&[half, half, 0.0]), ln(&[quarter, quarter, half]));
+        // KL(p‖q) = 2 · ½ ln 2 = ln 2: the third term is 0 although p's log is -inf.
+        assert!(close(kl(&p, &q), std::f64::consts::LN_2), "{}", kl(&p, &q));
+        // q puts mass where p has none: KL(q‖p) is infinite, not NaN.
+        assert_eq!(kl(&q, &p), f64::INFINITY);
+        // m = (3/8, 3/8, ¼): JS = ½ ln(4/3) + ½ (½ ln(2/3) + ½ ln 2) = ¾ ln(4/3).
+        assert!(close(js(&p, &q), 0.215_761_554_338_835_65), "{}", js(&p, &q));
+        // Disjoint supports: JS reaches its top, ln 2; KL is infinite; a point mass has no entropy.
+        let (a, b) = (ln(&[1.0, 0.0]), ln(&[0.0, 1.0]));
+        assert!(close(js(&a, &b), std::f64::consts::LN_2), "{}", js(&a, &b));
+        assert_eq!(kl(&a, &b), f64::INFINITY);
+        assert_eq!(entropy(&a), 0.0);
+        // A log-probability so low that its probability underflows to 0 counts as 0 too.
+        assert_eq!(kl(&[0.0, -1000.0], &[0.0, f64::NEG_INFINITY]), 0.0);
+    }
+
+    #[test]
+    fn nan_in_a_distribution_makes_its_measures_nan_and_only_rounding_is_clamped() {
+        let p = ln(&[0.5, 0.25, 0.25]);
+        for i in 0..3 {
+            let mut bad = p.clone();
+            bad[i] = f64::NAN;
+            assert!(kl(&bad, &p).is_nan() && kl(&p, &bad).is_nan(), "KL with NaN at {i}");
+            assert!(js(&bad, &p).is_nan() && js(&p, &bad).is_nan(), "JS with NaN at {i}");
+            assert!(entropy(&bad).is_nan(), "entropy with NaN at {i}");
+        }
+        // Even where the other side is a zero probability (whose term would be skipped).
+        let zero = ln(&[1.0, 0.0]);
+        assert!(kl(&zero, &[0.0, f64::NAN]).is_nan() && js(&zero, &[0.0, f64::NAN]).is_nan());
+        assert!(kl(&[0.0, f64::NAN], &zero).is_nan() && js(&[0.0, f64::NAN], &zero).is_nan());
+        // Identical distributions: exactly 0.
+        assert_eq!(kl(&p, &p), 0.0);
+        assert_eq!(js(&p, &p), 0.0);
+        // q's masses a hair above p's (as rounding leaves them): the small negative KL is 0.
+        let hair: Vec<f64> = p.iter().map(|l| l + 1e-12).collect();
+        assert_eq!(kl(&p, &hair), 0.0);
+        // Inputs that are not log-probabilities (q sums to e^0.1): the negative is not hidden.
+        let off: Vec<f64> = p.iter().map(|l| l + 0.1).collect();
+        assert!(close(kl(&p, &off), -0.1), "{}", kl(&p, &off));
     }
 }

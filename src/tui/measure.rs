@@ -7,6 +7,8 @@
 //!
 //! Scales are fixed per measure (not stretched to the data), so a colour means the same thing
 //! from one token, run and α to the next; values past the top of a scale take its top colour.
+//! A NaN measure (a broken distribution) is not on the scale: its level is NaN and it is drawn in
+//! [`NAN_COLOUR`], so it cannot pass for an unremarkable token.
 
 use ratatui::style::Color;
 
@@ -77,7 +79,7 @@ impl Measure {
         }
     }
 
-    /// A guided token's position on the colour scale, in [0, 1].
+    /// A guided token's position on the colour scale, in [0, 1]; NaN when its value is NaN.
     pub fn guided_level(self, r: &GuidedRecord) -> f32 {
         let v = self.guided_value(r);
         match self {
@@ -88,7 +90,8 @@ impl Measure {
         }
     }
 
-    /// A base-only or RFT-only token's position on the colour scale, in [0, 1].
+    /// A base-only or RFT-only token's position on the colour scale, in [0, 1]; NaN when its
+    /// value is NaN.
     pub fn stream_level(self, r: &StreamRecord) -> f32 {
         match self {
             Measure::Entropy => unit(r.entropy / Measure::Entropy.scale_top()),
@@ -105,18 +108,18 @@ impl Measure {
     }
 }
 
+/// A value on the scale: clamped to [0, 1] (+inf is past the top), NaN kept so the view can tell
+/// it apart.
 fn unit(x: f32) -> f32 {
-    if x.is_finite() {
-        x.clamp(0.0, 1.0)
+    if x.is_nan() {
+        f32::NAN
     } else {
-        // NaN says nothing and infinity is off the scale; both are shown, neither hides a token.
-        if x == f32::INFINITY {
-            1.0
-        } else {
-            0.0
-        }
+        x.clamp(0.0, 1.0)
     }
 }
+
+/// The background of a token whose measure is NaN: magenta, a hue the scale never reaches.
+pub const NAN_COLOUR: Color = Color::Rgb(255, 0, 255);
 
 /// Stops of the colour scale, from cold (level 0) to hot (level 1). Dark at the bottom so that
 /// an unremarkable token looks like plain text on a dark terminal.
@@ -128,8 +131,11 @@ const STOPS: [(f32, [u8; 3]); 5] = [
     (1.0, [250, 200, 40]),
 ];
 
-/// The background colour of a level in [0, 1].
+/// The background colour of a level in [0, 1] (clamped), or [`NAN_COLOUR`] for NaN.
 pub fn heat(level: f32) -> Color {
+    if level.is_nan() {
+        return NAN_COLOUR;
+    }
     let l = unit(level);
     for pair in STOPS.windows(2) {
         let ((a, ca), (b, cb)) = (pair[0], pair[1]);
@@ -145,7 +151,8 @@ pub fn heat(level: f32) -> Color {
 
 /// A text colour readable on `heat(level)`.
 pub fn ink(level: f32) -> Color {
-    if unit(level) > 0.85 {
+    // Black reads better on magenta, as on the yellow top of the scale.
+    if level.is_nan() || unit(level) > 0.85 {
         Color::Black
     } else {
         Color::White

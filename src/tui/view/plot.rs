@@ -45,7 +45,10 @@ impl Widget for Plot<'_> {
         let cursor_col = app.cursor / per;
         let bars: Vec<SparklineBar> = (0..n.div_ceil(per))
             .map(|c| {
-                let level = (c * per..((c + 1) * per).min(n)).map(|i| app.level(pane, i)).fold(0.0f32, f32::max);
+                // f32::max would drop a NaN level; a NaN in the run colours its bar (magenta) instead.
+                let level = (c * per..((c + 1) * per).min(n))
+                    .map(|i| app.level(pane, i))
+                    .fold(0.0f32, |m, l| if m.is_nan() || l.is_nan() { f32::NAN } else { m.max(l) });
                 let colour = if c == cursor_col { Color::White } else { heat(0.25 + 0.75 * level) };
                 // Even a zero gets a sliver, so every token has a visible bar.
                 SparklineBar::from(((level * 1000.0) as u64).max(40)).style(Style::default().fg(colour))
