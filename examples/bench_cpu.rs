@@ -16,7 +16,7 @@ use std::time::Instant;
 use candle_core::{DType, Device};
 use proxythinker::generate::argmax_rows;
 use proxythinker::loader::Checkpoint;
-use proxythinker::processor::{prepare_prompt, prompt};
+use proxythinker::processor::{prepare_prompt, prompt, SourceImage};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let new_tokens: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(64);
     let repeats: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(3);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let image = root.join("tests/fixtures/images/224x224.png");
+    let image = SourceImage::open(&root.join("tests/fixtures/images/224x224.png"))?;
     let question = "Describe the picture in detail, then count the circles.";
 
     let device = Device::Cpu;

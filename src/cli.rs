@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::error::{Error, Result};
 use crate::generate::{greedy, StopReason};
 use crate::loader::Checkpoint;
-use crate::processor::{prepare_prompt, prompt};
+use crate::processor::{prepare_prompt, prompt, SourceImage};
 
 #[derive(Debug, Parser)]
 #[command(name = "proxythinker", version, about = "ProxyThinker test-time guidance of Qwen vision-language models")]
@@ -323,7 +323,8 @@ fn load(args: &PromptArgs) -> Result<Loaded> {
     let device = args.device.open()?;
     let checkpoint = Checkpoint::open(&crate::hub::resolve(&args.model, "--model")?)?;
     let tokenizer = prompt::load_tokenizer(&checkpoint.tokenizer_file)?;
-    let prepared = prepare_prompt(&checkpoint, &tokenizer, &args.prompt, args.image.as_deref(), args.raw, &device)?;
+    let image = args.image.as_deref().map(SourceImage::open).transpose()?;
+    let prepared = prepare_prompt(&checkpoint, &tokenizer, &args.prompt, image.as_ref(), args.raw, &device)?;
     let model = checkpoint.load_model(args.dtype, &device)?;
     Ok(Loaded { checkpoint, tokenizer, model, prepared })
 }
@@ -468,7 +469,8 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
     // One processor, the base model's, prepares the inputs of all three models (as in the paper).
     let (base_ckpt, tokenizer) = &files.base;
     let question = resolved.question(&args.question);
-    let prepared = prepare_prompt(base_ckpt, tokenizer, &question, args.image.as_deref(), false, &placement.base.1)?;
+    let image = args.image.as_deref().map(SourceImage::open).transpose()?;
+    let prepared = prepare_prompt(base_ckpt, tokenizer, &question, image.as_ref(), false, &placement.base.1)?;
     let prompt_tokens = prepared.input.input_ids.len() as u64;
     let notes = crate::preflight::check(
         &files,
@@ -585,8 +587,8 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     let placement = resolved.placement.open()?;
     let [base, rft, small] = resolved.resolve_models()?;
     let files = TrioFiles::open(&base, &rft, &small)?;
-    let prepared =
-        prepare_prompt(&files.base.0, &files.base.1, &args.question, args.image.as_deref(), false, &placement.base.1)?;
+    let image = args.image.as_deref().map(SourceImage::open).transpose()?;
+    let prepared = prepare_prompt(&files.base.0, &files.base.1, &args.question, image.as_ref(), false, &placement.base.1)?;
     let steps = args.steps as u64;
     let notes = crate::preflight::check(&files, &resolved.placement, &placement, prepared.input.input_ids.len() as u64 + steps, steps)?;
     for note in notes {

@@ -551,43 +551,4 @@ fn config_from_file() {
     );
 }
 
-// ---- loading ----
-
-#[test]
-fn load_image_reports_problems() {
-    let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("nope.png");
-    let err = load_image(&missing).unwrap_err();
-    assert!(matches!(err, Error::NotFound { .. }), "{err}");
-    assert!(err.to_string().contains("nope.png"));
-
-    let err = load_image(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("directory"), "{err}");
-
-    let empty = dir.path().join("empty.jpg");
-    std::fs::write(&empty, b"").unwrap();
-    let err = load_image(&empty).unwrap_err().to_string();
-    assert!(err.contains("empty"), "{err}");
-
-    let text = dir.path().join("notes.png");
-    std::fs::write(&text, b"hello, this is not an image").unwrap();
-    let err = load_image(&text).unwrap_err().to_string();
-    assert!(err.contains("not a recognised image format"), "{err}");
-
-    // A PNG signature followed by garbage: recognised, but undecodable.
-    let broken = dir.path().join("broken.png");
-    std::fs::write(&broken, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDRgarbage").unwrap();
-    let err = load_image(&broken).unwrap_err().to_string();
-    assert!(err.contains("PNG") && !err.contains('\n'), "{err}");
-}
-
-#[test]
-fn load_image_round_trips_png_with_alpha() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.png");
-    let rgba = image::RgbaImage::from_raw(2, 1, vec![10, 20, 30, 255, 10, 20, 30, 0]).unwrap();
-    rgba.save(&path).unwrap();
-    let img = load_image(&path).unwrap();
-    assert_eq!(img.color(), image::ColorType::Rgba8);
-    assert_eq!(to_rgb(&img).as_raw(), &[10, 20, 30, 255, 255, 255]);
-}
+// ---- loading: see tests/source_image.rs ----

@@ -18,15 +18,15 @@
 //! 5. repeats the frame `temporal_patch_size` times and cuts it into flattened patches in the order
 //!    the vision tower expects ([`preprocess`]).
 //!
-//! `preprocessor_config.json` is read with serde ([`ImageProcessorConfig::from_json_str`]). The golden tests in
+//! The picture comes decoded and upright from [`super::SourceImage`]; `preprocessor_config.json`
+//! is read with serde ([`ImageProcessorConfig::from_json_str`]). The golden tests in
 //! `tests/image_processor.rs` compare against fixtures written by
 //! `tests/fixtures/generate_processor.py` with Pillow 13 and transformers 5.24: the resize and the
 //! final `pixel_values` are bit-exact there.
 
-use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use image::{DynamicImage, RgbImage};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -756,89 +756,4 @@ pub fn to_tensor(
     device: &candle_core::Device,
 ) -> candle_core::Result<candle_core::Tensor> {
     candle_core::Tensor::from_slice(&p.pixel_values, (p.num_patches, p.patch_dim), device)
-}
-
-/// Opens and decodes an image file (PNG, JPEG, BMP, GIF, WebP or TIFF, recognised by content),
-/// applying its EXIF orientation as transformers' `load_image` does. Alpha is kept: [`preprocess`]
-/// composites it onto white.
-pub fn load_image(path: &Path) -> Result<DynamicImage> {
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound {
-            what: "image",
-            path: path.to_path_buf(),
-            hint: "check the path and the current directory".into(),
-        },
-        _ => Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        },
-    })?;
-    if meta.is_dir() {
-        return Err(Error::image(
-            path,
-            "is a directory, not an image file; name a file inside it",
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    decode_image(&bytes, path)
-}
-
-/// Decodes an in-memory image file; `path` is only used in error messages.
-pub fn decode_image(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
-    if bytes.is_empty() {
-        return Err(Error::image(
-            path,
-            "file is empty (0 bytes); re-export or re-download it",
-        ));
-    }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
-    let Some(format) = reader.format() else {
-        return Err(Error::image(
-            path,
-            "not a recognised image format (supported: PNG, JPEG, BMP, GIF, WebP, TIFF); convert \
-             it to PNG or JPEG",
-        ));
-    };
-    let name = format!("{format:?}").to_uppercase();
-    let decode_err = |e: image::ImageError| image_error(path, &name, e);
-    let mut decoder = reader.into_decoder().map_err(decode_err)?;
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
-    img.apply_orientation(orientation);
-    if img.width() == 0 || img.height() == 0 {
-        return Err(Error::image(
-            path,
-            format!(
-                "image is {}x{} pixels, which has nothing to process; use a non-empty image",
-                img.width(),
-                img.height()
-            ),
-        ));
-    }
-    Ok(img)
-}
-
-fn image_error(path: &Path, format: &str, e: image::ImageError) -> Error {
-    let msg = match e {
-        image::ImageError::Unsupported(u) => format!(
-            "this {format} variant is not supported ({u}); convert the image to 8-bit PNG or JPEG"
-        ),
-        image::ImageError::Limits(l) => {
-            format!("image is too large to decode ({l}); downscale it first")
-        }
-        other => format!(
-            "cannot decode as {format} ({other}); the file may be truncated or corrupt, re-export it"
-        ),
-    };
-    Error::image(PathBuf::from(path), msg.replace('\n', " "))
 }

@@ -1,10 +1,12 @@
 //! Turning an image and a question into model inputs, exactly as transformers' Qwen2-VL processor
-//! does: `image` prepares pixel patches, `prompt` renders the chat template and expands image pads.
+//! does: `source` decodes the picture (upright, once, shared with the UI), `image` prepares pixel
+//! patches, `prompt` renders the chat template and expands image pads.
 
 pub mod image;
 pub mod prompt;
+pub mod source;
 
-use std::path::Path;
+pub use source::SourceImage;
 
 use candle_core::Device;
 use tokenizers::Tokenizer;
@@ -29,7 +31,7 @@ pub fn prepare_prompt(
     checkpoint: &Checkpoint,
     tokenizer: &Tokenizer,
     question: &str,
-    image_path: Option<&Path>,
+    image: Option<&SourceImage>,
     raw: bool,
     device: &Device,
 ) -> Result<PreparedPrompt> {
@@ -38,10 +40,9 @@ pub fn prepare_prompt(
     }
     let mut images = Vec::new();
     let mut counts = Vec::new();
-    if let Some(path) = image_path {
-        let img = image::load_image(path)?;
-        let processed = image::preprocess(&img, &checkpoint.processor).map_err(|e| match e {
-            Error::Invalid(m) => Error::image(path, m),
+    if let Some(source) = image {
+        let processed = image::preprocess(&source.image, &checkpoint.processor).map_err(|e| match e {
+            Error::Invalid(m) => Error::image(&source.path, m),
             other => other,
         })?;
         let merge = checkpoint.config.vision.spatial_merge_size;
@@ -49,7 +50,7 @@ pub fn prepare_prompt(
         images.push(ImageInput { pixel_values: image::to_tensor(&processed, device)?, grid_thw: processed.grid_thw });
     }
     let text = if raw {
-        if image_path.is_some() && !question.contains(prompt::IMAGE_PAD) {
+        if image.is_some() && !question.contains(prompt::IMAGE_PAD) {
             return Err(Error::invalid(format!(
                 "--raw with --image needs the prompt to hold {} where the image goes",
                 prompt::IMAGE_PAD
@@ -63,7 +64,7 @@ pub fn prepare_prompt(
                 checkpoint.dir.display()
             )));
         };
-        prompt::render_user_turn(template, question, image_path.is_some(), &checkpoint.special_tokens)?
+        prompt::render_user_turn(template, question, image.is_some(), &checkpoint.special_tokens)?
     };
     let text = prompt::expand_image_pads(&text, &counts)?;
     let input_ids = prompt::encode(tokenizer, &text)?;

@@ -3,14 +3,13 @@
 //! the first engine's thread, and shared by every engine after it: a restart with a new question
 //! or image spawns a fresh engine over the same models.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::engine::trio::{Placement, TrioFiles};
 use crate::engine::{Engine, Session, Settings, Trio};
 use crate::error::{Error, Result};
 use crate::guidance::Sampling;
-use crate::processor::prepare_prompt;
+use crate::processor::{prepare_prompt, SourceImage};
 
 /// Everything a session needs besides its question, image and α.
 #[derive(Clone)]
@@ -43,11 +42,12 @@ impl Launcher {
         &self.files
     }
 
-    /// Starts an engine decoding `question` about `image` at `alpha`. Errors (weights that do not
-    /// load, an image the processor refuses) arrive as `Event::Error`.
-    pub fn spawn(&self, question: String, image: Option<PathBuf>, alpha: f32) -> Engine {
+    /// Starts an engine decoding `question` about `image` (already decoded, and shared with the
+    /// UI's thumbnail) at `alpha`. Errors (weights that do not load, an image the processor
+    /// refuses) arrive as `Event::Error`.
+    pub fn spawn(&self, question: String, image: Option<SourceImage>, alpha: f32) -> Engine {
         let me = self.clone();
-        Engine::spawn(move |current: Option<f32>| me.session(&question, image.as_deref(), current.unwrap_or(alpha)))
+        Engine::spawn(move |current: Option<f32>| me.session(&question, image.as_ref(), current.unwrap_or(alpha)))
     }
 
     fn loaded(&self) -> Result<Trio> {
@@ -64,7 +64,7 @@ impl Launcher {
         Ok(trio)
     }
 
-    fn session(&self, question: &str, image: Option<&std::path::Path>, alpha: f32) -> Result<Session> {
+    fn session(&self, question: &str, image: Option<&SourceImage>, alpha: f32) -> Result<Session> {
         let trio = self.loaded()?;
         let (base, tokenizer) = &self.files.base;
         // One processor, the base model's, prepares the inputs of all three models.

@@ -77,7 +77,7 @@ fn prepare(
         return Err(Error::invalid("--max-new-tokens must be at least 1"));
     }
     let placement = settings.placement.open()?;
-    let thumbnail = image.as_deref().map(Thumbnail::open).transpose()?;
+    let source = image.as_deref().map(crate::processor::SourceImage::open).transpose()?;
     let files = TrioFiles::open(paths[0], paths[1], paths[2])?;
     // The preflight sizes the first question's context (the image processed on the cpu only to
     // count its tokens); the weights are not read yet.
@@ -87,7 +87,7 @@ fn prepare(
         base_ckpt,
         tokenizer,
         &format!("{question}{suffix}"),
-        image.as_deref(),
+        source.as_ref(),
         false,
         &candle_core::Device::Cpu,
     )?;
@@ -117,7 +117,7 @@ fn prepare(
         image_path: image,
     };
     let mut app = App::new(info, alpha);
-    app.image = thumbnail;
+    app.image = source.as_ref().map(Thumbnail::from_source);
     if !note.is_empty() {
         app.set_status(note);
     }
@@ -183,7 +183,8 @@ fn run_app(mut app: App, launcher: Option<(Launcher, String)>) -> Result<()> {
     // The terminal first: its panic hook must be in place before the engine thread exists.
     let mut guard = terminal::enter().map_err(|e| Error::invalid(format!("cannot use this terminal: {e}")))?;
     if let Some(l) = &runtime.launcher {
-        runtime.engine = Some(l.spawn(format!("{}{}", app.info.question, runtime.suffix), app.info.image_path.clone(), app.alpha));
+        let image = app.image.as_ref().map(|t| t.source.clone());
+        runtime.engine = Some(l.spawn(format!("{}{}", app.info.question, runtime.suffix), image, app.alpha));
         // A note from the checks (vocabularies that differ, ...) stays visible next to "loading".
         let note = app.status.take().map(|s| s.text);
         if let Some(n) = &note {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 use proxythinker::loader::Checkpoint;
 use proxythinker::models::VlModel;
-use proxythinker::processor::{prepare_prompt, prompt, PreparedPrompt};
+use proxythinker::processor::{prepare_prompt, prompt, PreparedPrompt, SourceImage};
 use serde_json::Value;
 
 pub fn fixtures() -> PathBuf {
@@ -43,8 +43,9 @@ pub fn load(model_dir: &str, dtype: DType) -> Fixture {
 
 impl Fixture {
     pub fn prompt(&self, question: &str, image: Option<&str>, raw: bool) -> PreparedPrompt {
-        let image = image.map(|i| fixtures().join("tiny").join(i));
-        prepare_prompt(&self.checkpoint, &self.tokenizer, question, image.as_deref(), raw, &Device::Cpu)
+        let image =
+            image.map(|i| SourceImage::open(&fixtures().join("tiny").join(i)).unwrap_or_else(|e| panic!("{e}")));
+        prepare_prompt(&self.checkpoint, &self.tokenizer, question, image.as_ref(), raw, &Device::Cpu)
             .unwrap_or_else(|e| panic!("{e}"))
     }
 }
