@@ -17,6 +17,7 @@ use candle_core::{DType, Device};
 use proxythinker::generate::argmax_rows;
 use proxythinker::loader::Checkpoint;
 use proxythinker::prepare::prepare_prompt;
+use proxythinker::processor::SourceImage;
 use proxythinker::processor::prompt;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -30,7 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let new_tokens: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(64);
     let repeats: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(3);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let image = root.join("tests/fixtures/images/224x224.png");
+    // The same picture bench/transformers_reference.py gives transformers.
+    let image = SourceImage::open(&root.join("tests/fixtures/tiny/images/224x224.png"))?;
     let question = "Describe the picture in detail, then count the circles.";
 
     let device = Device::Cpu;

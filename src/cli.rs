@@ -27,7 +27,7 @@ use crate::loader::Checkpoint;
 use crate::placement::{parse_dtype, DeviceSpec};
 use crate::plan::{Inputs, SessionRequest};
 use crate::prepare::prepare_prompt;
-use crate::processor::prompt;
+use crate::processor::{prompt, SourceImage};
 use crate::trio::PerModel;
 
 #[derive(Debug, Parser)]
@@ -185,7 +185,8 @@ fn load(args: &PromptArgs) -> Result<Loaded> {
     let device = args.device.open()?;
     let checkpoint = Checkpoint::open(&crate::hub::resolve(&args.model, "--model")?)?;
     let tokenizer = prompt::load_tokenizer(&checkpoint.tokenizer_file)?;
-    let prepared = prepare_prompt(&checkpoint, &tokenizer, &args.prompt, args.image.as_deref(), args.raw, &device)?;
+    let image = args.image.as_deref().map(SourceImage::open).transpose()?;
+    let prepared = prepare_prompt(&checkpoint, &tokenizer, &args.prompt, image.as_ref(), args.raw, &device)?;
     let model = checkpoint.load_model(args.dtype, &device)?;
     Ok(Loaded { checkpoint, tokenizer, model, prepared })
 }
@@ -248,9 +249,10 @@ pub struct InputArgs {
 }
 
 impl InputArgs {
-    /// The inputs, with `default` for a question not given.
-    pub fn inputs_or(&self, default: &str) -> Inputs {
-        Inputs { question: self.question.clone().unwrap_or_else(|| default.to_string()), image: self.image.clone() }
+    /// The inputs, with `default` for a question not given; the image is decoded here, once.
+    pub fn inputs_or(&self, default: &str) -> Result<Inputs> {
+        let image = self.image.as_deref().map(SourceImage::open).transpose()?;
+        Ok(Inputs { question: self.question.clone().unwrap_or_else(|| default.to_string()), image })
     }
 }
 
@@ -369,7 +371,7 @@ fn open_trace(path: Option<&Path>) -> Result<Option<crate::trace::TraceWriter>> 
 
 pub fn run_guided(args: &RunArgs) -> Result<()> {
     let settings = crate::config::resolve(&args.guided.overrides())?;
-    let inputs = args.input.inputs_or("");
+    let inputs = args.input.inputs_or("")?;
     let request = SessionRequest::new(settings, &inputs.question)?;
     let trace = open_trace(args.trace.as_deref())?;
     let dirs = request.settings().resolve_models()?;
@@ -453,7 +455,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     settings.max_new_tokens = Setting { value: args.steps, from: from.clone() };
     settings.stop = Setting { value: Vec::new(), from: from.clone() };
     settings.ignore_eos = Setting { value: true, from };
-    let inputs = args.input.inputs_or(BENCH_QUESTION);
+    let inputs = args.input.inputs_or(BENCH_QUESTION)?;
     let request = SessionRequest::new(settings, &inputs.question)?;
     let dirs = request.settings().resolve_models()?;
     let plan = request.prepare(dirs, inputs.clone())?;

@@ -6,6 +6,7 @@
 //! reference loop, and `cli` is the command-line front end.
 
 pub mod bench;
+mod checkpoint_json;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -22,6 +22,7 @@ use crate::engine::{Session, Settings};
 use crate::error::{Error, Result};
 use crate::placement::{dtype_name, Devices};
 use crate::prepare::{prepare_prompt, PreparedPrompt};
+use crate::processor::SourceImage;
 use crate::trace::{ModelPlace, TraceHeader};
 use crate::trio::{PerModel, Trio, TrioFiles};
 
@@ -30,7 +31,8 @@ use crate::trio::{PerModel, Trio, TrioFiles};
 pub struct Inputs {
     /// The question as typed; the plan appends the suffix.
     pub question: String,
-    pub image: Option<PathBuf>,
+    /// The picture, decoded once (the UI draws the same decoded picture).
+    pub image: Option<SourceImage>,
 }
 
 /// Stage one of a plan: settings checked, devices open, models not yet found.
@@ -148,7 +150,7 @@ impl SessionPlan {
         }
         let (checkpoint, tokenizer) = self.files.base();
         let question = self.question(&inputs.question);
-        prepare_prompt(checkpoint, tokenizer, &question, inputs.image.as_deref(), false, &self.devices.base.1)
+        prepare_prompt(checkpoint, tokenizer, &question, inputs.image.as_ref(), false, &self.devices.base.1)
     }
 
     /// The loaded weights (read on the first call; later calls share them).
@@ -198,7 +200,7 @@ impl SessionPlan {
             stop_at_eos: self.decoding.stop_at_eos,
             question: inputs.question.clone(),
             suffix: self.settings.suffix.value.text().to_string(),
-            image: inputs.image.clone(),
+            image: inputs.image.as_ref().map(|s| s.path.clone()),
             prompt: prompt.text.clone(),
             input_ids: prompt.input.input_ids.clone(),
             shared_vocab: self.files.shared_vocab(),

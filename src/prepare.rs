@@ -4,15 +4,13 @@
 //! sits above [`crate::loader`] (which reads those files) and [`crate::processor`] (which does
 //! each step), so neither needs the other.
 
-use std::path::Path;
-
 use candle_core::Device;
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
 use crate::loader::Checkpoint;
 use crate::models::{ImageInput, PromptInput};
-use crate::processor::{image, prompt};
+use crate::processor::{image, prompt, SourceImage};
 
 /// A prompt ready for a model: the text that was tokenized, its ids, and its images.
 #[derive(Debug, Clone)]
@@ -30,7 +28,7 @@ pub fn prepare_prompt(
     checkpoint: &Checkpoint,
     tokenizer: &Tokenizer,
     question: &str,
-    image_path: Option<&Path>,
+    image: Option<&SourceImage>,
     raw: bool,
     device: &Device,
 ) -> Result<PreparedPrompt> {
@@ -39,10 +37,9 @@ pub fn prepare_prompt(
     }
     let mut images = Vec::new();
     let mut counts = Vec::new();
-    if let Some(path) = image_path {
-        let img = image::load_image(path)?;
-        let processed = image::preprocess(&img, &checkpoint.processor).map_err(|e| match e {
-            Error::Invalid(m) => Error::image(path, m),
+    if let Some(source) = image {
+        let processed = image::preprocess(&source.image, &checkpoint.processor).map_err(|e| match e {
+            Error::Invalid(m) => Error::image(&source.path, m),
             other => other,
         })?;
         let merge = checkpoint.config.vision.spatial_merge_size;
@@ -50,7 +47,7 @@ pub fn prepare_prompt(
         images.push(ImageInput { pixel_values: image::to_tensor(&processed, device)?, grid_thw: processed.grid_thw });
     }
     let text = if raw {
-        if image_path.is_some() && !question.contains(prompt::IMAGE_PAD) {
+        if image.is_some() && !question.contains(prompt::IMAGE_PAD) {
             return Err(Error::invalid(format!(
                 "--raw with --image needs the prompt to hold {} where the image goes",
                 prompt::IMAGE_PAD
@@ -64,7 +61,7 @@ pub fn prepare_prompt(
                 checkpoint.dir.display()
             )));
         };
-        prompt::render_user_turn(template, question, image_path.is_some(), &checkpoint.special_tokens)?
+        prompt::render_user_turn(template, question, image.is_some(), &checkpoint.special_tokens)?
     };
     let text = prompt::expand_image_pads(&text, &counts)?;
     let input_ids = prompt::encode(tokenizer, &text)?;

@@ -111,6 +111,12 @@ fn bad_configs_are_refused_with_the_key_named() {
         (r#"{"model_type": "qwen2_vl", "hidden_size": 64, "num_attention_heads": 4, "rope_scaling": {"mrope_section": [2, 3, 3]}, "vision_config": {"hidden_size": 32}}"#, "merger outputs 32"),
         (r#"{"model_type": "qwen2_5_vl", "text_config": {"num_hidden_layers": -1}}"#, "`text_config.num_hidden_layers`"),
         ("{ not json", "line 1"),
+        (r#"{"model_type": "qwen2_5_vl", "vision_config": {"depth": "x"}}"#, r#"`vision_config.depth` must be a non-negative integer, got "x""#),
+        (r#"{"model_type": "qwen2_5_vl", "rope_scaling": {"mrope_section": [16, "24", 24]}}"#, "`rope_scaling.mrope_section` must be a list"),
+        // serde would read a list as a struct's fields in order: `[]` must not pass as "all defaults".
+        (r#"{"model_type": "qwen2_5_vl", "rope_scaling": []}"#, "`rope_scaling` must be an object, got []"),
+        (r#"{"model_type": "qwen2_5_vl", "vision_config": []}"#, "`vision_config` must be an object"),
+        (r#"{"model_type": "qwen2_5_vl", "text_config": 5}"#, "`text_config` must be an object"),
     ];
     for (text, needle) in cases {
         let err = ModelConfig::from_json_str(text, p).unwrap_err().to_string();

@@ -36,8 +36,8 @@ fn setup() -> Setup {
 
 impl Setup {
     fn prompt(&self, question: &str, image: Option<&str>) -> PromptInput {
-        let image = image.map(tiny);
-        prepare_prompt(&self.files.base().0, &self.files.base().1, question, image.as_deref(), false, &Device::Cpu)
+        let image = image.map(|i| proxythinker::processor::SourceImage::open(&tiny(i)).unwrap());
+        prepare_prompt(&self.files.base().0, &self.files.base().1, question, image.as_ref(), false, &Device::Cpu)
             .unwrap()
             .input
     }

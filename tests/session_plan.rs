@@ -146,7 +146,7 @@ fn a_run_trace_replays_with_its_models_devices_and_dtypes_and_both_writers_write
         Loaded::default(),
     )
     .unwrap();
-    let inputs = Inputs { question: "What is in the picture?".into(), image: Some(tiny("images/56x56.png")) };
+    let inputs = Inputs { question: "What is in the picture?".into(), image: Some(proxythinker::processor::SourceImage::open(&tiny("images/56x56.png")).unwrap()) };
     let request = SessionRequest::new(settings, &inputs.question).unwrap();
     let dirs = request.settings().resolve_models().unwrap();
     let plan = request.prepare(dirs, inputs.clone()).unwrap();

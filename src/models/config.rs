@@ -5,12 +5,15 @@
 //! transformers 5 writes a *nested* layout with `text_config` and `vision_config`, and rope
 //! settings in `rope_parameters`. Real configs also leave fields out and rely on the defaults of
 //! transformers' config classes (Qwen2.5-VL-3B's `vision_config` holds five keys), so every
-//! default here is the one transformers' config class declares.
+//! default here is the one transformers' config class declares. The file is read with serde into
+//! structs that mirror those classes, then resolved (aliases, derived defaults) and checked.
 
 use std::path::Path;
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::checkpoint_json::{self, optional_section, section, setting};
 use crate::error::{Error, Result};
 
 /// Which Qwen VL family a checkpoint belongs to (`model_type` in config.json).
@@ -89,79 +92,6 @@ pub struct ModelConfig {
     pub vision_end_token_id: u32,
 }
 
-/// A view of a JSON object that reports missing or mistyped keys against the file they came from.
-struct Fields<'a> {
-    obj: &'a Map<String, Value>,
-    path: &'a Path,
-    section: &'static str,
-}
-
-impl<'a> Fields<'a> {
-    fn key_name(&self, key: &str) -> String {
-        if self.section.is_empty() {
-            format!("`{key}`")
-        } else {
-            format!("`{}.{key}`", self.section)
-        }
-    }
-
-    fn usize_or(&self, keys: &[&str], default: usize) -> Result<usize> {
-        for key in keys {
-            if let Some(v) = self.obj.get(*key) {
-                if v.is_null() {
-                    continue;
-                }
-                return v.as_u64().map(|x| x as usize).ok_or_else(|| {
-                    Error::config(self.path, format!("{} must be a non-negative integer, found {v}", self.key_name(key)))
-                });
-            }
-        }
-        Ok(default)
-    }
-
-    fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
-        match self.obj.get(key) {
-            None | Some(Value::Null) => Ok(default),
-            Some(v) => v
-                .as_f64()
-                .ok_or_else(|| Error::config(self.path, format!("{} must be a number, found {v}", self.key_name(key)))),
-        }
-    }
-
-    fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
-        match self.obj.get(key) {
-            None | Some(Value::Null) => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| Error::config(self.path, format!("{} must be true or false, found {v}", self.key_name(key)))),
-        }
-    }
-
-    fn str_or(&self, key: &str, default: &'a str) -> Result<&'a str> {
-        match self.obj.get(key) {
-            None | Some(Value::Null) => Ok(default),
-            Some(v) => v
-                .as_str()
-                .ok_or_else(|| Error::config(self.path, format!("{} must be a string, found {v}", self.key_name(key)))),
-        }
-    }
-
-    fn usize_list_or(&self, key: &str, default: &[usize]) -> Result<Vec<usize>> {
-        match self.obj.get(key) {
-            None | Some(Value::Null) => Ok(default.to_vec()),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| {
-                    v.as_u64().map(|x| x as usize).ok_or_else(|| {
-                        Error::config(self.path, format!("{} must be a list of integers, found {v}", self.key_name(key)))
-                    })
-                })
-                .collect(),
-            Some(v) => Err(Error::config(self.path, format!("{} must be a list of integers, found {v}", self.key_name(key)))),
-        }
-    }
-}
-
 impl ModelConfig {
     /// Reads and resolves a config.json.
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -171,24 +101,18 @@ impl ModelConfig {
 
     /// Resolves a config.json text; `path` is only used in error messages.
     pub fn from_json_str(text: &str, path: &Path) -> Result<Self> {
-        let root: Value = serde_json::from_str(text).map_err(|e| {
-            Error::config(path, format!("not valid JSON at line {} column {}: {e}", e.line(), e.column()))
-        })?;
-        let Value::Object(root) = root else {
-            return Err(Error::config(path, "expected a JSON object at the top level"));
-        };
-        let top = Fields { obj: &root, path, section: "" };
-        let model_type = top.str_or("model_type", "")?;
-        let family = match model_type {
-            "qwen2_vl" => Family::Qwen2Vl,
-            "qwen2_5_vl" => Family::Qwen2_5Vl,
-            "" => {
+        let root = checkpoint_json::parse_object(text, path)?;
+        let top: ConfigFile = checkpoint_json::read(&root, "", path)?;
+        let family = match top.model_type.as_deref() {
+            Some("qwen2_vl") => Family::Qwen2Vl,
+            Some("qwen2_5_vl") => Family::Qwen2_5Vl,
+            None | Some("") => {
                 return Err(Error::config(
                     path,
                     "no `model_type`; this does not look like a Qwen2-VL or Qwen2.5-VL config.json",
                 ))
             }
-            other => {
+            Some(other) => {
                 return Err(Error::config(
                     path,
                     format!(
@@ -198,27 +122,26 @@ impl ModelConfig {
             }
         };
 
-        // Text fields: the nested `text_config` wins; the flat layout keeps them at the top level.
-        let mut text_obj = root.clone();
-        text_obj.remove("vision_config");
-        if let Some(v) = root.get("text_config") {
-            let Value::Object(nested) = v else {
-                return Err(Error::config(path, "`text_config` must be an object"));
-            };
-            for (k, v) in nested {
-                text_obj.insert(k.clone(), v.clone());
+        // Text fields: the nested `text_config` wins; the flat layout keeps them at the top level
+        // (and a nested file's top-level keys still fill what `text_config` leaves out).
+        let (text_value, text_at) = match &top.text_config {
+            Some(nested) => {
+                let mut merged = root.as_object().cloned().unwrap_or_default();
+                merged.extend(nested.clone());
+                (Value::Object(merged), "text_config")
             }
-        }
-        let section = if root.contains_key("text_config") { "text_config" } else { "" };
-        let text = Self::text_config(&Fields { obj: &text_obj, path, section }, &root, path)?;
-
-        let empty = Map::new();
-        let vision_obj = match root.get("vision_config") {
-            None | Some(Value::Null) => &empty,
-            Some(Value::Object(o)) => o,
-            Some(_) => return Err(Error::config(path, "`vision_config` must be an object")),
+            None => (root.clone(), ""),
         };
-        let vision = Self::vision_config(family, &Fields { obj: vision_obj, path, section: "vision_config" })?;
+        let text_file: TextFile = checkpoint_json::read(&text_value, text_at, path)?;
+        let text = text_file.resolve(top.tie_word_embeddings, path)?;
+
+        let no_vision = Value::Object(Default::default());
+        let vision_value = root.get("vision_config").unwrap_or(&no_vision);
+        let vision = match family {
+            Family::Qwen2_5Vl => checkpoint_json::read::<Qwen25VisionFile>(vision_value, "vision_config", path)?.resolve(path)?,
+            Family::Qwen2Vl => checkpoint_json::read::<Qwen2VisionFile>(vision_value, "vision_config", path)?.resolve(path)?,
+        };
+        vision.validate(family, path)?;
         if vision.out_hidden_size != text.hidden_size {
             return Err(Error::config(
                 path,
@@ -228,30 +151,139 @@ impl ModelConfig {
                 ),
             ));
         }
-
-        let id = |key: &str, default: usize| -> Result<u32> { Ok(top.usize_or(&[key], default)? as u32) };
         Ok(ModelConfig {
             family,
             text,
             vision,
-            image_token_id: id("image_token_id", 151655)?,
-            video_token_id: id("video_token_id", 151656)?,
-            vision_start_token_id: id("vision_start_token_id", 151652)?,
-            vision_end_token_id: id("vision_end_token_id", 151653)?,
+            image_token_id: top.image_token_id,
+            video_token_id: top.video_token_id,
+            vision_start_token_id: top.vision_start_token_id,
+            vision_end_token_id: top.vision_end_token_id,
         })
     }
+}
 
-    fn text_config(f: &Fields, root: &Map<String, Value>, path: &Path) -> Result<TextConfig> {
-        // Defaults of Qwen2VLTextConfig / Qwen2_5_VLTextConfig (identical for the fields used).
-        let hidden_size = f.usize_or(&["hidden_size"], 8192)?;
-        let num_attention_heads = f.usize_or(&["num_attention_heads"], 64)?;
+// What config.json says, as serde reads it (see `checkpoint_json`: `null` is absent, unknown keys
+// are ignored, a wrong type names the key). Each struct's `Default` holds the defaults of the
+// transformers config class it mirrors. Keys that go by two names in the wild (`depth` and
+// `num_hidden_layers`, ...) are read under both, and the first name wins where both are present.
+
+/// The top level, apart from the text model's keys.
+#[derive(Deserialize)]
+#[serde(default)]
+struct ConfigFile {
+    #[serde(deserialize_with = "setting")]
+    model_type: Option<String>,
+    #[serde(deserialize_with = "optional_section")]
+    text_config: Option<Map<String, Value>>,
+    #[serde(deserialize_with = "setting")]
+    tie_word_embeddings: bool,
+    #[serde(deserialize_with = "setting")]
+    image_token_id: u32,
+    #[serde(deserialize_with = "setting")]
+    video_token_id: u32,
+    #[serde(deserialize_with = "setting")]
+    vision_start_token_id: u32,
+    #[serde(deserialize_with = "setting")]
+    vision_end_token_id: u32,
+}
+
+impl Default for ConfigFile {
+    fn default() -> Self {
+        ConfigFile {
+            model_type: None,
+            text_config: None,
+            tie_word_embeddings: false,
+            image_token_id: 151655,
+            video_token_id: 151656,
+            vision_start_token_id: 151652,
+            vision_end_token_id: 151653,
+        }
+    }
+}
+
+/// The text model's keys: `Qwen2VLTextConfig` / `Qwen2_5_VLTextConfig` (identical defaults for
+/// the keys read here).
+#[derive(Deserialize)]
+#[serde(default)]
+struct TextFile {
+    #[serde(deserialize_with = "setting")]
+    vocab_size: usize,
+    #[serde(deserialize_with = "setting")]
+    hidden_size: usize,
+    #[serde(deserialize_with = "setting")]
+    intermediate_size: usize,
+    #[serde(deserialize_with = "setting")]
+    num_hidden_layers: usize,
+    #[serde(deserialize_with = "setting")]
+    num_attention_heads: usize,
+    /// Defaults to `num_attention_heads`.
+    #[serde(deserialize_with = "setting")]
+    num_key_value_heads: Option<usize>,
+    /// Defaults to `hidden_size / num_attention_heads`.
+    #[serde(deserialize_with = "setting")]
+    head_dim: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    rms_norm_eps: f64,
+    #[serde(deserialize_with = "setting")]
+    rope_theta: f64,
+    #[serde(deserialize_with = "setting")]
+    max_position_embeddings: usize,
+    #[serde(deserialize_with = "setting")]
+    tie_word_embeddings: bool,
+    /// transformers 5's name for the rope settings; the Hub's files say `rope_scaling`.
+    #[serde(deserialize_with = "optional_section")]
+    rope_parameters: Option<RopeFile>,
+    #[serde(deserialize_with = "optional_section")]
+    rope_scaling: Option<RopeFile>,
+}
+
+impl Default for TextFile {
+    fn default() -> Self {
+        TextFile {
+            vocab_size: 152064,
+            hidden_size: 8192,
+            intermediate_size: 29568,
+            num_hidden_layers: 80,
+            num_attention_heads: 64,
+            num_key_value_heads: None,
+            head_dim: None,
+            rms_norm_eps: 1e-5,
+            rope_theta: 1_000_000.0,
+            max_position_embeddings: 32768,
+            tie_word_embeddings: false,
+            rope_parameters: None,
+            rope_scaling: None,
+        }
+    }
+}
+
+/// `rope_parameters` / `rope_scaling`: theta may sit here rather than at the text level.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RopeFile {
+    #[serde(deserialize_with = "setting")]
+    rope_theta: Option<f64>,
+    #[serde(deserialize_with = "setting")]
+    mrope_section: Option<Vec<usize>>,
+    #[serde(deserialize_with = "setting")]
+    rope_type: Option<String>,
+    /// The older name of `rope_type`.
+    #[serde(rename = "type", deserialize_with = "setting")]
+    legacy_type: Option<String>,
+}
+
+impl TextFile {
+    /// The text config, checked; `tie_at_top` is the top level's `tie_word_embeddings`.
+    fn resolve(self, tie_at_top: bool, path: &Path) -> Result<TextConfig> {
+        let (hidden_size, num_attention_heads) = (self.hidden_size, self.num_attention_heads);
         if num_attention_heads == 0 || hidden_size % num_attention_heads != 0 {
             return Err(Error::config(
                 path,
                 format!("hidden_size {hidden_size} is not divisible by num_attention_heads {num_attention_heads}"),
             ));
         }
-        let num_key_value_heads = f.usize_or(&["num_key_value_heads"], num_attention_heads)?;
+        let num_key_value_heads = self.num_key_value_heads.unwrap_or(num_attention_heads);
         if num_key_value_heads == 0 || num_attention_heads % num_key_value_heads != 0 {
             return Err(Error::config(
                 path,
@@ -260,123 +292,253 @@ impl ModelConfig {
                 ),
             ));
         }
-        let head_dim = f.usize_or(&["head_dim"], hidden_size / num_attention_heads)?;
-
-        // Rope settings: `rope_parameters` (transformers 5) or `rope_scaling` (Hub), theta either
-        // inside them or at the top level.
-        let rope_obj = match f.obj.get("rope_parameters").or_else(|| f.obj.get("rope_scaling")) {
-            Some(Value::Object(o)) => Some(o),
-            None | Some(Value::Null) => None,
-            Some(_) => return Err(Error::config(path, "`rope_scaling` must be an object")),
-        };
-        let mut rope_theta = f.f64_or("rope_theta", 1_000_000.0)?;
-        let mut mrope_section = vec![16, 24, 24];
-        if let Some(rope) = rope_obj {
-            let rf = Fields { obj: rope, path, section: "rope_scaling" };
-            rope_theta = rf.f64_or("rope_theta", rope_theta)?;
-            mrope_section = rf.usize_list_or("mrope_section", &mrope_section)?;
-            let rope_type = rope.get("rope_type").or_else(|| rope.get("type")).and_then(Value::as_str).unwrap_or("default");
-            if !matches!(rope_type, "default" | "mrope") {
-                return Err(Error::config(
-                    path,
-                    format!("rope type \"{rope_type}\" is not supported; Qwen VL checkpoints use \"default\" or \"mrope\""),
-                ));
-            }
+        let head_dim = self.head_dim.unwrap_or(hidden_size / num_attention_heads);
+        let rope = self.rope_parameters.or(self.rope_scaling).unwrap_or_default();
+        let rope_type = rope.rope_type.or(rope.legacy_type);
+        let rope_type = rope_type.as_deref().unwrap_or("default");
+        if !matches!(rope_type, "default" | "mrope") {
+            return Err(Error::config(
+                path,
+                format!("rope type \"{rope_type}\" is not supported; Qwen VL checkpoints use \"default\" or \"mrope\""),
+            ));
         }
+        let mrope_section = rope.mrope_section.unwrap_or_else(|| vec![16, 24, 24]);
         if mrope_section.len() != 3 || mrope_section.iter().sum::<usize>() * 2 != head_dim {
             return Err(Error::config(
                 path,
                 format!("mrope_section {mrope_section:?} must have three parts summing to head_dim/2 = {}", head_dim / 2),
             ));
         }
-        // transformers ties the embeddings if either the top level or the text config says so.
-        let top = Fields { obj: root, path, section: "" };
-        let tie_word_embeddings = top.bool_or("tie_word_embeddings", false)? || f.bool_or("tie_word_embeddings", false)?;
         Ok(TextConfig {
-            vocab_size: f.usize_or(&["vocab_size"], 152064)?,
+            vocab_size: self.vocab_size,
             hidden_size,
-            intermediate_size: f.usize_or(&["intermediate_size"], 29568)?,
-            num_hidden_layers: f.usize_or(&["num_hidden_layers"], 80)?,
+            intermediate_size: self.intermediate_size,
+            num_hidden_layers: self.num_hidden_layers,
             num_attention_heads,
             num_key_value_heads,
             head_dim,
-            rms_norm_eps: f.f64_or("rms_norm_eps", 1e-5)?,
-            rope_theta,
+            rms_norm_eps: self.rms_norm_eps,
+            rope_theta: rope.rope_theta.unwrap_or(self.rope_theta),
             mrope_section,
-            max_position_embeddings: f.usize_or(&["max_position_embeddings"], 32768)?,
-            tie_word_embeddings,
+            max_position_embeddings: self.max_position_embeddings,
+            // transformers ties the embeddings if either the top level or the text config says so.
+            tie_word_embeddings: tie_at_top || self.tie_word_embeddings,
         })
     }
+}
 
-    fn vision_config(family: Family, f: &Fields) -> Result<VisionConfig> {
-        let act = |name: &str| -> Result<VisionAct> {
-            match name {
-                "silu" | "swish" => Ok(VisionAct::Silu),
-                "quick_gelu" => Ok(VisionAct::QuickGelu),
-                "gelu" => Ok(VisionAct::Gelu),
-                other => Err(Error::config(f.path, format!("`vision_config.hidden_act` \"{other}\" is not supported"))),
-            }
-        };
-        let rope_theta = match f.obj.get("rope_parameters") {
-            Some(Value::Object(o)) => Fields { obj: o, path: f.path, section: "vision_config.rope_parameters" }
-                .f64_or("rope_theta", 10_000.0)?,
-            _ => 10_000.0,
-        };
-        let cfg = match family {
-            Family::Qwen2_5Vl => VisionConfig {
-                depth: f.usize_or(&["depth", "num_hidden_layers"], 32)?,
-                hidden_size: f.usize_or(&["hidden_size"], 3584)?,
-                out_hidden_size: f.usize_or(&["out_hidden_size"], 3584)?,
-                num_heads: f.usize_or(&["num_heads", "num_attention_heads"], 16)?,
-                intermediate_size: f.usize_or(&["intermediate_size"], 3420)?,
-                hidden_act: act(f.str_or("hidden_act", "silu")?)?,
-                in_channels: f.usize_or(&["in_channels", "in_chans"], 3)?,
-                patch_size: f.usize_or(&["patch_size", "spatial_patch_size"], 14)?,
-                spatial_merge_size: f.usize_or(&["spatial_merge_size"], 2)?,
-                temporal_patch_size: f.usize_or(&["temporal_patch_size"], 2)?,
-                window_size: f.usize_or(&["window_size"], 112)?,
-                fullatt_block_indexes: f.usize_list_or("fullatt_block_indexes", &[7, 15, 23, 31])?,
-                tokens_per_second: f.usize_or(&["tokens_per_second"], 4)?,
-                rope_theta,
-            },
-            Family::Qwen2Vl => {
-                let embed_dim = f.usize_or(&["embed_dim"], 1280)?;
-                VisionConfig {
-                    depth: f.usize_or(&["depth", "num_hidden_layers"], 32)?,
-                    hidden_size: embed_dim,
-                    out_hidden_size: f.usize_or(&["hidden_size"], 3584)?,
-                    num_heads: f.usize_or(&["num_heads", "num_attention_heads"], 16)?,
-                    intermediate_size: embed_dim * f.usize_or(&["mlp_ratio"], 4)?,
-                    hidden_act: act(f.str_or("hidden_act", "quick_gelu")?)?,
-                    in_channels: f.usize_or(&["in_channels", "in_chans"], 3)?,
-                    patch_size: f.usize_or(&["patch_size", "spatial_patch_size"], 14)?,
-                    spatial_merge_size: f.usize_or(&["spatial_merge_size"], 2)?,
-                    temporal_patch_size: f.usize_or(&["temporal_patch_size"], 2)?,
-                    window_size: 0,
-                    fullatt_block_indexes: Vec::new(),
-                    tokens_per_second: 0,
-                    rope_theta,
-                }
-            }
-        };
-        if cfg.num_heads == 0 || cfg.hidden_size % cfg.num_heads != 0 || (cfg.hidden_size / cfg.num_heads) % 4 != 0 {
+/// Qwen2.5-VL's `vision_config`: `Qwen2_5_VLVisionConfig`.
+#[derive(Deserialize)]
+#[serde(default)]
+struct Qwen25VisionFile {
+    #[serde(deserialize_with = "setting")]
+    depth: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    num_hidden_layers: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    hidden_size: usize,
+    #[serde(deserialize_with = "setting")]
+    out_hidden_size: usize,
+    #[serde(deserialize_with = "setting")]
+    num_heads: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    num_attention_heads: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    intermediate_size: usize,
+    #[serde(deserialize_with = "setting")]
+    hidden_act: String,
+    #[serde(deserialize_with = "setting")]
+    in_channels: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    in_chans: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    patch_size: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    spatial_patch_size: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    spatial_merge_size: usize,
+    #[serde(deserialize_with = "setting")]
+    temporal_patch_size: usize,
+    #[serde(deserialize_with = "setting")]
+    window_size: usize,
+    #[serde(deserialize_with = "setting")]
+    fullatt_block_indexes: Vec<usize>,
+    #[serde(deserialize_with = "setting")]
+    tokens_per_second: usize,
+    #[serde(deserialize_with = "section")]
+    rope_parameters: VisionRopeFile,
+}
+
+impl Default for Qwen25VisionFile {
+    fn default() -> Self {
+        Qwen25VisionFile {
+            depth: None,
+            num_hidden_layers: None,
+            hidden_size: 3584,
+            out_hidden_size: 3584,
+            num_heads: None,
+            num_attention_heads: None,
+            intermediate_size: 3420,
+            hidden_act: "silu".into(),
+            in_channels: None,
+            in_chans: None,
+            patch_size: None,
+            spatial_patch_size: None,
+            spatial_merge_size: 2,
+            temporal_patch_size: 2,
+            window_size: 112,
+            fullatt_block_indexes: vec![7, 15, 23, 31],
+            tokens_per_second: 4,
+            rope_parameters: VisionRopeFile::default(),
+        }
+    }
+}
+
+impl Qwen25VisionFile {
+    fn resolve(self, path: &Path) -> Result<VisionConfig> {
+        Ok(VisionConfig {
+            depth: self.depth.or(self.num_hidden_layers).unwrap_or(32),
+            hidden_size: self.hidden_size,
+            out_hidden_size: self.out_hidden_size,
+            num_heads: self.num_heads.or(self.num_attention_heads).unwrap_or(16),
+            intermediate_size: self.intermediate_size,
+            hidden_act: vision_act(&self.hidden_act, path)?,
+            in_channels: self.in_channels.or(self.in_chans).unwrap_or(3),
+            patch_size: self.patch_size.or(self.spatial_patch_size).unwrap_or(14),
+            spatial_merge_size: self.spatial_merge_size,
+            temporal_patch_size: self.temporal_patch_size,
+            window_size: self.window_size,
+            fullatt_block_indexes: self.fullatt_block_indexes,
+            tokens_per_second: self.tokens_per_second,
+            rope_theta: self.rope_parameters.rope_theta,
+        })
+    }
+}
+
+/// Qwen2-VL's `vision_config`: `Qwen2VLVisionConfig`, whose `embed_dim` is the tower's width and
+/// whose `hidden_size` is the merger's output.
+#[derive(Deserialize)]
+#[serde(default)]
+struct Qwen2VisionFile {
+    #[serde(deserialize_with = "setting")]
+    depth: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    num_hidden_layers: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    embed_dim: usize,
+    #[serde(deserialize_with = "setting")]
+    hidden_size: usize,
+    #[serde(deserialize_with = "setting")]
+    num_heads: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    num_attention_heads: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    mlp_ratio: usize,
+    #[serde(deserialize_with = "setting")]
+    hidden_act: String,
+    #[serde(deserialize_with = "setting")]
+    in_channels: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    in_chans: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    patch_size: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    spatial_patch_size: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    spatial_merge_size: usize,
+    #[serde(deserialize_with = "setting")]
+    temporal_patch_size: usize,
+    #[serde(deserialize_with = "section")]
+    rope_parameters: VisionRopeFile,
+}
+
+impl Default for Qwen2VisionFile {
+    fn default() -> Self {
+        Qwen2VisionFile {
+            depth: None,
+            num_hidden_layers: None,
+            embed_dim: 1280,
+            hidden_size: 3584,
+            num_heads: None,
+            num_attention_heads: None,
+            mlp_ratio: 4,
+            hidden_act: "quick_gelu".into(),
+            in_channels: None,
+            in_chans: None,
+            patch_size: None,
+            spatial_patch_size: None,
+            spatial_merge_size: 2,
+            temporal_patch_size: 2,
+            rope_parameters: VisionRopeFile::default(),
+        }
+    }
+}
+
+impl Qwen2VisionFile {
+    fn resolve(self, path: &Path) -> Result<VisionConfig> {
+        Ok(VisionConfig {
+            depth: self.depth.or(self.num_hidden_layers).unwrap_or(32),
+            hidden_size: self.embed_dim,
+            out_hidden_size: self.hidden_size,
+            num_heads: self.num_heads.or(self.num_attention_heads).unwrap_or(16),
+            intermediate_size: self.embed_dim * self.mlp_ratio,
+            hidden_act: vision_act(&self.hidden_act, path)?,
+            in_channels: self.in_channels.or(self.in_chans).unwrap_or(3),
+            patch_size: self.patch_size.or(self.spatial_patch_size).unwrap_or(14),
+            spatial_merge_size: self.spatial_merge_size,
+            temporal_patch_size: self.temporal_patch_size,
+            window_size: 0,
+            fullatt_block_indexes: Vec::new(),
+            tokens_per_second: 0,
+            rope_theta: self.rope_parameters.rope_theta,
+        })
+    }
+}
+
+/// `vision_config.rope_parameters` (transformers 5).
+#[derive(Deserialize)]
+#[serde(default)]
+struct VisionRopeFile {
+    #[serde(deserialize_with = "setting")]
+    rope_theta: f64,
+}
+
+impl Default for VisionRopeFile {
+    fn default() -> Self {
+        VisionRopeFile { rope_theta: 10_000.0 }
+    }
+}
+
+fn vision_act(name: &str, path: &Path) -> Result<VisionAct> {
+    match name {
+        "silu" | "swish" => Ok(VisionAct::Silu),
+        "quick_gelu" => Ok(VisionAct::QuickGelu),
+        "gelu" => Ok(VisionAct::Gelu),
+        other => Err(Error::config(path, format!("`vision_config.hidden_act` \"{other}\" is not supported"))),
+    }
+}
+
+impl VisionConfig {
+    /// Checks what the vision tower's code relies on.
+    fn validate(&self, family: Family, path: &Path) -> Result<()> {
+        if self.num_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_heads)
+            || !(self.hidden_size / self.num_heads).is_multiple_of(4)
+        {
             return Err(Error::config(
-                f.path,
+                path,
                 format!(
                     "vision hidden size {} must split into {} heads whose size is a multiple of 4",
-                    cfg.hidden_size, cfg.num_heads
+                    self.hidden_size, self.num_heads
                 ),
             ));
         }
-        if cfg.spatial_merge_size == 0 || cfg.patch_size == 0 || cfg.temporal_patch_size == 0 {
-            return Err(Error::config(f.path, "vision patch_size, temporal_patch_size and spatial_merge_size must be positive"));
+        if self.spatial_merge_size == 0 || self.patch_size == 0 || self.temporal_patch_size == 0 {
+            return Err(Error::config(path, "vision patch_size, temporal_patch_size and spatial_merge_size must be positive"));
         }
-        if family == Family::Qwen2_5Vl && cfg.window_size / cfg.spatial_merge_size / cfg.patch_size == 0 {
-            return Err(Error::config(
-                f.path,
-                format!("window_size {} is smaller than one merged patch", cfg.window_size),
-            ));
+        if family == Family::Qwen2_5Vl && self.window_size / self.spatial_merge_size / self.patch_size == 0 {
+            return Err(Error::config(path, format!("window_size {} is smaller than one merged patch", self.window_size)));
         }
-        Ok(cfg)
+        Ok(())
     }
 }

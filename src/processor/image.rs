@@ -18,16 +18,19 @@
 //! 5. repeats the frame `temporal_patch_size` times and cuts it into flattened patches in the order
 //!    the vision tower expects ([`preprocess`]).
 //!
-//! The golden tests at the bottom compare against fixtures written by
+//! The picture comes decoded and upright from [`super::SourceImage`]; `preprocessor_config.json`
+//! is read with serde ([`ImageProcessorConfig::from_json_str`]). The golden tests in
+//! `tests/image_processor.rs` compare against fixtures written by
 //! `tests/fixtures/generate_processor.py` with Pillow 13 and transformers 5.24: the resize and the
 //! final `pixel_values` are bit-exact there.
 
-use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
-use serde_json::{Map, Value};
+use image::{DynamicImage, RgbImage};
+use serde::Deserialize;
+use serde_json::Value;
 
+use crate::checkpoint_json::{self, optional_section, setting, Setting};
 use crate::error::{Error, Result};
 
 /// CLIP's per-channel mean, the default `image_mean` of Qwen's processor.
@@ -120,129 +123,59 @@ impl ImageProcessorConfig {
     /// unknown keys are ignored; a key of the wrong type is an error naming it. `resample`, if
     /// present, must be 3 (bicubic), the only filter implemented here.
     pub fn from_json_str(text: &str, path: &Path) -> Result<Self> {
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            Error::config(
-                path,
-                format!("not valid JSON ({e}); fix or re-download the file"),
-            )
-        })?;
-        let Value::Object(obj) = value else {
-            return Err(Error::config(
-                path,
-                "expected a JSON object at the top level; fix or re-download the file",
-            ));
+        let file: ProcessorFile =
+            checkpoint_json::read(&checkpoint_json::parse_object(text, path)?, "", path)?;
+        let mut cfg = ImageProcessorConfig {
+            patch_size: file.patch_size,
+            temporal_patch_size: file.temporal_patch_size,
+            merge_size: file.merge_size,
+            image_mean: file.image_mean,
+            image_std: file.image_std,
+            rescale_factor: file.rescale_factor,
+            do_resize: file.do_resize,
+            do_rescale: file.do_rescale,
+            do_normalize: file.do_normalize,
+            do_convert_rgb: file.do_convert_rgb,
+            ..Self::default()
         };
-        let p = JsonFields {
-            obj: &obj,
-            path,
-            prefix: "",
-        };
-        let mut cfg = Self::default();
 
         // Area bounds: top-level keys win over `size`, as in Qwen2VLImageProcessor.__init__.
-        let size_min;
-        let size_max;
-        match obj.get("size") {
-            None | Some(Value::Null) => {
-                size_min = None;
-                size_max = None;
-            }
-            Some(Value::Object(size)) => {
-                let s = JsonFields {
-                    obj: size,
-                    path,
-                    prefix: "size.",
-                };
-                size_min = s.usize("shortest_edge")?.or(s.usize("min_pixels")?);
-                size_max = s.usize("longest_edge")?.or(s.usize("max_pixels")?);
-            }
-            Some(other) => {
-                return Err(Error::config(
-                    path,
-                    format!(
-                    "`size` must be an object like {{\"shortest_edge\": 3136, \"longest_edge\": \
-                         12845056}}, got {}; fix the value",
-                    brief(other)
-                ),
-                ))
-            }
-        }
-        let has_size = matches!(obj.get("size"), Some(Value::Object(_)));
-        let min_pixels = p.usize("min_pixels")?.or(size_min);
-        let max_pixels = p.usize("max_pixels")?.or(size_max);
+        let has_size = file.size.is_some();
+        let size = file.size.unwrap_or_default();
+        let min_pixels = file.min_pixels.or(size.shortest_edge).or(size.min_pixels);
+        let max_pixels = file.max_pixels.or(size.longest_edge).or(size.max_pixels);
         match (min_pixels, max_pixels) {
-            (Some(lo), Some(hi)) => {
-                cfg.min_pixels = lo;
-                cfg.max_pixels = hi;
-            }
-            (None, None) if !has_size => {}
+            (Some(lo), Some(hi)) => (cfg.min_pixels, cfg.max_pixels) = (lo, hi),
+            // Without `size`, a missing top-level bound keeps its class default.
             (lo, hi) if !has_size => {
-                // Only one top-level bound: the other keeps its class default.
                 cfg.min_pixels = lo.unwrap_or(cfg.min_pixels);
                 cfg.max_pixels = hi.unwrap_or(cfg.max_pixels);
             }
             (lo, _) => {
-                let missing = if lo.is_none() {
-                    "shortest_edge"
+                let (missing, top) = if lo.is_none() {
+                    ("shortest_edge", "min_pixels")
                 } else {
-                    "longest_edge"
+                    ("longest_edge", "max_pixels")
                 };
                 return Err(Error::config(
                     path,
                     format!(
-                        "`size` has no `{missing}` (and there is no top-level `{}`), so the \
-                         resize bounds are incomplete; add it",
-                        if lo.is_none() {
-                            "min_pixels"
-                        } else {
-                            "max_pixels"
-                        }
+                        "`size` has no `{missing}` (and there is no top-level `{top}`), so the \
+                         resize bounds are incomplete; add it"
                     ),
                 ));
             }
         }
 
-        if let Some(v) = p.usize("patch_size")? {
-            cfg.patch_size = v;
-        }
-        if let Some(v) = p.usize("temporal_patch_size")? {
-            cfg.temporal_patch_size = v;
-        }
-        if let Some(v) = p.usize("merge_size")? {
-            cfg.merge_size = v;
-        }
-        if let Some(v) = p.triple("image_mean")? {
-            cfg.image_mean = v;
-        }
-        if let Some(v) = p.triple("image_std")? {
-            cfg.image_std = v;
-        }
-        if let Some(v) = p.f64("rescale_factor")? {
-            cfg.rescale_factor = v;
-        }
-        if let Some(v) = p.bool("do_resize")? {
-            cfg.do_resize = v;
-        }
-        if let Some(v) = p.bool("do_rescale")? {
-            cfg.do_rescale = v;
-        }
-        if let Some(v) = p.bool("do_normalize")? {
-            cfg.do_normalize = v;
-        }
-        if let Some(v) = p.bool("do_convert_rgb")? {
-            cfg.do_convert_rgb = v;
-        }
-        if let Some(v) = obj.get("resample").filter(|v| !v.is_null()) {
-            if v.as_u64() != Some(PIL_BICUBIC) {
-                return Err(Error::config(
-                    path,
-                    format!(
-                        "`resample` is {}, but only 3 (bicubic, Qwen's setting) is implemented; \
-                         remove the key or set it to 3",
-                        brief(v)
-                    ),
-                ));
-            }
+        if let Some(v) = file.resample.filter(|v| v.as_u64() != Some(PIL_BICUBIC)) {
+            return Err(Error::config(
+                path,
+                format!(
+                    "`resample` is {}, but only 3 (bicubic, Qwen's setting) is implemented; \
+                     remove the key or set it to 3",
+                    checkpoint_json::brief(&v)
+                ),
+            ));
         }
 
         cfg.validate().map_err(|msg| Error::config(path, msg))?;
@@ -284,91 +217,93 @@ impl ImageProcessorConfig {
     }
 }
 
-/// Typed access to the fields of one JSON object, with errors that name the key.
-struct JsonFields<'a> {
-    obj: &'a Map<String, Value>,
-    path: &'a Path,
-    prefix: &'static str,
+/// `preprocessor_config.json` as written; a key left out takes the class default.
+#[derive(Deserialize)]
+#[serde(default)]
+struct ProcessorFile {
+    #[serde(deserialize_with = "setting")]
+    min_pixels: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    max_pixels: Option<usize>,
+    #[serde(deserialize_with = "optional_section")]
+    size: Option<SizeFile>,
+    #[serde(deserialize_with = "setting")]
+    patch_size: usize,
+    #[serde(deserialize_with = "setting")]
+    temporal_patch_size: usize,
+    #[serde(deserialize_with = "setting")]
+    merge_size: usize,
+    #[serde(deserialize_with = "setting")]
+    image_mean: [f32; 3],
+    #[serde(deserialize_with = "setting")]
+    image_std: [f32; 3],
+    #[serde(deserialize_with = "setting")]
+    rescale_factor: f64,
+    #[serde(deserialize_with = "setting")]
+    do_resize: bool,
+    #[serde(deserialize_with = "setting")]
+    do_rescale: bool,
+    #[serde(deserialize_with = "setting")]
+    do_normalize: bool,
+    #[serde(deserialize_with = "setting")]
+    do_convert_rgb: bool,
+    /// Kept as written, so that the error can show it.
+    resample: Option<Value>,
 }
 
-impl JsonFields<'_> {
-    fn get(&self, key: &str) -> Option<&Value> {
-        self.obj.get(key).filter(|v| !v.is_null())
-    }
-
-    fn wrong(&self, key: &str, expected: &str, got: &Value) -> Error {
-        Error::config(
-            self.path,
-            format!(
-                "`{}{key}` must be {expected}, got {}; fix the value",
-                self.prefix,
-                brief(got)
-            ),
-        )
-    }
-
-    fn usize(&self, key: &str) -> Result<Option<usize>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .and_then(|n| usize::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| self.wrong(key, "a non-negative integer", v)),
+impl Default for ProcessorFile {
+    fn default() -> Self {
+        let c = ImageProcessorConfig::default();
+        ProcessorFile {
+            min_pixels: None,
+            max_pixels: None,
+            size: None,
+            patch_size: c.patch_size,
+            temporal_patch_size: c.temporal_patch_size,
+            merge_size: c.merge_size,
+            image_mean: c.image_mean,
+            image_std: c.image_std,
+            rescale_factor: c.rescale_factor,
+            do_resize: c.do_resize,
+            do_rescale: c.do_rescale,
+            do_normalize: c.do_normalize,
+            do_convert_rgb: c.do_convert_rgb,
+            resample: None,
         }
     }
+}
 
-    fn f64(&self, key: &str) -> Result<Option<f64>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| self.wrong(key, "a number", v)),
-        }
-    }
+/// `size`: transformers 5's `shortest_edge` / `longest_edge`, or older saves' `min_pixels` /
+/// `max_pixels`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SizeFile {
+    #[serde(deserialize_with = "setting")]
+    shortest_edge: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    longest_edge: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    min_pixels: Option<usize>,
+    #[serde(deserialize_with = "setting")]
+    max_pixels: Option<usize>,
+}
 
-    fn bool(&self, key: &str) -> Result<Option<bool>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_bool()
-                .map(Some)
-                .ok_or_else(|| self.wrong(key, "true or false", v)),
-        }
-    }
-
-    /// A per-channel value: a list of three numbers, or one number used for every channel.
-    fn triple(&self, key: &str) -> Result<Option<[f32; 3]>> {
-        let expected = "a list of 3 numbers (one per RGB channel) or a single number";
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Number(n)) => {
-                let x = n
-                    .as_f64()
-                    .ok_or_else(|| self.wrong(key, expected, &Value::Number(n.clone())))?;
-                Ok(Some([x as f32; 3]))
-            }
-            Some(v @ Value::Array(items)) if items.len() == 3 => {
+/// A per-channel value: a list of three numbers, or one number used for every channel. Python
+/// keeps the numbers as f64 and NumPy rounds them to f32 once.
+impl Setting for [f32; 3] {
+    const EXPECTED: &'static str = "a list of 3 numbers (one per RGB channel) or a single number";
+    fn from_json(value: &Value) -> Option<Self> {
+        match value {
+            Value::Number(n) => Some([n.as_f64()? as f32; 3]),
+            Value::Array(items) if items.len() == 3 => {
                 let mut out = [0f32; 3];
                 for (o, item) in out.iter_mut().zip(items) {
-                    // Python keeps floats as f64 and NumPy rounds them to f32 once.
-                    *o = item.as_f64().ok_or_else(|| self.wrong(key, expected, v))? as f32;
+                    *o = item.as_f64()? as f32;
                 }
-                Ok(Some(out))
+                Some(out)
             }
-            Some(v) => Err(self.wrong(key, expected, v)),
+            _ => None,
         }
-    }
-}
-
-/// A short rendering of a JSON value for error messages.
-fn brief(v: &Value) -> String {
-    let s = v.to_string();
-    if s.chars().count() > 60 {
-        format!("{}...", s.chars().take(57).collect::<String>())
-    } else {
-        s
     }
 }
 
@@ -443,7 +378,7 @@ pub fn smart_resize(
 
 /// Fractional bits of the fixed-point weights (32 bits minus 8 for the pixel, minus 2 for the
 /// kernel's overshoot and the sign).
-const PRECISION_BITS: u32 = 32 - 8 - 2;
+pub const PRECISION_BITS: u32 = 32 - 8 - 2;
 /// Support (half-width) of the cubic kernel at scale 1.
 const BICUBIC_SUPPORT: f64 = 2.0;
 
@@ -460,8 +395,8 @@ fn bicubic_kernel(x: f64) -> f64 {
     }
 }
 
-/// Fixed-point resampling weights for one axis.
-struct AxisWeights {
+/// Fixed-point resampling weights for one axis (public so that tests can check them).
+pub struct AxisWeights {
     /// Per output position: first input index and number of inputs used.
     bounds: Vec<(usize, usize)>,
     /// Per output position, `ksize` slots of which the first `bounds[i].1` are used.
@@ -470,7 +405,8 @@ struct AxisWeights {
 }
 
 impl AxisWeights {
-    fn new(in_size: usize, out_size: usize) -> Self {
+    /// The weights that resample `in_size` samples to `out_size`.
+    pub fn new(in_size: usize, out_size: usize) -> Self {
         // Pillow takes the source extent from a float box; sizes are exact in f32 up to 2^24.
         let scale = (in_size as f32) as f64 / out_size as f64;
         let filterscale = if scale < 1.0 { 1.0 } else { scale };
@@ -510,7 +446,8 @@ impl AxisWeights {
         }
     }
 
-    fn window(&self, i: usize) -> (usize, &[i32]) {
+    /// Output position `i`'s first input index and its weights, one per input used.
+    pub fn window(&self, i: usize) -> (usize, &[i32]) {
         let (start, n) = self.bounds[i];
         (start, &self.weights[i * self.ksize..i * self.ksize + n])
     }
@@ -537,7 +474,9 @@ pub enum PassOrder {
 }
 
 impl PassOrder {
-    fn vertical_first(self, in_w: usize, in_h: usize, out_w: usize, out_h: usize) -> bool {
+    /// Whether the vertical pass runs first when an `in_w x in_h` image is resized to
+    /// `out_w x out_h`.
+    pub fn vertical_first(self, in_w: usize, in_h: usize, out_w: usize, out_h: usize) -> bool {
         match self {
             PassOrder::HorizontalFirst => false,
             PassOrder::Pillow13 => 2 * in_w.saturating_sub(out_w) < in_h.saturating_sub(out_h),
@@ -638,7 +577,7 @@ fn vertical_pass(src: &[u8], width: usize, row0: usize, weights: &AxisWeights) -
 /// Pillow's `alpha_composite` of one channel value `c` with alpha `a` over opaque white, in
 /// Pillow's integer arithmetic (for an opaque white background it reduces to a rounded division
 /// of `c*a + 255*(255-a)` by 255).
-fn over_white(c: u8, a: u8) -> u8 {
+pub fn over_white(c: u8, a: u8) -> u8 {
     let (c, a) = (c as u32, a as u32);
     let v = c * a + 255 * (255 - a) + 128;
     ((v + (v >> 8)) >> 8) as u8
@@ -817,696 +756,4 @@ pub fn to_tensor(
     device: &candle_core::Device,
 ) -> candle_core::Result<candle_core::Tensor> {
     candle_core::Tensor::from_slice(&p.pixel_values, (p.num_patches, p.patch_dim), device)
-}
-
-/// Opens and decodes an image file (PNG, JPEG, BMP, GIF, WebP or TIFF, recognised by content),
-/// applying its EXIF orientation as transformers' `load_image` does. Alpha is kept: [`preprocess`]
-/// composites it onto white.
-pub fn load_image(path: &Path) -> Result<DynamicImage> {
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound {
-            what: "image",
-            path: path.to_path_buf(),
-            hint: "check the path and the current directory".into(),
-        },
-        _ => Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        },
-    })?;
-    if meta.is_dir() {
-        return Err(Error::image(
-            path,
-            "is a directory, not an image file; name a file inside it",
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    decode_image(&bytes, path)
-}
-
-/// Decodes an in-memory image file; `path` is only used in error messages.
-pub fn decode_image(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
-    if bytes.is_empty() {
-        return Err(Error::image(
-            path,
-            "file is empty (0 bytes); re-export or re-download it",
-        ));
-    }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
-    let Some(format) = reader.format() else {
-        return Err(Error::image(
-            path,
-            "not a recognised image format (supported: PNG, JPEG, BMP, GIF, WebP, TIFF); convert \
-             it to PNG or JPEG",
-        ));
-    };
-    let name = format!("{format:?}").to_uppercase();
-    let decode_err = |e: image::ImageError| image_error(path, &name, e);
-    let mut decoder = reader.into_decoder().map_err(decode_err)?;
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
-    img.apply_orientation(orientation);
-    if img.width() == 0 || img.height() == 0 {
-        return Err(Error::image(
-            path,
-            format!(
-                "image is {}x{} pixels, which has nothing to process; use a non-empty image",
-                img.width(),
-                img.height()
-            ),
-        ));
-    }
-    Ok(img)
-}
-
-fn image_error(path: &Path, format: &str, e: image::ImageError) -> Error {
-    let msg = match e {
-        image::ImageError::Unsupported(u) => format!(
-            "this {format} variant is not supported ({u}); convert the image to 8-bit PNG or JPEG"
-        ),
-        image::ImageError::Limits(l) => {
-            format!("image is too large to decode ({l}); downscale it first")
-        }
-        other => format!(
-            "cannot decode as {format} ({other}); the file may be truncated or corrupt, re-export it"
-        ),
-    };
-    Error::image(PathBuf::from(path), msg.replace('\n', " "))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/processor");
-
-    fn fixture(name: &str) -> Value {
-        let path = format!("{FIXTURES}/{name}");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{path}: {e}; run tests/fixtures/generate_processor.py"));
-        serde_json::from_str(&text).unwrap()
-    }
-
-    fn b64decode(s: &str) -> Vec<u8> {
-        fn val(c: u8) -> u32 {
-            match c {
-                b'A'..=b'Z' => (c - b'A') as u32,
-                b'a'..=b'z' => (c - b'a') as u32 + 26,
-                b'0'..=b'9' => (c - b'0') as u32 + 52,
-                b'+' => 62,
-                b'/' => 63,
-                _ => panic!("bad base64 byte {c}"),
-            }
-        }
-        let s = s.trim_end_matches('=').as_bytes();
-        let mut out = Vec::with_capacity(s.len() * 3 / 4);
-        for chunk in s.chunks(4) {
-            let mut n = 0u32;
-            for (i, &c) in chunk.iter().enumerate() {
-                n |= val(c) << (18 - 6 * i);
-            }
-            let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-            out.extend_from_slice(&bytes[..chunk.len() - 1]);
-        }
-        out
-    }
-
-    fn f32s(bytes: &[u8]) -> Vec<f32> {
-        bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    }
-
-    fn fnv1a64(data: &[u8]) -> String {
-        let mut h: u64 = 0xcbf29ce484222325;
-        for &b in data {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x100000001b3);
-        }
-        format!("{h:016x}")
-    }
-
-    /// Mirror of `hash32` in generate_processor.py.
-    fn hash32(seed: u32, x: u32, y: u32, c: u32) -> u32 {
-        let mut h = seed
-            .wrapping_mul(0x9E3779B1)
-            .wrapping_add(x.wrapping_mul(0x85EBCA77))
-            .wrapping_add(y.wrapping_mul(0xC2B2AE3D))
-            .wrapping_add(c.wrapping_mul(0x27D4EB2F));
-        h ^= h >> 15;
-        h = h.wrapping_mul(0x2C1B3C6D);
-        h ^= h >> 12;
-        h = h.wrapping_mul(0x297A2D39);
-        h ^= h >> 15;
-        h
-    }
-
-    /// Mirror of `synth` in generate_processor.py: row-major, interleaved channels.
-    fn synth(width: u32, height: u32, channels: u32, seed: u32) -> Vec<u8> {
-        let mut out = Vec::with_capacity((width * height * channels) as usize);
-        for y in 0..height {
-            for x in 0..width {
-                for c in 0..channels {
-                    let n = hash32(seed, x, y, c);
-                    let v = if c == 3 {
-                        match (n >> 8) & 3 {
-                            0 => 0,
-                            1 => 255,
-                            _ => n & 0xff,
-                        }
-                    } else if x < width / 2 {
-                        n & 0xff
-                    } else {
-                        let g = match c {
-                            0 => x * 255 / (width - 1).max(1),
-                            1 => y * 255 / (height - 1).max(1),
-                            _ => (x + y) * 255 / (width + height - 2).max(1),
-                        } as i64;
-                        (g + (n & 31) as i64 - 16).clamp(0, 255) as u32
-                    };
-                    out.push(v as u8);
-                }
-            }
-        }
-        out
-    }
-
-    fn synth_image(mode: &str, w: u32, h: u32, seed: u32) -> (DynamicImage, Vec<u8>) {
-        match mode {
-            "RGB" => {
-                let raw = synth(w, h, 3, seed);
-                (
-                    DynamicImage::ImageRgb8(RgbImage::from_raw(w, h, raw.clone()).unwrap()),
-                    raw,
-                )
-            }
-            "RGBA" => {
-                let raw = synth(w, h, 4, seed);
-                let img = image::RgbaImage::from_raw(w, h, raw.clone()).unwrap();
-                (DynamicImage::ImageRgba8(img), raw)
-            }
-            "L" => {
-                let raw = synth(w, h, 1, seed);
-                let img = image::GrayImage::from_raw(w, h, raw.clone()).unwrap();
-                (DynamicImage::ImageLuma8(img), raw)
-            }
-            other => panic!("unknown mode {other}"),
-        }
-    }
-
-    fn u(v: &Value) -> usize {
-        v.as_u64().unwrap() as usize
-    }
-
-    // ---- smart_resize ----
-
-    #[test]
-    fn smart_resize_matches_transformers_table() {
-        let table = fixture("smart_resize.json");
-        let cases = table["cases"].as_array().unwrap();
-        assert!(cases.len() > 300);
-        let mut failures = Vec::new();
-        for case in cases {
-            let got = smart_resize(
-                u(&case["h"]),
-                u(&case["w"]),
-                u(&case["factor"]),
-                u(&case["min"]),
-                u(&case["max"]),
-            );
-            let ok = match (&case["out"], &got) {
-                (Value::String(s), Err(_)) => s == "error",
-                (Value::Array(hw), Ok((h, w))) => u(&hw[0]) == *h && u(&hw[1]) == *w,
-                _ => false,
-            };
-            if !ok {
-                failures.push(format!("{case} -> {got:?}"));
-            }
-        }
-        assert!(
-            failures.is_empty(),
-            "{} mismatches:\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
-    }
-
-    #[test]
-    fn smart_resize_rounds_half_to_even() {
-        // 42/28 = 1.5 -> 2, 70/28 = 2.5 -> 2, 98/28 = 3.5 -> 4.
-        assert_eq!(smart_resize(42, 560, 28, 1, usize::MAX).unwrap(), (56, 560));
-        assert_eq!(smart_resize(70, 560, 28, 1, usize::MAX).unwrap(), (56, 560));
-        assert_eq!(
-            smart_resize(98, 560, 28, 1, usize::MAX).unwrap(),
-            (112, 560)
-        );
-    }
-
-    #[test]
-    fn smart_resize_bounds_and_errors() {
-        // Tiny images are scaled up to at least min_pixels (no error in transformers 5.24).
-        let (h, w) = smart_resize(1, 1, 28, 3136, 1003520).unwrap();
-        assert_eq!((h, w), (56, 56));
-        // Large images are scaled down below max_pixels.
-        let (h, w) = smart_resize(3024, 4032, 28, 3136, 1003520).unwrap();
-        assert!(h * w <= 1003520 && h % 28 == 0 && w % 28 == 0);
-        assert!(smart_resize(201, 1, 28, 3136, 1003520).is_err());
-        assert!(smart_resize(200, 1, 28, 3136, 1003520).is_ok());
-        assert!(smart_resize(0, 10, 28, 3136, 1003520).is_err());
-        assert!(smart_resize(10, 10, 0, 3136, 1003520).is_err());
-        assert!(smart_resize(10, 10, 28, 0, 1003520).is_err());
-        let err = smart_resize(1, 300, 28, 3136, 1003520)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("aspect ratio") && !err.contains('\n'), "{err}");
-    }
-
-    // ---- resize ----
-
-    /// Max absolute byte difference and number of differing bytes.
-    fn byte_diff(got: &[u8], want: &[u8]) -> (i32, usize) {
-        assert_eq!(got.len(), want.len());
-        let max = got
-            .iter()
-            .zip(want)
-            .map(|(&a, &b)| (a as i32 - b as i32).abs())
-            .max();
-        (
-            max.unwrap_or(0),
-            got.iter().zip(want).filter(|(a, b)| a != b).count(),
-        )
-    }
-
-    #[test]
-    fn resize_matches_pillow_bit_exactly() {
-        let fx = fixture("resize.json");
-        let mut report = Vec::new();
-        let mut vertical_first_cases = 0;
-        for case in fx["cases"].as_array().unwrap() {
-            let name = case["name"].as_str().unwrap();
-            let (sw, sh) = (u(&case["src_w"]) as u32, u(&case["src_h"]) as u32);
-            let (dw, dh) = (u(&case["dst_w"]) as u32, u(&case["dst_h"]) as u32);
-            let raw = synth(sw, sh, 3, u(&case["seed"]) as u32);
-            assert_eq!(
-                fnv1a64(&raw),
-                case["input_fnv1a64"].as_str().unwrap(),
-                "{name}: input"
-            );
-            let src = RgbImage::from_raw(sw, sh, raw).unwrap();
-
-            let want = b64decode(case["output_b64"].as_str().unwrap());
-            let got = resize_bicubic(&src, dw, dh);
-            assert_eq!((got.width(), got.height()), (dw, dh), "{name}");
-            let (max, count) = byte_diff(got.as_raw(), &want);
-            if max != 0 {
-                report.push(format!(
-                    "{name} (Pillow 13): {count} bytes differ, max diff {max}"
-                ));
-            }
-
-            // Pillow <= 12 order: stored only where it differs from Pillow 13's.
-            let legacy = match case.get("horizontal_first_output_b64") {
-                Some(b) => {
-                    vertical_first_cases += 1;
-                    b64decode(b.as_str().unwrap())
-                }
-                None => want,
-            };
-            let got = resize_bicubic_with(&src, dw, dh, PassOrder::HorizontalFirst);
-            let (max, count) = byte_diff(got.as_raw(), &legacy);
-            if max != 0 {
-                report.push(format!(
-                    "{name} (horizontal first): {count} bytes differ, max {max}"
-                ));
-            }
-        }
-        assert!(
-            vertical_first_cases >= 2,
-            "fixture lacks vertical-first cases"
-        );
-        assert!(report.is_empty(), "{}", report.join("\n"));
-    }
-
-    #[test]
-    fn pass_order_rule() {
-        let v = |iw, ih, ow, oh| PassOrder::Pillow13.vertical_first(iw, ih, ow, oh);
-        assert!(v(45, 30, 56, 28)); // width up, height down
-        assert!(!v(100, 100, 60, 50)); // 40 columns lost, 50 rows: not more than twice
-        assert!(v(101, 103, 76, 51)); // 25 columns, 52 rows
-        assert!(!v(101, 103, 75, 51)); // 26 columns, 52 rows: exactly twice is not enough
-        assert!(!v(100, 100, 200, 110)); // height up
-        assert!(!PassOrder::HorizontalFirst.vertical_first(45, 30, 56, 28));
-    }
-
-    #[test]
-    fn resize_same_size_is_a_copy_and_constant_stays_constant() {
-        let raw = synth(9, 7, 3, 42);
-        let img = RgbImage::from_raw(9, 7, raw).unwrap();
-        assert_eq!(resize_bicubic(&img, 9, 7), img);
-        let flat = RgbImage::from_pixel(33, 17, image::Rgb([200, 7, 255]));
-        for (w, h) in [(56, 28), (5, 3), (33, 40), (70, 17), (1, 1)] {
-            let out = resize_bicubic(&flat, w, h);
-            assert!(out.pixels().all(|p| p.0 == [200, 7, 255]), "{w}x{h}");
-        }
-        assert_eq!(resize_bicubic(&flat, 0, 5).as_raw().len(), 0);
-    }
-
-    #[test]
-    fn weights_sum_to_one_in_fixed_point() {
-        for (i, o) in [(37, 56), (500, 28), (7, 7), (1, 28), (100, 99)] {
-            let aw = AxisWeights::new(i, o);
-            for xx in 0..o {
-                let (start, k) = aw.window(xx);
-                assert!(start + k.len() <= i);
-                let s: i64 = k.iter().map(|&w| w as i64).sum();
-                assert!(
-                    (s - (1 << PRECISION_BITS)).abs() <= k.len() as i64,
-                    "{i}->{o} @{xx}: {s}"
-                );
-            }
-        }
-    }
-
-    // ---- RGB conversion ----
-
-    #[test]
-    fn compositing_over_white_matches_pillow_formula() {
-        assert_eq!(over_white(10, 255), 10);
-        assert_eq!(over_white(10, 0), 255);
-        assert_eq!(over_white(0, 128), 127);
-        // Exhaustive check against the exact rounded division by 255.
-        for c in 0..=255u32 {
-            for a in 0..=255u32 {
-                let exact = (c * a + 255 * (255 - a)) as f64 / 255.0;
-                let got = over_white(c as u8, a as u8) as f64;
-                assert!((got - exact).abs() <= 0.5 + 1e-9, "c={c} a={a}");
-            }
-        }
-    }
-
-    #[test]
-    fn to_rgb_handles_pil_modes() {
-        let la = image::GrayAlphaImage::from_raw(2, 1, vec![100, 255, 100, 0]).unwrap();
-        let rgb = to_rgb(&DynamicImage::ImageLumaA8(la));
-        assert_eq!(rgb.as_raw(), &[100, 100, 100, 255, 255, 255]);
-        let g16 = image::ImageBuffer::<image::Luma<u16>, _>::from_raw(3, 1, vec![7u16, 255, 4000])
-            .unwrap();
-        let rgb = to_rgb(&DynamicImage::ImageLuma16(g16));
-        assert_eq!(rgb.as_raw(), &[7, 7, 7, 255, 255, 255, 255, 255, 255]);
-        let c16 = image::ImageBuffer::<image::Rgb<u16>, _>::from_raw(
-            1,
-            1,
-            vec![0x80ffu16, 0x12ff, 0x00ff],
-        )
-        .unwrap();
-        assert_eq!(
-            to_rgb(&DynamicImage::ImageRgb16(c16)).as_raw(),
-            &[0x80, 0x12, 0x00]
-        );
-    }
-
-    // ---- full processor ----
-
-    #[test]
-    fn preprocess_matches_transformers_pil_processor() {
-        let fx = fixture("preprocess.json");
-        let mut report = Vec::new();
-        for case in fx["cases"].as_array().unwrap() {
-            let name = case["name"].as_str().unwrap();
-            let cfg = ImageProcessorConfig::from_json_str(
-                &case["config"].to_string(),
-                Path::new("fixture-config.json"),
-            )
-            .unwrap();
-            let (w, h) = (u(&case["w"]) as u32, u(&case["h"]) as u32);
-            let (img, raw) = synth_image(
-                case["mode"].as_str().unwrap(),
-                w,
-                h,
-                u(&case["seed"]) as u32,
-            );
-            assert_eq!(
-                fnv1a64(&raw),
-                case["input_fnv1a64"].as_str().unwrap(),
-                "{name}: input"
-            );
-            let out = preprocess(&img, &cfg).unwrap();
-            let grid: Vec<usize> = case["grid_thw"].as_array().unwrap().iter().map(u).collect();
-            assert_eq!(out.grid_thw.to_vec(), grid, "{name}");
-            let rhw: Vec<usize> = case["resized_hw"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(u)
-                .collect();
-            assert_eq!(vec![out.resized.0, out.resized.1], rhw, "{name}");
-            let shape: Vec<usize> = case["shape"].as_array().unwrap().iter().map(u).collect();
-            assert_eq!(vec![out.num_patches, out.patch_dim], shape, "{name}");
-            assert_eq!(out.pixel_values.len(), out.num_patches * out.patch_dim);
-
-            let (idx, want): (Vec<usize>, Vec<f32>) = match case.get("pixel_values_b64") {
-                Some(b) => {
-                    let want = f32s(&b64decode(b.as_str().unwrap()));
-                    ((0..want.len()).collect(), want)
-                }
-                None => (
-                    case["sample_index"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(u)
-                        .collect(),
-                    f32s(&b64decode(case["sample_values_b64"].as_str().unwrap())),
-                ),
-            };
-            let max_diff = idx
-                .iter()
-                .zip(&want)
-                .map(|(&i, &w)| (out.pixel_values[i] - w).abs())
-                .fold(0f32, f32::max);
-            let sum: f64 = out.pixel_values.iter().map(|&v| v as f64).sum();
-            let want_sum = case["sum"].as_f64().unwrap();
-            // Bit-exact: the resize is exact and the float steps use the same precisions.
-            if max_diff != 0.0 || (sum - want_sum).abs() > 1e-6 * want_sum.abs().max(1.0) {
-                report.push(format!(
-                    "{name}: max abs diff {max_diff}, sum {sum} vs {want_sum}"
-                ));
-            }
-        }
-        assert!(report.is_empty(), "{}", report.join("\n"));
-    }
-
-    #[test]
-    fn patch_layout_follows_transformers_order() {
-        // A 4x8 image, patch 2, merge 2, temporal 2: value encodes (channel, y, x).
-        let cfg = ImageProcessorConfig {
-            patch_size: 2,
-            merge_size: 2,
-            temporal_patch_size: 2,
-            do_resize: false,
-            do_rescale: false,
-            do_normalize: false,
-            ..Default::default()
-        };
-        let img = RgbImage::from_fn(8, 4, |x, y| image::Rgb([(y * 8 + x) as u8, 100, 200]));
-        let out = preprocess(&DynamicImage::ImageRgb8(img), &cfg).unwrap();
-        assert_eq!(out.grid_thw, [1, 2, 4]);
-        assert_eq!((out.num_patches, out.patch_dim), (8, 3 * 2 * 2 * 2));
-        let row = |r: usize| &out.pixel_values[r * 24..(r + 1) * 24];
-        // Row 0: block (0,0), patch (0,0): pixels (y,x) in {0,1}x{0,1}, red twice, then green...
-        assert_eq!(&row(0)[..8], &[0., 1., 8., 9., 0., 1., 8., 9.]);
-        assert_eq!(&row(0)[8..12], &[100.; 4]);
-        // Row 1: same block, patch (0,1) -> x 2..4.
-        assert_eq!(&row(1)[..4], &[2., 3., 10., 11.]);
-        // Row 2: patch (1,0) -> y 2..4.
-        assert_eq!(&row(2)[..4], &[16., 17., 24., 25.]);
-        // Row 4: next block to the right -> x 4..6.
-        assert_eq!(&row(4)[..4], &[4., 5., 12., 13.]);
-    }
-
-    #[test]
-    fn preprocess_errors_are_clear() {
-        let cfg = ImageProcessorConfig {
-            do_resize: false,
-            ..Default::default()
-        };
-        let img = DynamicImage::ImageRgb8(RgbImage::new(30, 28));
-        let err = preprocess(&img, &cfg).unwrap_err().to_string();
-        assert!(err.contains("multiples") && err.contains("28"), "{err}");
-        let cfg = ImageProcessorConfig::default();
-        let img = DynamicImage::ImageRgb8(RgbImage::new(1000, 2));
-        assert!(preprocess(&img, &cfg)
-            .unwrap_err()
-            .to_string()
-            .contains("aspect ratio"));
-    }
-
-    #[test]
-    fn to_tensor_has_patch_shape() {
-        let img = DynamicImage::ImageRgb8(RgbImage::from_raw(37, 23, synth(37, 23, 3, 1)).unwrap());
-        let cfg = ImageProcessorConfig::default();
-        let p = preprocess(&img, &cfg).unwrap();
-        let t = to_tensor(&p, &candle_core::Device::Cpu).unwrap();
-        assert_eq!(t.dims(), &[p.num_patches, 1176]);
-        assert_eq!(p.grid_thw, [1, 4, 6]);
-        assert_eq!(p.resized, (56, 84));
-        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-        assert_eq!(v, p.pixel_values);
-    }
-
-    // ---- config ----
-
-    fn parse(v: Value) -> Result<ImageProcessorConfig> {
-        ImageProcessorConfig::from_json_str(&v.to_string(), Path::new("preprocessor_config.json"))
-    }
-
-    #[test]
-    #[allow(clippy::excessive_precision)]
-    fn config_defaults_match_transformers() {
-        let c = ImageProcessorConfig::default();
-        assert_eq!((c.min_pixels, c.max_pixels), (3136, 1003520));
-        assert_eq!(
-            (c.patch_size, c.temporal_patch_size, c.merge_size),
-            (14, 2, 2)
-        );
-        assert_eq!(c.image_mean, [0.48145466, 0.4578275, 0.40821073]);
-        assert_eq!(c.image_std, [0.26862954, 0.26130258, 0.27577711]);
-        assert_eq!(c.rescale_factor, 1.0 / 255.0);
-        assert!(c.do_resize && c.do_rescale && c.do_normalize && c.do_convert_rgb);
-        assert_eq!(parse(json!({})).unwrap(), c);
-    }
-
-    #[test]
-    fn config_parses_hub_file_of_qwen25_vl() {
-        let c = parse(json!({
-            "min_pixels": 3136,
-            "max_pixels": 12845056,
-            "patch_size": 14,
-            "temporal_patch_size": 2,
-            "merge_size": 2,
-            "image_mean": [0.48145466, 0.4578275, 0.40821073],
-            "image_std": [0.26862954, 0.26130258, 0.27577711],
-            "image_processor_type": "Qwen2VLImageProcessor",
-            "processor_class": "Qwen2_5_VLProcessor"
-        }))
-        .unwrap();
-        assert_eq!((c.min_pixels, c.max_pixels), (3136, 12845056));
-        assert_eq!(c.image_mean, OPENAI_CLIP_MEAN);
-    }
-
-    #[test]
-    fn config_size_styles_and_precedence() {
-        let c = parse(json!({"size": {"shortest_edge": 100, "longest_edge": 5000}})).unwrap();
-        assert_eq!((c.min_pixels, c.max_pixels), (100, 5000));
-        // Top-level keys win over `size`, as in Qwen2VLImageProcessor.__init__.
-        let c =
-            parse(json!({"min_pixels": 7, "size": {"shortest_edge": 100, "longest_edge": 5000}}))
-                .unwrap();
-        assert_eq!((c.min_pixels, c.max_pixels), (7, 5000));
-        let c = parse(json!({"size": {"min_pixels": 9, "max_pixels": 99}})).unwrap();
-        assert_eq!((c.min_pixels, c.max_pixels), (9, 99));
-        let c = parse(json!({"max_pixels": 4704})).unwrap();
-        assert_eq!((c.min_pixels, c.max_pixels), (3136, 4704));
-        let c = parse(json!({"min_pixels": null, "size": null, "image_std": 0.5})).unwrap();
-        assert_eq!((c.min_pixels, c.image_std), (3136, [0.5; 3]));
-        let err = parse(json!({"size": {"shortest_edge": 100}}))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("longest_edge"), "{err}");
-    }
-
-    #[test]
-    fn config_errors_name_the_key() {
-        for (v, key) in [
-            (json!({"patch_size": "14"}), "`patch_size`"),
-            (json!({"patch_size": 14.5}), "`patch_size`"),
-            (json!({"min_pixels": -1}), "`min_pixels`"),
-            (
-                json!({"size": {"longest_edge": "big"}}),
-                "`size.longest_edge`",
-            ),
-            (json!({"image_mean": [0.5, 0.5]}), "`image_mean`"),
-            (json!({"do_resize": 1}), "`do_resize`"),
-            (json!({"rescale_factor": "1/255"}), "`rescale_factor`"),
-            (json!({"size": 224}), "`size`"),
-            (json!({"resample": 2}), "`resample`"),
-            (json!({"merge_size": 0}), "`merge_size`"),
-        ] {
-            let err = parse(v.clone()).unwrap_err().to_string();
-            assert!(err.contains(key), "{v}: {err}");
-            assert!(err.starts_with("preprocessor_config.json: "), "{err}");
-            assert!(!err.contains('\n'), "{err}");
-        }
-        assert!(parse(json!({"resample": 3, "unknown": [1, 2]})).is_ok());
-        let err = ImageProcessorConfig::from_json_str("{", Path::new("p.json")).unwrap_err();
-        assert!(err.to_string().contains("not valid JSON"), "{err}");
-        let err = ImageProcessorConfig::from_json_str("[]", Path::new("p.json")).unwrap_err();
-        assert!(err.to_string().contains("object"), "{err}");
-    }
-
-    #[test]
-    fn config_from_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("preprocessor_config.json");
-        let err = ImageProcessorConfig::from_file(&path).unwrap_err();
-        assert!(matches!(err, Error::NotFound { .. }), "{err}");
-        std::fs::write(&path, r#"{"max_pixels": 12845056}"#).unwrap();
-        assert_eq!(
-            ImageProcessorConfig::from_file(&path).unwrap().max_pixels,
-            12845056
-        );
-    }
-
-    // ---- loading ----
-
-    #[test]
-    fn load_image_reports_problems() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("nope.png");
-        let err = load_image(&missing).unwrap_err();
-        assert!(matches!(err, Error::NotFound { .. }), "{err}");
-        assert!(err.to_string().contains("nope.png"));
-
-        let err = load_image(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("directory"), "{err}");
-
-        let empty = dir.path().join("empty.jpg");
-        std::fs::write(&empty, b"").unwrap();
-        let err = load_image(&empty).unwrap_err().to_string();
-        assert!(err.contains("empty"), "{err}");
-
-        let text = dir.path().join("notes.png");
-        std::fs::write(&text, b"hello, this is not an image").unwrap();
-        let err = load_image(&text).unwrap_err().to_string();
-        assert!(err.contains("not a recognised image format"), "{err}");
-
-        // A PNG signature followed by garbage: recognised, but undecodable.
-        let broken = dir.path().join("broken.png");
-        std::fs::write(&broken, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDRgarbage").unwrap();
-        let err = load_image(&broken).unwrap_err().to_string();
-        assert!(err.contains("PNG") && !err.contains('\n'), "{err}");
-    }
-
-    #[test]
-    fn load_image_round_trips_png_with_alpha() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.png");
-        let rgba = image::RgbaImage::from_raw(2, 1, vec![10, 20, 30, 255, 10, 20, 30, 0]).unwrap();
-        rgba.save(&path).unwrap();
-        let img = load_image(&path).unwrap();
-        assert_eq!(img.color(), image::ColorType::Rgba8);
-        assert_eq!(to_rgb(&img).as_raw(), &[10, 20, 30, 255, 255, 255]);
-    }
 }

@@ -6,20 +6,23 @@
 //! `PROXYTHINKER_IMAGES` chooses: `auto` (the default; see [`Graphics::detect`]), `query`,
 //! `kitty`, `sixel`, `iterm2` or `halfblocks`.
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use image::DynamicImage;
 use ratatui::layout::Rect;
 use ratatui::Frame;
 use ratatui_image::picker::{Picker, ProtocolType};
 use ratatui_image::protocol::StatefulProtocol;
 use ratatui_image::StatefulImage;
 
+use crate::processor::SourceImage;
+
 /// A graphics protocol and the picture encoded for it.
 pub struct Graphics {
     picker: Picker,
-    /// The path last drawn and its encoding (`None` when the file could not be read: the
-    /// half-block thumbnail, or nothing, stays in its place).
-    shown: Option<(PathBuf, Option<StatefulProtocol>)>,
+    /// The picture last drawn (the decoded image the thumbnail was made from, shared with it)
+    /// and its encoding.
+    shown: Option<(Arc<DynamicImage>, StatefulProtocol)>,
 }
 
 impl Graphics {
@@ -65,24 +68,18 @@ impl Graphics {
         (picker.protocol_type() != ProtocolType::Halfblocks).then_some(Graphics { picker, shown: None })
     }
 
-    /// Whether the picture at `path` can be drawn (read and encoded once per path).
-    pub fn prepare(&mut self, path: &Path) -> bool {
-        if self.shown.as_ref().is_none_or(|(p, _)| p != path) {
-            let encoded = match image::open(path) {
-                Ok(img) => Some(self.picker.new_resize_protocol(img)),
-                Err(e) => {
-                    tracing::warn!("cannot draw {} with terminal graphics: {e}", path.display());
-                    None
-                }
-            };
-            self.shown = Some((path.to_path_buf(), encoded));
+    /// Makes `source` the picture to draw; it is encoded once, when it first differs from the
+    /// last one (the same decoded image, not a file read again).
+    pub fn prepare(&mut self, source: &SourceImage) {
+        if self.shown.as_ref().is_none_or(|(shown, _)| !Arc::ptr_eq(shown, &source.image)) {
+            let protocol = self.picker.new_resize_protocol(source.image.as_ref().clone());
+            self.shown = Some((Arc::clone(&source.image), protocol));
         }
-        matches!(self.shown, Some((_, Some(_))))
     }
 
     /// Draws the prepared picture into `area`, fitted to it.
     pub fn draw(&mut self, frame: &mut Frame, area: Rect) {
-        if let Some((_, Some(protocol))) = &mut self.shown {
+        if let Some((_, protocol)) = &mut self.shown {
             frame.render_stateful_widget(StatefulImage::default(), area, protocol);
         }
     }

@@ -32,6 +32,7 @@ use ratatui::crossterm::event::{self, Event as TermEvent};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::plan::{Inputs, SessionPlan, SessionRequest};
+use crate::processor::SourceImage;
 use crate::trace::TraceHeader;
 use crate::trio::PerModel;
 
@@ -51,7 +52,8 @@ pub const DEFAULT_QUESTION: &str = "Describe the picture.";
 
 /// Builds the UI state of a live session from its plan; nothing here loads or prepares anything.
 fn live_app(mode: Mode, plan: &SessionPlan, inputs: &Inputs, names: PerModel<String>) -> Result<App> {
-    let thumbnail = inputs.image.as_deref().map(Thumbnail::open).transpose()?;
+    // The thumbnail is drawn from the picture the model is given, decoded once.
+    let thumbnail = inputs.image.as_ref().map(Thumbnail::from_source);
     let info = SessionInfo {
         mode,
         base: names.base,
@@ -62,7 +64,7 @@ fn live_app(mode: Mode, plan: &SessionPlan, inputs: &Inputs, names: PerModel<Str
         sampling: plan.decoding.sampling,
         max_new_tokens: plan.decoding.max_new_tokens,
         question: inputs.question.clone(),
-        image_path: inputs.image.clone(),
+        image_path: inputs.image.as_ref().map(|s| s.path.clone()),
     };
     let mut app = App::new(info, plan.decoding.alpha);
     app.image = thumbnail;
@@ -77,7 +79,7 @@ fn live_app(mode: Mode, plan: &SessionPlan, inputs: &Inputs, names: PerModel<Str
 /// `proxythinker [tui] --base .. --rft .. --small ..` (or `--preset NAME`)
 pub fn run_tui(args: &TuiArgs) -> Result<()> {
     let settings = crate::config::resolve(&args.guided.overrides())?;
-    let inputs = args.input.inputs_or(DEFAULT_QUESTION);
+    let inputs = args.input.inputs_or(DEFAULT_QUESTION)?;
     let request = SessionRequest::new(settings, &inputs.question)?;
     let dirs = download::resolve_all(request.references()?)?;
     let plan = request.prepare(dirs, inputs.clone())?;
@@ -91,7 +93,8 @@ pub fn run_demo(args: &DemoArgs) -> Result<()> {
     let settings = crate::config::resolve(&args.decoding.overrides())?;
     let files = demo::install()?;
     let question = args.input.question.clone().unwrap_or_else(demo::question);
-    let inputs = Inputs { question, image: Some(args.input.image.clone().unwrap_or_else(|| files.image.clone())) };
+    let image = SourceImage::open(args.input.image.as_deref().unwrap_or(&files.image))?;
+    let inputs = Inputs { question, image: Some(image) };
     let request = SessionRequest::new(settings, &inputs.question)?;
     let names = PerModel::new("demo/base", "demo/rft", "demo/small").map(String::from);
     let dirs = PerModel::new(files.base, files.rft, files.small);
@@ -190,7 +193,7 @@ impl Runtime {
     fn trace_header(&self, app: &App) -> Result<TraceHeader> {
         match (&self.plan, &self.replayed) {
             (Some(plan), _) => {
-                let inputs = Inputs { question: app.info.question.clone(), image: app.info.image_path.clone() };
+                let inputs = Inputs { question: app.info.question.clone(), image: app.image.as_ref().map(|t| t.source.clone()) };
                 let prompt = plan.prompt(&inputs)?;
                 Ok(plan.trace_header("proxythinker tui", &inputs, &prompt, app.alpha))
             }

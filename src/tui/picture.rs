@@ -2,47 +2,42 @@
 //! with half-block characters (`▀`: the upper pixel is the foreground colour, the lower one the
 //! background), which every colour terminal and ratatui's test backend can show.
 //!
-//! The thumbnail is made once, when the image is opened, so drawing a frame only samples it.
+//! The thumbnail is made once, when the image is opened, so drawing a frame only samples it. It
+//! keeps the decoded [`SourceImage`] it was made from: terminal graphics draw that, and a restart
+//! prepares the model's input from it, so the picture is decoded once and seen the same way up
+//! everywhere.
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::processor::SourceImage;
 
 /// Thumbnails are at most this many pixels on a side: more than any image pane shows.
 const LARGEST: u32 = 160;
 
-/// A downscaled RGB image.
+/// A downscaled RGB image and the picture it shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Thumbnail {
     pub width: u32,
     pub height: u32,
     /// Row-major, `width * height` pixels.
     pub pixels: Vec<[u8; 3]>,
+    /// The full picture, upright, shared (not copied) with whoever else needs it.
+    pub source: SourceImage,
 }
 
 impl Thumbnail {
-    /// Opens an image file and shrinks it to a thumbnail.
+    /// Opens an image file (see [`SourceImage::open`]) and shrinks it to a thumbnail.
     pub fn open(path: &Path) -> Result<Thumbnail> {
-        let img = image::ImageReader::open(path)
-            .map_err(|e| Error::image(path, format!("cannot open it ({e}); give the path of a PNG, JPEG, WebP, GIF, BMP or TIFF file")))?
-            .with_guessed_format()
-            .map_err(|e| Error::image(path, format!("cannot read it ({e})")))?
-            .decode()
-            .map_err(|e| Error::image(path, format!("not a readable image ({e}); give the path of a PNG, JPEG, WebP, GIF, BMP or TIFF file")))?;
-        Ok(Thumbnail::from_image(&img))
+        Ok(Thumbnail::from_source(&SourceImage::open(path)?))
     }
 
-    /// Decodes an image held in memory (the embedded demo image).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Thumbnail> {
-        let img = image::load_from_memory(bytes).map_err(|e| Error::invalid(format!("embedded image: {e}")))?;
-        Ok(Thumbnail::from_image(&img))
-    }
-
-    fn from_image(img: &image::DynamicImage) -> Thumbnail {
-        let small = img.thumbnail(LARGEST, LARGEST).to_rgb8();
+    /// Shrinks a decoded picture to a thumbnail that keeps it.
+    pub fn from_source(source: &SourceImage) -> Thumbnail {
+        let small = source.image.thumbnail(LARGEST, LARGEST).to_rgb8();
         let (width, height) = small.dimensions();
         let pixels = small.pixels().map(|p| p.0).collect();
-        Thumbnail { width, height, pixels }
+        Thumbnail { width, height, pixels, source: source.clone() }
     }
 
     /// The pixel nearest to (x, y) given in [0, 1) of the width and height.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::engine::{Candidate, Distribution, GuidedRecord, StreamRecord};
 use crate::guidance::Sampling;
+use crate::processor::SourceImage;
 
 use super::app::{App, Mode, SessionInfo};
 use super::picture::Thumbnail;
@@ -90,19 +91,15 @@ pub fn stream_record(step: usize, seed: u64) -> StreamRecord {
 
 /// A small striped picture, so the image pane has something to show without reading a file.
 pub fn thumbnail() -> Thumbnail {
-    let (width, height) = (32u32, 24u32);
-    let pixels = (0..width * height)
-        .map(|i| {
-            let (x, y) = (i % width, i / width);
-            let d = (x as i32 - 16).pow(2) + (y as i32 - 12).pow(2);
-            if d < 64 {
-                [220, 40, 40]
-            } else {
-                [(x * 8) as u8, (y * 10) as u8, 120]
-            }
-        })
-        .collect();
-    Thumbnail { width, height, pixels }
+    let picture = image::RgbImage::from_fn(32, 24, |x, y| {
+        let d = (x as i32 - 16).pow(2) + (y as i32 - 12).pow(2);
+        image::Rgb(if d < 64 { [220, 40, 40] } else { [(x * 8) as u8, (y * 10) as u8, 120] })
+    });
+    // Already smaller than a thumbnail, so it is shown as made.
+    let (width, height) = picture.dimensions();
+    let pixels = picture.pixels().map(|p| p.0).collect();
+    let source = SourceImage::from_image("synthetic.png", image::DynamicImage::ImageRgb8(picture));
+    Thumbnail { width, height, pixels, source }
 }
 
 /// An app in `mode` with `n` tokens in every pane, sized `screen`.

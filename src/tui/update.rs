@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 
 use crate::engine::{Command, Event, Record};
+use crate::processor::SourceImage;
 
 use super::app::{App, Input, InputPurpose, Pane, RunState};
 use super::keymap::{self, Action};
@@ -37,8 +38,9 @@ pub enum Msg {
 #[derive(Debug, Clone)]
 pub enum Effect {
     SendCommand(Command),
-    /// Start decoding again from the prompt with these inputs (the streams are already cleared).
-    Restart { question: String, image: Option<PathBuf> },
+    /// Start decoding again from the prompt with these inputs (the streams are already cleared);
+    /// the image is the thumbnail's decoded picture, not decoded again.
+    Restart { question: String, image: Option<SourceImage> },
     /// Read this image; answer with `Msg::ImageOpened` or `Msg::Failed`.
     OpenImage(PathBuf),
     /// Write the records to a trace file; answer with `Msg::Done` or `Msg::Failed`.
@@ -231,7 +233,7 @@ fn restart(app: &mut App) -> Vec<Effect> {
     app.run = RunState::Loading;
     // The α asked for went to the engine being replaced; the new one starts at the α in force.
     app.pending_alpha = None;
-    vec![Effect::Restart { question: app.info.question.clone(), image: app.info.image_path.clone() }]
+    vec![Effect::Restart { question: app.info.question.clone(), image: app.image.as_ref().map(|t| t.source.clone()) }]
 }
 
 fn input_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {

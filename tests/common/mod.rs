@@ -8,6 +8,7 @@ use candle_core::{DType, Device};
 use proxythinker::loader::Checkpoint;
 use proxythinker::models::VlModel;
 use proxythinker::prepare::{prepare_prompt, PreparedPrompt};
+use proxythinker::processor::SourceImage;
 use proxythinker::processor::prompt;
 use serde_json::Value;
 
@@ -44,8 +45,9 @@ pub fn load(model_dir: &str, dtype: DType) -> Fixture {
 
 impl Fixture {
     pub fn prompt(&self, question: &str, image: Option<&str>, raw: bool) -> PreparedPrompt {
-        let image = image.map(|i| fixtures().join("tiny").join(i));
-        prepare_prompt(&self.checkpoint, &self.tokenizer, question, image.as_deref(), raw, &Device::Cpu)
+        let image =
+            image.map(|i| SourceImage::open(&fixtures().join("tiny").join(i)).unwrap_or_else(|e| panic!("{e}")));
+        prepare_prompt(&self.checkpoint, &self.tokenizer, question, image.as_ref(), raw, &Device::Cpu)
             .unwrap_or_else(|e| panic!("{e}"))
     }
 }

@@ -34,8 +34,10 @@ pub fn draw_with_graphics(frame: &mut Frame, app: &App, graphics: Option<&mut Gr
         return;
     };
     frame.render_widget(header::Header(app), a.header);
-    let path = app.image.as_ref().and(app.info.image_path.as_deref());
-    let graphics = graphics.filter(|_| path.is_some()).and_then(|g| g.prepare(path?).then_some(g));
+    let graphics = graphics.zip(app.image.as_ref()).map(|(g, thumbnail)| {
+        g.prepare(&thumbnail.source);
+        g
+    });
     frame.render_widget(media::Media(app, graphics.is_some()), a.media);
     if let (Some(g), (Some(picture), _)) = (graphics, media::split(app, a.media)) {
         g.draw(frame, picture);
