@@ -228,11 +228,6 @@ pub struct ModelPlacement {
 pub struct TrioPlacement(pub PerModel<ModelPlacement>);
 
 impl TrioPlacement {
-    /// f32 on the cpu for all three (the defaults).
-    pub fn cpu() -> TrioPlacement {
-        resolve_placement(&PlacementOverrides::default(), &ConfigFile::default(), &Source::Default)
-    }
-
     /// (dtype, device) of base, rft and small.
     pub fn specs(&self) -> PerModel<(DType, DeviceSpec)> {
         self.0.as_ref().map(|m| (m.dtype.value, m.device.value))

@@ -53,24 +53,11 @@ impl<T> PerModel<T> {
         PerModel { base: f(Role::Base), rft: f(Role::Rft), small: f(Role::Small) }
     }
 
-    /// Builds each value from its role, stopping at the first error (base, rft, small order).
-    pub fn try_from_fn<E>(mut f: impl FnMut(Role) -> std::result::Result<T, E>) -> std::result::Result<Self, E> {
-        Ok(PerModel { base: f(Role::Base)?, rft: f(Role::Rft)?, small: f(Role::Small)? })
-    }
-
     pub fn get(&self, role: Role) -> &T {
         match role {
             Role::Base => &self.base,
             Role::Rft => &self.rft,
             Role::Small => &self.small,
-        }
-    }
-
-    pub fn get_mut(&mut self, role: Role) -> &mut T {
-        match role {
-            Role::Base => &mut self.base,
-            Role::Rft => &mut self.rft,
-            Role::Small => &mut self.small,
         }
     }
 

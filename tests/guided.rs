@@ -308,7 +308,8 @@ fn the_engine_thread_streams_records_and_takes_commands() {
         Session::new(s2.trio.clone(), s2.files.base().1.clone(), p2.clone(), settings, vec![])
     });
     // The guided tokens once the engine says `Finished`, and the resets (α, changed from, kept) before it.
-    let wait_finished = |engine: &Engine| -> (Vec<u32>, Vec<(f32, Option<usize>, usize)>) {
+    type Reset = (f32, Option<usize>, usize);
+    let wait_finished = |engine: &Engine| -> (Vec<u32>, Vec<Reset>) {
         let (mut guided, mut resets) = (Vec::new(), Vec::new());
         loop {
             match engine.events.recv_timeout(std::time::Duration::from_secs(60)).expect("event") {
