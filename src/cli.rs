@@ -57,6 +57,8 @@ pub enum Command {
     Presets(crate::presets::PresetsArgs),
     /// Print the effective settings and where each came from (config file, command line, preset).
     Config(ConfigArgs),
+    /// Grade one response against the truth as the paper's evaluation does (one JSON object).
+    Grade(GradeArgs),
 }
 
 /// Where the three models of a trio run: one device and dtype for all, or one per model. Flags
@@ -527,4 +529,24 @@ pub fn with_default_subcommand(args: impl IntoIterator<Item = OsString>) -> Vec<
         }
     }
     args
+}
+
+/// `proxythinker grade --answer TRUTH [--choice TEXT]... --response TEXT`
+#[derive(Debug, Args)]
+pub struct GradeArgs {
+    /// The correct answer (an option's text or its letter for multiple choice).
+    #[arg(long, value_name = "TRUTH")]
+    pub answer: String,
+    /// The options of a multiple-choice question, in order (A, B, C, ...).
+    #[arg(long = "choice", value_name = "TEXT")]
+    pub choices: Vec<String>,
+    /// The model's whole response.
+    #[arg(long, value_name = "TEXT")]
+    pub response: String,
+}
+
+/// Prints `{"extracted": ..., "correct": ...}`; a wrong answer is no error (exit status 0).
+pub fn run_grade(args: &GradeArgs) -> Result<()> {
+    let g = crate::eval::grade::grade(&args.answer, &args.choices, &args.response);
+    print_json(&json!({"extracted": g.extracted, "correct": g.correct}))
 }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod engine;
+pub mod eval;
 pub mod generate;
 pub mod guidance;
 pub mod hub;

@@ -33,6 +33,7 @@ fn main() {
         Command::Replay(args) => proxythinker::tui::run_replay(args),
         Command::Presets(args) => proxythinker::presets::run_presets(args),
         Command::Config(args) => proxythinker::cli::run_config(args),
+        Command::Grade(args) => proxythinker::cli::run_grade(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
