@@ -59,6 +59,8 @@ pub enum Command {
     Config(ConfigArgs),
     /// Grade one response against the truth as the paper's evaluation does (one JSON object).
     Grade(GradeArgs),
+    /// Run a dataset: base, RFT and guided (at each α) per question, graded; resumable.
+    Eval(EvalArgs),
 }
 
 /// Where the three models of a trio run: one device and dtype for all, or one per model. Flags
@@ -550,3 +552,85 @@ pub fn run_grade(args: &GradeArgs) -> Result<()> {
     let g = crate::eval::grade::grade(&args.answer, &args.choices, &args.response);
     print_json(&json!({"extracted": g.extracted, "correct": g.correct}))
 }
+
+/// `proxythinker eval (--preset P | --base .. --rft .. --small ..) --data FILE --out DIR`
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The dataset: a JSON Lines file, one question per line (`id`, `question`, `answer`,
+    /// optional `image` and `choices`; other fields are kept and reported).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Where results.jsonl, summary.json and run.json go; the same command resumes there.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The α values of the sweep, comma separated [default: the preset's, the config file's, or 0.5].
+    #[arg(long, value_name = "A,B,...", value_delimiter = ',', allow_negative_numbers = true)]
+    pub alphas: Vec<f32>,
+    /// Only the first N questions (of the shard).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Only every N-th question from the I-th (0-based), to split a run over machines.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
+    /// Record questions that cannot be run (a broken image, a line without an answer) as skipped.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Keep each question's trace (one per α) under DIR/traces for `replay`.
+    #[arg(long)]
+    pub traces: bool,
+    #[command(flatten)]
+    pub guided: GuidedArgs,
+}
+
+fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
+    let bad = || format!("--shard {s}: use I/N with 0 <= I < N, e.g. 0/4");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n) = (i.trim().parse::<usize>().map_err(|_| bad())?, n.trim().parse::<usize>().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// The question eval checks the settings with (each dataset question is checked in turn).
+const EVAL_PROBE_QUESTION: &str = "eval";
+
+pub fn run_eval(args: &EvalArgs) -> Result<()> {
+    use crate::eval::{dataset, run};
+    let mut settings = crate::config::resolve(&args.guided.overrides())?;
+    // The paper decodes up to 4,096 new tokens: reasoning cut at 512 loses its \boxed{}.
+    if settings.max_new_tokens.from == crate::config::Source::Default {
+        settings.max_new_tokens.value = EVAL_MAX_NEW_TOKENS;
+    }
+    // The paper's prompt asks for the answer in \boxed{}, which grading reads.
+    if settings.suffix.from == crate::config::Source::Default {
+        settings.suffix = Setting { value: crate::presets::Suffix::parse("boxed"), from: crate::config::Source::Default };
+    }
+    let alphas = if args.alphas.is_empty() { vec![settings.alpha.value] } else { args.alphas.clone() };
+    if let Some(bad) = alphas.iter().find(|a| !a.is_finite()) {
+        return Err(Error::invalid(format!("--alphas: {bad} is not a finite number")));
+    }
+    let data = dataset::read_jsonl(&args.data, args.skip_bad)?;
+    let questions = dataset::select(data.questions.clone(), args.shard, args.limit);
+    let request = SessionRequest::new(settings, EVAL_PROBE_QUESTION)?;
+    let dirs = request.settings().resolve_models()?;
+    // The preflight sizes the first question's context.
+    let first = questions.first().map_or_else(
+        || Ok(Inputs { question: EVAL_PROBE_QUESTION.into(), image: None }),
+        |q| -> Result<Inputs> {
+            Ok(Inputs { question: dataset::prompt_text(q), image: q.image.as_ref().map(|i| i.open()).transpose()? })
+        },
+    )?;
+    let plan = request.prepare(dirs, first)?;
+    let opts = run::EvalOptions { alphas, out: args.out.clone(), traces: args.traces, skip_bad: args.skip_bad };
+    run::claim_out(&plan, &data, &opts)?;
+    for note in &plan.notes {
+        eprintln!("{note}");
+    }
+    let summary = run::run(&plan, &data, &questions, &opts)?;
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", summary.table()).map_err(|source| Error::Io { path: Path::new("<stdout>").to_path_buf(), source })
+}
+
+/// `eval`'s default budget, the paper's.
+pub const EVAL_MAX_NEW_TOKENS: usize = 4096;

@@ -34,6 +34,7 @@ fn main() {
         Command::Presets(args) => proxythinker::presets::run_presets(args),
         Command::Config(args) => proxythinker::cli::run_config(args),
         Command::Grade(args) => proxythinker::cli::run_grade(args),
+        Command::Eval(args) => proxythinker::cli::run_eval(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -1,4 +1,8 @@
-//! Evaluation on benchmarks, as the paper evaluates: [`grade`] extracts an answer from a response
-//! and decides whether it is correct (what `proxythinker grade` prints).
+//! Evaluation on benchmarks, as the paper evaluates: [`dataset`] reads the questions, [`run`]
+//! decodes every question's three streams (guided at each α of a sweep) and writes results that
+//! survive a crash and a summary, [`grade`] extracts an answer from a response and decides whether
+//! it is correct (also what `proxythinker grade` prints).
 
+pub mod dataset;
 pub mod grade;
+pub mod run;
