@@ -309,7 +309,7 @@ pub struct GuidedArgs {
     pub models: TrioArgs,
     /// Appended to the question before the chat template: boxed, rethink, none, or any text
     /// [default: the preset's, the config file's, or none].
-    #[arg(long, value_name = "boxed|rethink|none|TEXT")]
+    #[arg(long, value_name = "boxed|rethink|rethink72b|answer|r1onevision|thinklite|none|TEXT")]
     pub suffix: Option<String>,
     #[command(flatten)]
     pub decoding: DecodingArgs,

@@ -67,18 +67,36 @@ pub enum Suffix {
     Boxed,
     /// "\n\nPlease reason step by step, and put your final answer within \boxed{}." (its VL-Rethinker runs).
     Rethink,
+    /// The paper's `vlrethinker72b` prompt: step by step, with self-questioning, -verification and
+    /// -correction asked for by name.
+    Rethink72b,
+    /// "\n\nYour final answer MUST BE put between <answer> </answer>." (its `answer` prompt).
+    Answer,
+    /// Think in <think> </think>, answer in <answer> </answer> (its `r1onevision` prompt).
+    R1Onevision,
+    /// Its `thinklite` prompt (a raw string there, so its "\n" are backslash-n as written).
+    Thinklite,
     Custom(String),
 }
 
 impl Suffix {
     pub const BOXED: &'static str = "\n\nYour final answer MUST BE put in \\boxed{}.";
     pub const RETHINK: &'static str = "\n\nPlease reason step by step, and put your final answer within \\boxed{}.";
+    pub const RETHINK72B: &'static str = "\n\nGuidelines: \nPlease think step by step, and **regularly perform self-questioning, self-verification, self-correction to check your ongoing reasoning**, using connectives such as \"Wait a moment\", \"Wait, does it seem right?\", etc. Remember to put your final answer within \\boxed{}.\n";
+    pub const ANSWER: &'static str = "\n\nYour final answer MUST BE put between <answer> </answer>.";
+    pub const R1ONEVISION: &'static str =
+        "\n\nFirst output the thinking process in <think> </think> tags and then output the final answer in <answer> </answer> tags.";
+    pub const THINKLITE: &'static str = r"\n\nYou FIRST think about the reasoning process as an internal monologue and then provide the final answer. The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in \boxed{}.";
 
     /// `boxed`, `rethink`, `none`, or any other text (appended as given).
     pub fn parse(s: &str) -> Suffix {
         match s {
             "boxed" => Suffix::Boxed,
             "rethink" => Suffix::Rethink,
+            "rethink72b" => Suffix::Rethink72b,
+            "answer" => Suffix::Answer,
+            "r1onevision" => Suffix::R1Onevision,
+            "thinklite" => Suffix::Thinklite,
             "none" | "" => Suffix::None,
             other => Suffix::Custom(other.to_string()),
         }
@@ -90,6 +108,10 @@ impl Suffix {
             Suffix::None => "",
             Suffix::Boxed => Self::BOXED,
             Suffix::Rethink => Self::RETHINK,
+            Suffix::Rethink72b => Self::RETHINK72B,
+            Suffix::Answer => Self::ANSWER,
+            Suffix::R1Onevision => Self::R1ONEVISION,
+            Suffix::Thinklite => Self::THINKLITE,
             Suffix::Custom(s) => s,
         }
     }
@@ -100,6 +122,10 @@ impl Suffix {
             Suffix::None => "none",
             Suffix::Boxed => "boxed",
             Suffix::Rethink => "rethink",
+            Suffix::Rethink72b => "rethink72b",
+            Suffix::Answer => "answer",
+            Suffix::R1Onevision => "r1onevision",
+            Suffix::Thinklite => "thinklite",
             Suffix::Custom(s) => s,
         }
     }

@@ -202,6 +202,7 @@ fn the_summary_counts_each_stream_per_category_and_where_guidance_changed_the_ve
         answer: String::new(),
         choices: vec![],
         image: None,
+        prompt_as_given: false,
         extra: Default::default(),
     };
     let s = Summary::of(&results, &[0.5, 1.0], &[q("a"), q("b")]);
@@ -211,4 +212,50 @@ fn the_summary_counts_each_stream_per_category_and_where_guidance_changed_the_ve
     assert_eq!(s.broken, [(0.5, vec![]), (1.0, vec!["a".to_string()])]);
     assert_eq!(s.per_category["category=x"][0].1.correct, 1);
     assert_eq!(s.per_category["category=y"][1].1.correct, 1);
+}
+
+#[test]
+fn the_papers_datasets_are_asked_as_the_paper_asks_them() {
+    use proxythinker::eval::dataset::{prompt_text, read_jsonl};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("papers.jsonl");
+    let lines = [
+        // MathVista: `query` holds the hint and the choices already; `choices` maps the truth to a letter.
+        r#"{"pid": "1", "question": "Which is bigger?", "query": "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end.\nQuestion: Which is bigger?\nChoices:\n(A) 3\n(B) 5", "choices": ["3", "5"], "answer": "5"}"#,
+        // MathVerse: `query_cot`.
+        r#"{"question": "Find x.", "query_cot": "Please first conduct reasoning, and then answer the question. Find x.", "answer": "4"}"#,
+        // MathVision: `question` and `options`, formatted as the paper's code formats them.
+        r#"{"id": 7, "question": "Which shape?", "options": ["square", "circle"], "answer": "B"}"#,
+    ];
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let d = read_jsonl(&data, false).unwrap();
+    assert_eq!(prompt_text(&d.questions[0]), "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end.\nQuestion: Which is bigger?\nChoices:\n(A) 3\n(B) 5");
+    assert_eq!(d.questions[0].choices, ["3", "5"]);
+    assert_eq!(d.questions[0].extra.get("question"), Some(&Value::from("Which is bigger?")), "the plain question is kept");
+    assert_eq!(prompt_text(&d.questions[1]), "Please first conduct reasoning, and then answer the question. Find x.");
+    assert_eq!(
+        prompt_text(&d.questions[2]),
+        "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, E, at the end.\nQuestion: Which shape?\nChoices:\n(A) square\n(B) circle"
+    );
+    // MathVision's truth is a letter: its option text and the letter both grade as right.
+    let q = &d.questions[2];
+    assert!(proxythinker::eval::grade::grade(&q.answer, &q.choices, "\\boxed{circle}").correct);
+    assert!(proxythinker::eval::grade::grade(&q.answer, &q.choices, "\\boxed{B}").correct);
+    assert!(!proxythinker::eval::grade::grade(&q.answer, &q.choices, "\\boxed{square}").correct);
+}
+
+#[test]
+fn the_papers_prompt_suffixes_are_there_by_name() {
+    use proxythinker::presets::Suffix;
+    assert_eq!(Suffix::parse("answer").text(), "\n\nYour final answer MUST BE put between <answer> </answer>.");
+    assert_eq!(
+        Suffix::parse("r1onevision").text(),
+        "\n\nFirst output the thinking process in <think> </think> tags and then output the final answer in <answer> </answer> tags."
+    );
+    // The paper's code writes this one as a raw string: backslash-n, not a line break.
+    assert!(Suffix::parse("thinklite").text().starts_with("\\n\\nYou FIRST think"));
+    assert!(Suffix::parse("rethink72b").text().contains("self-questioning, self-verification, self-correction"));
+    for name in ["answer", "r1onevision", "thinklite", "rethink72b"] {
+        assert_eq!(Suffix::parse(name).name(), name);
+    }
 }

@@ -3,7 +3,10 @@
 //! Each line is an object with `id` (string or number; the line number when absent), `question`,
 //! `answer`, optional `image` (a path relative to the file, or the picture itself as base64,
 //! optionally as a `data:` URL), optional `choices` (a list of option texts, A first), and any
-//! other fields, which are kept and reported (`category`, `skill`, ... group the summary). A line
+//! other fields, which are kept and reported (`category`, `skill`, ... group the summary).
+//! The paper's datasets keep their own fields: a line with `query_cot` (MathVerse) or `query`
+//! (MathVista, whose query already holds its hint and choices) is asked that text as given, as
+//! the paper asks them; `options` (MathVision) is read as `choices`. A line
 //! that lacks what a question needs is an error naming the file, the line and the field; with
 //! `--skip-bad` it becomes a skipped question with that reason.
 
@@ -27,6 +30,8 @@ pub struct Question {
     pub choices: Vec<String>,
     /// Where the picture is (a path, or "<file>:<line> (base64)").
     pub image: Option<ImageRef>,
+    /// The question came from the paper's own prompt field (`query`, `query_cot`): asked as given.
+    pub prompt_as_given: bool,
     /// Every other field of the line, reported with the results.
     pub extra: BTreeMap<String, Value>,
 }
@@ -153,9 +158,20 @@ fn parse_line(line: &str, n: usize, dir: &Path, where_: &str) -> std::result::Re
             None => Err((id.clone(), format!("{where_}: field `{name}` is missing"))),
         }
     };
-    let question = field(&mut obj, "question")?;
+    // The paper's prompt fields come first: they are what it asks (and already list any choices).
+    let asked_as_given = ["query_cot", "query"].into_iter().find(|f| obj.get(*f).and_then(text_of).is_some_and(|s| !s.trim().is_empty()));
+    let question = match asked_as_given {
+        Some(f) => {
+            let text = obj.get(f).and_then(text_of).unwrap_or_default();
+            // Keep the plain question among the reported fields.
+            obj.remove(f);
+            text
+        }
+        None => field(&mut obj, "question")?,
+    };
     let answer = field(&mut obj, "answer")?;
-    let choices = match obj.remove("choices") {
+    let listed = obj.remove("choices").filter(|v| !v.is_null()).or_else(|| obj.remove("options").filter(|v| !v.is_null()));
+    let choices = match listed {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items
             .iter()
@@ -178,14 +194,14 @@ fn parse_line(line: &str, n: usize, dir: &Path, where_: &str) -> std::result::Re
         }
         Some(_) => return Err((id, format!("{where_}: field `image` must be a path or base64 text"))),
     };
-    Ok(Question { id, line: n, question, answer, choices, image, extra: obj.into_iter().collect() })
+    Ok(Question { id, line: n, question, answer, choices, image, prompt_as_given: asked_as_given.is_some(), extra: obj.into_iter().collect() })
 }
 
 /// The prompt of a question before the suffix: the question as given, and for multiple choice
 /// the options as the paper's code lists them for MathVision (a hint, the question, then
 /// "(A) ..." lines).
 pub fn prompt_text(q: &Question) -> String {
-    if q.choices.is_empty() {
+    if q.choices.is_empty() || q.prompt_as_given {
         return q.question.clone();
     }
     let list: Vec<String> = q.choices.iter().enumerate().map(|(i, c)| format!("({}) {c}", (b'A' + i as u8) as char)).collect();
