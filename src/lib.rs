@@ -14,6 +14,7 @@ pub mod engine;
 pub mod generate;
 pub mod guidance;
 pub mod hub;
+pub mod interrupt;
 pub mod loader;
 pub mod models;
 pub mod per_model;

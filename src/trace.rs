@@ -173,6 +173,9 @@ impl TraceWriter {
         let file = std::fs::File::create(&temp).map_err(|e| {
             Error::invalid(format!("--trace {}: cannot write there ({e}); choose a writable path", path.display()))
         })?;
+        // A kill (SIGINT, SIGTERM, SIGHUP) during decoding removes the temporary file too.
+        crate::interrupt::install();
+        crate::interrupt::remove_on_exit(&temp);
         Ok(TraceWriter { target: path.to_path_buf(), temp, file })
     }
 
@@ -201,6 +204,7 @@ impl Drop for TraceWriter {
     fn drop(&mut self) {
         // After a successful rename the temporary name no longer exists; otherwise clean up.
         let _ = std::fs::remove_file(&self.temp);
+        crate::interrupt::forget(&self.temp);
     }
 }
 

@@ -161,6 +161,8 @@ fn run_app_with(mut app: App, mut runtime: Runtime) -> Result<()> {
     }
     let result = event_loop(&mut guard.terminal, &mut app, &mut runtime);
     drop(guard);
+    // Killed (SIGTERM, SIGHUP, SIGINT): the terminal is back; exit as a killed command does.
+    crate::interrupt::exit_if_received();
     runtime.shut_down();
     if let Err(e) = &result {
         tracing::error!("the UI stopped: {e}");
@@ -311,6 +313,9 @@ fn event_loop(terminal: &mut terminal::Term, app: &mut App, runtime: &mut Runtim
     // A test hook: the end-to-end test checks that a panic gives the terminal back.
     let panic_for_test = std::env::var_os("PROXYTHINKER_TEST_PANIC").is_some();
     loop {
+        if crate::interrupt::received().is_some() {
+            return Ok(());
+        }
         dirty |= runtime.poll_engine(app);
         if dirty {
             terminal.draw(|f| view::draw_with_graphics(f, app, graphics.as_mut())).map_err(io)?;
