@@ -1,0 +1,208 @@
+//! Hostile and careless input (issue 11): each case builds its bomb on the fly (small files with
+//! big headers, FIFOs, servers on loopback that misbehave) and asserts the promised behaviour:
+//! one line on stderr, exit status 2, bounded memory and time, no token leaked. Nothing here
+//! allocates what the bombs ask for: the refusal happens before.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use proxythinker::hub::{self, HubConfig, NoProgress};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxythinker");
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+fn tiny(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny").join(name)
+}
+
+/// One request as a [`Server`] saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    port: u16,
+    line: String,
+    authorization: Option<String>,
+}
+
+type Handler = Arc<dyn Fn(&str, &mut TcpStream) + Send + Sync>;
+
+/// A bare HTTP/1.1 server on loopback: logs each request, answers with `handler` (which writes
+/// the raw response), closes the connection.
+struct Server {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Server {
+    fn on(listener: TcpListener, seen: Arc<Mutex<Vec<Seen>>>, handler: Handler) -> Server {
+        let port = listener.local_addr().unwrap().port();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (log, handler) = (log.clone(), handler.clone());
+                std::thread::spawn(move || {
+                    let mut stream = stream;
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let mut authorization = None;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            if k.eq_ignore_ascii_case("authorization") {
+                                authorization = Some(v.trim().to_string());
+                            }
+                        }
+                    }
+                    log.lock().unwrap().push(Seen { port, line: line.trim().to_string(), authorization });
+                    handler(line.trim(), &mut stream);
+                });
+            }
+        });
+        Server { port, seen }
+    }
+
+    fn start(handler: Handler) -> Server {
+        Server::on(TcpListener::bind("127.0.0.1:0").unwrap(), Arc::new(Mutex::new(Vec::new())), handler)
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) {
+    let mut out = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let _ = stream.write_all(out.as_bytes());
+    let _ = stream.write_all(body);
+}
+
+fn revision_json() -> Vec<u8> {
+    format!(r#"{{"sha":"{COMMIT}","siblings":[{{"rfilename":"config.json"}},{{"rfilename":"tokenizer.json"}},{{"rfilename":"model.safetensors"}}]}}"#)
+        .into_bytes()
+}
+
+fn config_with_token(endpoint: &str, cache: &Path) -> HubConfig {
+    let mut c = HubConfig::new(endpoint, cache);
+    c.token = Some("hf_secret".into());
+    c.timeout = Duration::from_secs(5);
+    c
+}
+
+/// A Hub whose file answers redirect to `target` (absolute), as the Hub redirects LFS files.
+fn redirecting_hub(listener: TcpListener, target: String) -> Server {
+    Server::on(
+        listener,
+        Arc::new(Mutex::new(Vec::new())),
+        Arc::new(move |line: &str, s: &mut TcpStream| {
+            if line.contains("/api/models/") {
+                respond(s, "200 OK", &[("Content-Type", "application/json".into())], &revision_json());
+            } else {
+                let sha = "a".repeat(64);
+                respond(
+                    s,
+                    "302 Found",
+                    &[("Location", format!("{target}/cdn/{sha}")), ("X-Linked-Etag", format!("\"{sha}\"")), ("X-Linked-Size", "10".into())],
+                    b"",
+                );
+            }
+        }),
+    )
+}
+
+#[test]
+fn the_token_never_goes_to_a_look_alike_origin() {
+    // The look-alike's port is the Hub's port with a digit appended (127.0.0.1:4123 → :41239):
+    // a string-prefix test of the URL takes one for the other.
+    let (hub_listener, look_alike_listener) = (0..50)
+        .find_map(|_| {
+            let la = TcpListener::bind("127.0.0.1:0").ok()?;
+            let port = la.local_addr().ok()?.port();
+            (port % 10 == 9 && port / 10 >= 1024).then_some(())?;
+            Some((TcpListener::bind(("127.0.0.1", port / 10)).ok()?, la))
+        })
+        .or_else(|| {
+            // Ask for ports until one ends in 9 and its prefix is free.
+            (0..2000).find_map(|_| {
+                let la = TcpListener::bind("127.0.0.1:0").ok()?;
+                let port = la.local_addr().ok()?.port();
+                if port % 10 != 9 || port / 10 < 1024 {
+                    return None;
+                }
+                Some((TcpListener::bind(("127.0.0.1", port / 10)).ok()?, la))
+            })
+        })
+        .expect("two ports that look alike");
+    let look_alike = Server::on(look_alike_listener, Arc::new(Mutex::new(Vec::new())), Arc::new(|_: &str, s: &mut TcpStream| respond(s, "404 Not Found", &[], b"")));
+    let hub = redirecting_hub(hub_listener, look_alike.url());
+    assert!(look_alike.url().starts_with(&hub.url()), "{} vs {}", look_alike.url(), hub.url());
+    let cache = tempfile::tempdir().unwrap();
+    let _ = hub::resolve_with("owner/name", "--model", &config_with_token(&hub.url(), cache.path()), &mut NoProgress);
+    assert!(hub.seen().iter().any(|r| r.authorization.is_some()), "the Hub itself gets the token: {:?}", hub.seen());
+    let seen = look_alike.seen();
+    assert!(!seen.is_empty(), "the redirect was followed");
+    assert!(seen.iter().all(|r| r.authorization.is_none()), "token leaked to {}: {seen:?}", look_alike.url());
+}
+
+#[test]
+fn a_redirect_to_the_same_host_on_another_port_loses_the_token() {
+    let other = Server::start(Arc::new(|_: &str, s: &mut TcpStream| respond(s, "404 Not Found", &[], b"")));
+    let target = other.url();
+    // The revision API itself redirects (ureq's "same host" rule kept the token here).
+    let hub = Server::start(Arc::new(move |line: &str, s: &mut TcpStream| {
+        let path = line.split_whitespace().nth(1).unwrap_or("/");
+        respond(s, "302 Found", &[("Location", format!("{target}{path}"))], b"");
+    }));
+    let cache = tempfile::tempdir().unwrap();
+    let err = hub::resolve_with("owner/name", "--model", &config_with_token(&hub.url(), cache.path()), &mut NoProgress)
+        .expect_err("the other port has nothing");
+    assert_eq!(err.to_string().lines().count(), 1, "{err}");
+    let seen = other.seen();
+    assert!(!seen.is_empty(), "the redirect was followed: {:?}", hub.seen());
+    assert!(seen.iter().all(|r| r.authorization.is_none()), "token sent to another port: {seen:?}");
+    assert!(hub.seen().iter().all(|r| r.authorization.as_deref() == Some("Bearer hf_secret")));
+}
+
+/// A server that sends a status line and headers, then one body byte every `every`.
+fn trickling(every: Duration, length: usize) -> Server {
+    Server::start(Arc::new(move |_: &str, s: &mut TcpStream| {
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nContent-Type: application/json\r\n\r\n");
+        let _ = s.write_all(head.as_bytes());
+        for _ in 0..length {
+            std::thread::sleep(every);
+            if s.write_all(b" ").is_err() {
+                return;
+            }
+        }
+    }))
+}
+
+#[test]
+fn a_hub_that_trickles_bytes_cannot_hold_a_request_forever() {
+    // One byte every 200 ms never trips the 1 s wait for bytes, but the whole request has a deadline.
+    let hub = trickling(Duration::from_millis(200), 10_000);
+    let cache = tempfile::tempdir().unwrap();
+    let mut config = HubConfig::new(hub.url(), cache.path());
+    config.timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let err = hub::resolve_with("owner/name", "--model", &config, &mut NoProgress).expect_err("a deadline");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(err.to_string().lines().count(), 1, "{err}");
+}
