@@ -180,13 +180,18 @@ struct Loaded {
     prepared: crate::prepare::PreparedPrompt,
 }
 
-fn load(args: &PromptArgs) -> Result<Loaded> {
+fn load(args: &PromptArgs, new_tokens: usize) -> Result<Loaded> {
     // Cheap checks first, so that bad input fails before any weights are read.
     let device = args.device.open()?;
     let checkpoint = Checkpoint::open(&crate::hub::resolve(&args.model, "--model")?)?;
     let tokenizer = prompt::load_tokenizer(&checkpoint.tokenizer_file)?;
     let image = args.image.as_deref().map(SourceImage::open).transpose()?;
     let prepared = prepare_prompt(&checkpoint, &tokenizer, &args.prompt, image.as_ref(), args.raw, &device)?;
+    let prompt_tokens = prepared.input.input_ids.len();
+    crate::prepare::check_context(&checkpoint, "the model", prompt_tokens, new_tokens, "--max-new-tokens")?;
+    for note in crate::preflight::check_one(&checkpoint, args.device, &device, args.dtype, prompt_tokens as u64, new_tokens as u64)? {
+        eprintln!("{note}");
+    }
     let model = checkpoint.load_model(args.dtype, &device)?;
     Ok(Loaded { checkpoint, tokenizer, model, prepared })
 }
@@ -198,7 +203,7 @@ fn print_json(value: &serde_json::Value) -> Result<()> {
 }
 
 pub fn run_logits(args: &LogitsArgs) -> Result<()> {
-    let l = load(&args.prompt)?;
+    let l = load(&args.prompt, 0)?;
     let mut cache = l.model.new_cache();
     let logits = l.model.prefill(std::slice::from_ref(&l.prepared.input), &mut cache)?;
     let logits: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
@@ -215,7 +220,7 @@ pub fn run_logits(args: &LogitsArgs) -> Result<()> {
 }
 
 pub fn run_generate(args: &GenerateArgs) -> Result<()> {
-    let l = load(&args.prompt)?;
+    let l = load(&args.prompt, args.max_new_tokens)?;
     let eos: &[u32] = if args.ignore_eos { &[] } else { &l.checkpoint.eos_token_ids };
     let g = greedy(&l.model, &l.prepared.input, args.max_new_tokens, eos)?;
     let text = prompt::decode(&l.tokenizer, &g.token_ids)?;

@@ -24,6 +24,8 @@ const GRACE: Duration = Duration::from_millis(500);
 static INSTALL: Once = Once::new();
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 static UI_ACTIVE: AtomicBool = AtomicBool::new(false);
+/// How the UI gives the terminal back (registered by the UI: this module sits below it).
+static RESTORE: Mutex<Option<fn()>> = Mutex::new(None);
 /// Set by whoever exits for the signal first, so the process exits once.
 static EXITING: AtomicBool = AtomicBool::new(false);
 static TEMP_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
@@ -49,7 +51,9 @@ pub fn install() {
                 return; // the UI is exiting already
             }
             if UI_ACTIVE.load(Ordering::SeqCst) {
-                crate::tui::terminal::restore();
+                if let Some(restore) = RESTORE.lock().ok().and_then(|r| *r) {
+                    restore();
+                }
             }
             remove_temp_files();
             std::process::exit(128 + sig);
@@ -68,9 +72,15 @@ pub fn received() -> Option<i32> {
     }
 }
 
-/// Whether the UI holds the terminal (and will leave by itself when [`received`] says so).
-pub fn set_ui_active(active: bool) {
-    UI_ACTIVE.store(active, Ordering::SeqCst);
+/// The UI holds the terminal (`Some`: with the function that gives it back) and will leave by
+/// itself when [`received`] says so; `None`: it gave the terminal back.
+pub fn set_ui_active(restore: Option<fn()>) {
+    if let Ok(mut r) = RESTORE.lock() {
+        if restore.is_some() {
+            *r = restore;
+        }
+    }
+    UI_ACTIVE.store(restore.is_some(), Ordering::SeqCst);
 }
 
 /// Exits with 128 + the signal if one was received (called by the UI once the terminal is back).

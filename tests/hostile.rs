@@ -206,3 +206,121 @@ fn a_hub_that_trickles_bytes_cannot_hold_a_request_forever() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert_eq!(err.to_string().lines().count(), 1, "{err}");
 }
+
+// ---- the binary under a memory and time bound -------------------------------------------------
+
+/// Address space the binary may map in these tests: far below what the bombs ask for, well above
+/// what a refusal (or a tiny model's run) needs.
+const ADDRESS_SPACE_KB: u64 = 3_000_000;
+
+/// Runs the binary with `args` under `ulimit -v` and a wall-clock limit of `secs` (killed past
+/// it), with no config file and a private cache. Returns the output and the time it took.
+fn bounded(args: &[&str], envs: &[(&str, &str)], secs: u64) -> (Output, Duration) {
+    let cache = std::env::temp_dir().join(format!("proxythinker-hostile-{}", std::process::id()));
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(format!("ulimit -v {ADDRESS_SPACE_KB}; exec \"$0\" \"$@\"")).arg(BIN).args(args);
+    c.env("PROXYTHINKER_CONFIG", std::env::temp_dir().join("proxythinker-tests-no-config.toml"))
+        .env("PROXYTHINKER_CACHE", &cache)
+        .env("HF_HUB_OFFLINE", "1")
+        .env_remove("PROXYTHINKER_FREE_MEMORY_BYTES");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let started = Instant::now();
+    let mut child = c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(secs) {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("{args:?} still running after {secs} s; stderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = started.elapsed();
+    (child.wait_with_output().expect("output"), took)
+}
+
+/// Exit status 2, one line on stderr that holds every needle, no panic, no abort.
+fn refused(out: &Output, needles: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("memory allocation"), "{stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "{n:?} not in: {stderr}");
+    }
+    stderr
+}
+
+fn trio_args(question: &str) -> Vec<String> {
+    let mut a: Vec<String> = vec!["run".into(), "--question".into(), question.into()];
+    for (flag, name) in [("--base", "qwen2_5_vl"), ("--rft", "trio_rft"), ("--small", "trio_small")] {
+        a.push(flag.into());
+        a.push(tiny(name).to_str().unwrap().into());
+    }
+    a
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn prompts_past_the_context_are_refused_with_the_counts() {
+    // 22 kB and 120 kB questions: far past the fixtures' 4096-token context.
+    for size in [22_000, 120_000] {
+        let question = "how many circles are there? ".repeat(size / 28);
+        let (out, took) = bounded(&strs(&trio_args(&question)), &[], 30);
+        refused(&out, &["the prompt is", "tokens but", "reads at most 4096", "max_position_embeddings"]);
+        assert!(took < Duration::from_secs(20), "{took:?}");
+    }
+    // The same for one model.
+    let question = "circles ".repeat(3000);
+    let model = tiny("qwen2_5_vl");
+    let (out, _) = bounded(&["logits", "--model", model.to_str().unwrap(), "--prompt", &question], &[], 30);
+    refused(&out, &["the prompt is", "reads at most 4096"]);
+}
+
+#[test]
+fn budgets_past_the_context_are_refused_before_decoding() {
+    let model = tiny("qwen2_5_vl");
+    let (out, _) = bounded(&["generate", "--model", model.to_str().unwrap(), "--prompt", "Hi", "--max-new-tokens", "1000000000000"], &[], 30);
+    refused(&out, &["plus --max-new-tokens 1000000000000", "4096-token context", "lower --max-new-tokens to at most"]);
+    // u64::MAX: no arithmetic wraps around to a budget that passes.
+    let mut args = trio_args("How many circles?");
+    args.extend(["--max-new-tokens".into(), u64::MAX.to_string()]);
+    let (out, took) = bounded(&strs(&args), &[], 30);
+    refused(&out, &["4096-token context", "lower --max-new-tokens"]);
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}
+
+/// A copy of a fixture checkpoint with `file` written into it.
+fn checkpoint_with(name: &str, file: &str, contents: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(tiny(name)).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    std::fs::write(dir.path().join(file), contents).unwrap();
+    dir
+}
+
+#[test]
+fn a_template_that_renders_megabytes_is_refused_by_the_context() {
+    let ckpt = checkpoint_with("qwen2_5_vl", "chat_template.jinja", b"{% for i in range(1000) %}{% for j in range(300) %}xxxxxxxxxx{% endfor %}{% endfor %}{{ messages[0].content[0].text }}");
+    let (out, _) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi"], &[], 60);
+    refused(&out, &["the prompt is", "reads at most 4096"]);
+}
+
+#[test]
+fn the_preflight_counts_the_prefill() {
+    // A prompt inside the context whose prefill alone needs more than the free memory given.
+    let question = "circles ".repeat(600);
+    let mut args = trio_args(&question);
+    args.extend(["--max-new-tokens".into(), "4".into()]);
+    let (out, _) = bounded(&strs(&args), &[("PROXYTHINKER_FREE_MEMORY_BYTES", "cpu:60000000")], 30);
+    refused(&out, &["not enough memory on cpu", "prefill"]);
+}

@@ -306,7 +306,7 @@ fn sigterm_and_sighup_give_the_terminal_back_and_exit_as_killed() {
         let (pid, code, stty) = (dir.path().join(format!("pid-{name}")), dir.path().join(format!("code-{name}")), dir.path().join(format!("stty-{name}")));
         // `exec` keeps the shell's pid for the UI, so the test knows whom to signal.
         tmux.type_line(&format!(
-            "sh -c 'echo $$ > {}; exec env PROXYTHINKER_CACHE={} {BIN} demo --max-new-tokens 100000 --ignore-eos'; echo $? > {}",
+            "sh -c 'echo $$ > {}; exec env PROXYTHINKER_CACHE={} {BIN} demo --max-new-tokens 3000 --ignore-eos'; echo $? > {}",
             quoted(&pid),
             quoted(&dir.path().join("cache")),
             quoted(&code)

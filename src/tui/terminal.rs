@@ -30,7 +30,7 @@ pub struct TerminalGuard {
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
         restore();
-        crate::interrupt::set_ui_active(false);
+        crate::interrupt::set_ui_active(None);
     }
 }
 
@@ -39,7 +39,7 @@ pub fn enter() -> std::io::Result<TerminalGuard> {
     install_panic_hook(std::thread::current().id());
     // A kill or a closed terminal window must give the terminal back too (see `interrupt`).
     crate::interrupt::install();
-    crate::interrupt::set_ui_active(true);
+    crate::interrupt::set_ui_active(Some(restore));
     enable_raw_mode()?;
     let entered = execute!(stdout(), EnterAlternateScreen, EnableMouseCapture)
         .and_then(|_| Terminal::new(CrosstermBackend::new(stdout())));
@@ -47,7 +47,7 @@ pub fn enter() -> std::io::Result<TerminalGuard> {
         Ok(terminal) => Ok(TerminalGuard { terminal }),
         Err(e) => {
             restore();
-            crate::interrupt::set_ui_active(false);
+            crate::interrupt::set_ui_active(None);
             Err(e)
         }
     }
