@@ -198,8 +198,9 @@ fn load(args: &PromptArgs, new_tokens: usize) -> Result<Loaded> {
 
 fn print_json(value: &serde_json::Value) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, value).map_err(|e| Error::invalid(format!("cannot write to stdout: {e}")))?;
-    writeln!(out).map_err(|source| Error::Io { path: Path::new("<stdout>").to_path_buf(), source })
+    let stdout = || Path::new("<stdout>").to_path_buf();
+    serde_json::to_writer(&mut out, value).map_err(|e| Error::Write { path: stdout(), source: e.into() })?;
+    writeln!(out).and_then(|_| out.flush()).map_err(|source| Error::Write { path: stdout(), source })
 }
 
 pub fn run_logits(args: &LogitsArgs) -> Result<()> {
@@ -237,7 +238,7 @@ pub fn run_generate(args: &GenerateArgs) -> Result<()> {
         }))
     } else {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{text}").map_err(|source| Error::Io { path: Path::new("<stdout>").to_path_buf(), source })
+        writeln!(out, "{text}").and_then(|_| out.flush()).map_err(|source| Error::Write { path: Path::new("<stdout>").to_path_buf(), source })
     }
 }
 
@@ -391,9 +392,23 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
     let mut session = plan.session(&prompt, alpha)?;
     let records = session.run_to_end()?;
     let secs = started.elapsed().as_secs_f64();
-    if let Some(trace) = trace {
-        trace.finish(&plan.trace_header("proxythinker run", &inputs, &prompt, alpha), &records)?;
-    }
+    // The streams first: a trace that cannot be written must not throw the decoded text away.
+    let printed = print_streams(args, &plan, &session, &prompt, alpha, secs);
+    let written = match trace {
+        Some(trace) => trace.finish(&plan.trace_header("proxythinker run", &inputs, &prompt, alpha), &records),
+        None => Ok(()),
+    };
+    printed.and(written)
+}
+
+fn print_streams(
+    args: &RunArgs,
+    plan: &crate::plan::SessionPlan,
+    session: &crate::engine::Session,
+    prompt: &crate::prepare::PreparedPrompt,
+    alpha: f32,
+    secs: f64,
+) -> Result<()> {
     let stream = |kind: StreamKind| -> Result<serde_json::Value> {
         Ok(json!({
             "token_ids": session.tokens(kind),
@@ -416,7 +431,7 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
         }))
     } else {
         let mut out = std::io::stdout().lock();
-        let io = |source| Error::Io { path: Path::new("<stdout>").to_path_buf(), source };
+        let io = |source| Error::Write { path: Path::new("<stdout>").to_path_buf(), source };
         for (title, kind) in [("base", StreamKind::Base), ("rft", StreamKind::Rft), ("guided", StreamKind::Guided)] {
             let label = if kind == StreamKind::Guided { format!("{title} (alpha = {alpha:.2})") } else { title.to_string() };
             writeln!(out, "=== {label} ===").map_err(io)?;
@@ -425,7 +440,7 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
                 writeln!(out, "[stopped: {e}]").map_err(io)?;
             }
         }
-        Ok(())
+        out.flush().map_err(io)
     }
 }
 

@@ -324,3 +324,72 @@ fn the_preflight_counts_the_prefill() {
     let (out, _) = bounded(&strs(&args), &[("PROXYTHINKER_FREE_MEMORY_BYTES", "cpu:60000000")], 30);
     refused(&out, &["not enough memory on cpu", "prefill"]);
 }
+
+// ---- traces and exports ------------------------------------------------------------------------
+
+#[test]
+fn run_trace_at_a_directory_is_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = trio_args("How many circles?");
+    args.extend(["--max-new-tokens".into(), "4".into(), "--trace".into(), dir.path().to_str().unwrap().into()]);
+    let (out, took) = bounded(&strs(&args), &[], 30);
+    refused(&out, &["--trace", "is a directory; name a file"]);
+    assert!(out.stdout.is_empty());
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // A FIFO is no trace file either (and must not block the run).
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let n = args.len();
+    args[n - 1] = fifo.to_str().unwrap().into();
+    let (out, _) = bounded(&strs(&args), &[], 30);
+    refused(&out, &["is not a regular file"]);
+}
+
+#[test]
+fn a_trace_that_cannot_be_finished_says_so_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("t.jsonl");
+    let writer = proxythinker::trace::TraceWriter::create(&target).unwrap();
+    std::fs::create_dir(&target).unwrap(); // the target turned into a directory while decoding
+    let a = proxythinker::tui::synthetic::app(3, (120, 40));
+    let err = writer.finish(&proxythinker::tui::synthetic::trace_header(&a), &proxythinker::tui::trace_io::records(&a)).unwrap_err().to_string();
+    assert!(err.contains("t.jsonl") && err.contains("became a directory"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, [std::ffi::OsString::from("t.jsonl")], "no temporary file left");
+}
+
+#[test]
+fn a_closed_stdout_is_a_write_error_naming_stdout() {
+    let mut args = trio_args("How many circles?");
+    args.extend(["--max-new-tokens".into(), "2".into()]);
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .env("PROXYTHINKER_CONFIG", std::env::temp_dir().join("proxythinker-tests-no-config.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader went away before anything was printed
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // (The trio's vocabulary note comes first.)
+    let last = stderr.trim_end().lines().last().unwrap_or("");
+    assert!(last.starts_with("error: cannot write <stdout>: Broken pipe"), "{stderr}");
+}
+
+#[test]
+fn two_exports_within_a_second_keep_both_files() {
+    use proxythinker::tui::{synthetic, trace_io};
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (synthetic::app(3, (120, 40)), synthetic::app(5, (120, 40)));
+    let first = trace_io::export_new(&a, &synthetic::trace_header(&a), dir.path()).unwrap();
+    let second = trace_io::export_new(&b, &synthetic::trace_header(&b), dir.path()).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(proxythinker::trace::read(&first).unwrap().records.len(), 9, "the first export is still whole");
+    assert_eq!(proxythinker::trace::read(&second).unwrap().records.len(), 15);
+    // Exporting onto an existing name is refused, never a replacement.
+    let err = trace_io::export(&b, &synthetic::trace_header(&b), &first).unwrap_err();
+    assert!(proxythinker::trace::is_already_exists(&err), "{err}");
+    assert_eq!(proxythinker::trace::read(&first).unwrap().records.len(), 9);
+}

@@ -275,9 +275,8 @@ impl Runtime {
                 }
             }
             Effect::ExportTrace => {
-                let path = trace_io::export_path(&self.export_dir);
-                let msg = match self.trace_header(app).and_then(|header| trace_io::export(app, &header, &path)) {
-                    Ok(()) => Msg::Done(format!("trace written to {}", path.display())),
+                let msg = match self.trace_header(app).and_then(|header| trace_io::export_new(app, &header, &self.export_dir)) {
+                    Ok(path) => Msg::Done(format!("trace written to {}", path.display())),
                     Err(e) => Msg::Failed(e.to_string()),
                 };
                 update(app, msg);
