@@ -393,3 +393,104 @@ fn two_exports_within_a_second_keep_both_files() {
     assert!(proxythinker::trace::is_already_exists(&err), "{err}");
     assert_eq!(proxythinker::trace::read(&first).unwrap().records.len(), 9);
 }
+
+// ---- images ------------------------------------------------------------------------------------
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend((data.len() as u32).to_be_bytes());
+    let mut body = kind.to_vec();
+    body.extend(data);
+    out.extend(&body);
+    out.extend(crc32(&body).to_be_bytes());
+}
+
+/// A PNG of a few dozen bytes whose header declares `w`×`h` RGB pixels.
+fn png_bomb(w: u32, h: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend(w.to_be_bytes());
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    png_chunk(&mut out, b"IHDR", &ihdr);
+    png_chunk(&mut out, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    png_chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+#[test]
+fn an_image_that_declares_billions_of_pixels_is_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny("qwen2_5_vl");
+    for (w, h) in [(40_000, 40_000), (20_000, 20_000)] {
+        let path = dir.path().join(format!("{w}x{h}.png"));
+        std::fs::write(&path, png_bomb(w, h)).unwrap();
+        let (out, took) = bounded(&["logits", "--model", model.to_str().unwrap(), "--prompt", "Hi", "--image", path.to_str().unwrap()], &[], 30);
+        refused(&out, &[&format!("declares {w}x{h} pixels"), "PROXYTHINKER_MAX_IMAGE_PIXELS"]);
+        assert!(took < Duration::from_secs(10), "{took:?}");
+    }
+    // The library refuses it too (the UI's `o` and replay's picture go through the same decoder).
+    let err = proxythinker::processor::SourceImage::from_bytes(&png_bomb(40_000, 40_000), Path::new("bomb.png")).unwrap_err();
+    assert!(err.to_string().contains("over the limit"), "{err}");
+}
+
+#[test]
+fn special_files_are_no_images_and_never_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.png");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let model = tiny("qwen2_5_vl");
+    for special in [Path::new("/dev/zero"), fifo.as_path()] {
+        let (out, took) = bounded(&["logits", "--model", model.to_str().unwrap(), "--prompt", "Hi", "--image", special.to_str().unwrap()], &[], 20);
+        refused(&out, &["is not a regular file"]);
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        let mut args = trio_args("How many circles?");
+        args.extend(["--image".into(), special.to_str().unwrap().into()]);
+        let (out, _) = bounded(&strs(&args), &[], 20);
+        refused(&out, &["is not a regular file"]);
+        // What the UI's `o` and a replayed trace's picture call.
+        let err = proxythinker::tui::picture::Thumbnail::open(special).err().expect("refused");
+        assert!(err.to_string().contains("is not a regular file"), "{err}");
+    }
+    // Bigger than the file-size limit (lowered for the test): refused, not read.
+    let big = dir.path().join("big.png");
+    std::fs::write(&big, vec![0u8; 4096]).unwrap();
+    let (out, _) = bounded(&["logits", "--model", model.to_str().unwrap(), "--prompt", "Hi", "--image", big.to_str().unwrap()], &[("PROXYTHINKER_MAX_IMAGE_FILE_BYTES", "1000")], 20);
+    refused(&out, &["over the limit of 1000 bytes", "PROXYTHINKER_MAX_IMAGE_FILE_BYTES"]);
+}
+
+#[test]
+fn a_processor_config_that_upscales_toward_billions_of_pixels_is_refused() {
+    let image = tiny("images/100x75.png");
+    let config = |lo: u64, hi: u64| {
+        let text = std::fs::read_to_string(tiny("qwen2_5_vl/preprocessor_config.json")).unwrap();
+        text.replace("\"min_pixels\": 3136", &format!("\"min_pixels\": {lo}")).replace("\"max_pixels\": 200704", &format!("\"max_pixels\": {hi}"))
+    };
+    let ckpt = checkpoint_with("qwen2_5_vl", "preprocessor_config.json", config(3_000_000_000, 3_000_000_000).as_bytes());
+    let (out, took) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi", "--image", image.to_str().unwrap()], &[], 30);
+    refused(&out, &["min_pixels (3000000000) is over the limit", "PROXYTHINKER_MAX_RESIZED_PIXELS"]);
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // A huge max_pixels is harmless by itself; the resized area is what is capped.
+    let ckpt = checkpoint_with("qwen2_5_vl", "preprocessor_config.json", config(3136, 3_000_000_000).as_bytes());
+    let image = tiny("images/500x380.png");
+    let (out, _) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi", "--image", image.to_str().unwrap()], &[("PROXYTHINKER_MAX_RESIZED_PIXELS", "100000")], 30);
+    refused(&out, &["would resize the 500x380 image to", "over the limit of 100000 pixels"]);
+}
+
+#[test]
+fn a_chat_template_that_loops_runs_out_of_fuel() {
+    let ckpt = checkpoint_with("qwen2_5_vl", "chat_template.jinja", b"{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}hi");
+    let (out, took) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi"], &[], 60);
+    refused(&out, &["chat template", "loops or does far too much", "PROXYTHINKER_TEMPLATE_FUEL"]);
+    assert!(took < Duration::from_secs(30), "{took:?}");
+}
