@@ -184,25 +184,31 @@ struct Loaded {
     prepared: crate::prepare::PreparedPrompt,
 }
 
-fn load(args: &PromptArgs) -> Result<Loaded> {
+fn load(args: &PromptArgs, new_tokens: usize) -> Result<Loaded> {
     // Cheap checks first, so that bad input fails before any weights are read.
     let device = args.device.open()?;
     let checkpoint = Checkpoint::open(&crate::hub::resolve(&args.model, "--model")?)?;
     let tokenizer = prompt::load_tokenizer(&checkpoint.tokenizer_file)?;
     let image = args.image.as_deref().map(SourceImage::open).transpose()?;
     let prepared = prepare_prompt(&checkpoint, &tokenizer, &args.prompt, image.as_ref(), args.raw, &device)?;
+    let prompt_tokens = prepared.input.input_ids.len();
+    crate::prepare::check_context(&checkpoint, "the model", prompt_tokens, new_tokens, "--max-new-tokens")?;
+    for note in crate::preflight::check_one(&checkpoint, args.device, &device, args.dtype, prompt_tokens as u64, new_tokens as u64)? {
+        eprintln!("{note}");
+    }
     let model = checkpoint.load_model(args.dtype, &device)?;
     Ok(Loaded { checkpoint, tokenizer, model, prepared })
 }
 
 fn print_json(value: &serde_json::Value) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, value).map_err(|e| Error::invalid(format!("cannot write to stdout: {e}")))?;
-    writeln!(out).map_err(|source| Error::Io { path: Path::new("<stdout>").to_path_buf(), source })
+    let stdout = || Path::new("<stdout>").to_path_buf();
+    serde_json::to_writer(&mut out, value).map_err(|e| Error::Write { path: stdout(), source: e.into() })?;
+    writeln!(out).and_then(|_| out.flush()).map_err(|source| Error::Write { path: stdout(), source })
 }
 
 pub fn run_logits(args: &LogitsArgs) -> Result<()> {
-    let l = load(&args.prompt)?;
+    let l = load(&args.prompt, 0)?;
     let mut cache = l.model.new_cache();
     let logits = l.model.prefill(std::slice::from_ref(&l.prepared.input), &mut cache)?;
     let logits: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
@@ -219,7 +225,7 @@ pub fn run_logits(args: &LogitsArgs) -> Result<()> {
 }
 
 pub fn run_generate(args: &GenerateArgs) -> Result<()> {
-    let l = load(&args.prompt)?;
+    let l = load(&args.prompt, args.max_new_tokens)?;
     let eos: &[u32] = if args.ignore_eos { &[] } else { &l.checkpoint.eos_token_ids };
     let g = greedy(&l.model, &l.prepared.input, args.max_new_tokens, eos)?;
     let text = prompt::decode(&l.tokenizer, &g.token_ids)?;
@@ -236,7 +242,7 @@ pub fn run_generate(args: &GenerateArgs) -> Result<()> {
         }))
     } else {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{text}").map_err(|source| Error::Io { path: Path::new("<stdout>").to_path_buf(), source })
+        writeln!(out, "{text}").and_then(|_| out.flush()).map_err(|source| Error::Write { path: Path::new("<stdout>").to_path_buf(), source })
     }
 }
 
@@ -390,9 +396,23 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
     let mut session = plan.session(&prompt, alpha)?;
     let records = session.run_to_end()?;
     let secs = started.elapsed().as_secs_f64();
-    if let Some(trace) = trace {
-        trace.finish(&plan.trace_header("proxythinker run", &inputs, &prompt, alpha), &records)?;
-    }
+    // The streams first: a trace that cannot be written must not throw the decoded text away.
+    let printed = print_streams(args, &plan, &session, &prompt, alpha, secs);
+    let written = match trace {
+        Some(trace) => trace.finish(&plan.trace_header("proxythinker run", &inputs, &prompt, alpha), &records),
+        None => Ok(()),
+    };
+    printed.and(written)
+}
+
+fn print_streams(
+    args: &RunArgs,
+    plan: &crate::plan::SessionPlan,
+    session: &crate::engine::Session,
+    prompt: &crate::prepare::PreparedPrompt,
+    alpha: f32,
+    secs: f64,
+) -> Result<()> {
     let stream = |kind: StreamKind| -> Result<serde_json::Value> {
         Ok(json!({
             "token_ids": session.tokens(kind),
@@ -415,7 +435,7 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
         }))
     } else {
         let mut out = std::io::stdout().lock();
-        let io = |source| Error::Io { path: Path::new("<stdout>").to_path_buf(), source };
+        let io = |source| Error::Write { path: Path::new("<stdout>").to_path_buf(), source };
         for (title, kind) in [("base", StreamKind::Base), ("rft", StreamKind::Rft), ("guided", StreamKind::Guided)] {
             let label = if kind == StreamKind::Guided { format!("{title} (alpha = {alpha:.2})") } else { title.to_string() };
             writeln!(out, "=== {label} ===").map_err(io)?;
@@ -424,7 +444,7 @@ pub fn run_guided(args: &RunArgs) -> Result<()> {
                 writeln!(out, "[stopped: {e}]").map_err(io)?;
             }
         }
-        Ok(())
+        out.flush().map_err(io)
     }
 }
 

@@ -17,6 +17,10 @@ pub enum Error {
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 
+    /// A file (or stdout) cannot be written.
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+
     /// A config file (config.json, preprocessor_config.json, ...) is malformed or unsupported.
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },

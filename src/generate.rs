@@ -49,7 +49,8 @@ pub fn greedy(model: &VlModel, prompt: &PromptInput, max_new_tokens: usize, eos:
     let mut logits = model.prefill(std::slice::from_ref(prompt), &mut cache)?;
     let prefill_secs = t0.elapsed().as_secs_f64();
     let t1 = std::time::Instant::now();
-    let mut tokens = Vec::with_capacity(max_new_tokens);
+    // Grown as tokens come: the budget is a limit, not a size to reserve.
+    let mut tokens = Vec::with_capacity(max_new_tokens.min(4096));
     let mut stop = StopReason::MaxNewTokens;
     while tokens.len() < max_new_tokens {
         let next = argmax_rows(&logits)?[0];

@@ -15,6 +15,8 @@ pub mod eval;
 pub mod generate;
 pub mod guidance;
 pub mod hub;
+pub mod interrupt;
+pub mod limits;
 pub mod loader;
 pub mod models;
 pub mod per_model;

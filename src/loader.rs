@@ -303,7 +303,8 @@ pub struct TensorEntry {
 
 impl TensorEntry {
     pub fn numel(&self) -> u64 {
-        self.shape.iter().map(|&d| d as u64).product()
+        // Saturating: a hostile header's [2³², 2³²] must not wrap around to 0 elements.
+        self.shape.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64))
     }
 }
 

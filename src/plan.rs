@@ -99,7 +99,7 @@ impl SessionRequest {
             trio: Mutex::new(None),
         };
         let prepared = plan.prompt(&first)?;
-        let context = prepared.input.input_ids.len() as u64 + plan.decoding.max_new_tokens as u64;
+        let context = (prepared.input.input_ids.len() as u64).saturating_add(plan.decoding.max_new_tokens as u64);
         let guided = plan.decoding.max_new_tokens as u64;
         let mut notes = crate::preflight::check(&plan.files, &plan.settings.placement, &plan.devices, context, guided)?;
         notes.extend(plan.files.vocab_note());
@@ -150,7 +150,16 @@ impl SessionPlan {
         }
         let (checkpoint, tokenizer) = self.files.base();
         let question = self.question(&inputs.question);
-        prepare_prompt(checkpoint, tokenizer, &question, inputs.image.as_ref(), false, &self.devices.base.1)
+        let prepared = prepare_prompt(checkpoint, tokenizer, &question, inputs.image.as_ref(), false, &self.devices.base.1)?;
+        // Every model reads the whole context (the prompt and every new token).
+        let budget_flag = match &self.settings.max_new_tokens.from {
+            config::Source::File(p) => format!("max_new_tokens in {}", p.display()),
+            _ => "--max-new-tokens".to_string(),
+        };
+        self.files.checkpoints().try_map(|role, c| {
+            crate::prepare::check_context(c, role.name(), prepared.input.input_ids.len(), self.decoding.max_new_tokens, &budget_flag)
+        })?;
+        Ok(prepared)
     }
 
     /// The loaded weights (read on the first call; later calls share them).

@@ -5,7 +5,10 @@
 //! loaded in), its KV cache for the whole context (prompt + new tokens; base 2 rows, rft 2,
 //! small 1; per row and token: layers × 2 × kv_heads × head_dim × dtype size) and the live-α
 //! vectors (f32 `base[..V]` on the base model's device, `rft[..V] − small[..V]` on the RFT
-//! model's: 4·V bytes each per guided token). Free memory: `MemAvailable` of /proc/meminfo for
+//! model's: 4·V bytes each per guided token) and the prefill's activations (the prompt's
+//! attention scores, rows × heads × prompt² f32 values, held about three times over while they
+//! are scaled, masked and normalised, plus the MLP's activations: the prefill of a long prompt
+//! needs more than the weights). Free memory: `MemAvailable` of /proc/meminfo for
 //! the cpu (other systems: skipped with a note), the GPU's free memory for `cuda:N`.
 //! `PROXYTHINKER_FREE_MEMORY_BYTES=cpu:N,cuda:0:N` overrides the free figures (for tests).
 
@@ -30,23 +33,37 @@ pub struct ModelNeed {
     pub weights: u64,
     pub kv_cache: u64,
     pub live_alpha: u64,
+    /// Transient: the prefill's activations.
+    pub prefill: u64,
 }
 
 impl ModelNeed {
+    /// Saturating: sizes from hostile headers must not wrap around to something that fits.
     pub fn total(&self) -> u64 {
-        self.weights + self.kv_cache + self.live_alpha
+        self.weights.saturating_add(self.kv_cache).saturating_add(self.live_alpha).saturating_add(self.prefill)
     }
 }
 
 /// Bytes of a checkpoint's weights loaded as `dtype` (every tensor of the safetensors headers).
 pub fn weight_bytes(checkpoint: &Checkpoint, dtype: DType) -> Result<u64> {
-    Ok(checkpoint.tensors()?.iter().map(|t| t.numel()).sum::<u64>() * dtype.size_in_bytes() as u64)
+    let elems = checkpoint.tensors()?.iter().fold(0u64, |acc, t| acc.saturating_add(t.numel()));
+    Ok(elems.saturating_mul(dtype.size_in_bytes() as u64))
 }
 
 /// KV cache bytes of one row of `checkpoint` for `tokens` tokens in `dtype`.
 pub fn kv_row_bytes(checkpoint: &Checkpoint, dtype: DType, tokens: u64) -> u64 {
     let t = &checkpoint.config.text;
-    tokens * kv_bytes_per_token(t.num_hidden_layers as u64, t.num_key_value_heads as u64, t.head_dim as u64, dtype)
+    tokens.saturating_mul(kv_bytes_per_token(t.num_hidden_layers as u64, t.num_key_value_heads as u64, t.head_dim as u64, dtype))
+}
+
+/// Peak activation bytes of the prefill of `rows` rows of `prompt_tokens` tokens: one layer's
+/// attention scores (f32, about three copies alive: scaled, masked, softmaxed) and its MLP
+/// (gate, up and their product in f32).
+pub fn prefill_bytes(checkpoint: &Checkpoint, rows: u64, prompt_tokens: u64) -> u64 {
+    let t = &checkpoint.config.text;
+    let scores = rows.saturating_mul(t.num_attention_heads as u64).saturating_mul(prompt_tokens.saturating_mul(prompt_tokens));
+    let mlp = rows.saturating_mul(prompt_tokens).saturating_mul(3 * t.intermediate_size as u64 + 4 * t.hidden_size as u64);
+    scores.saturating_mul(3).saturating_add(mlp).saturating_mul(4)
 }
 
 /// What each model needs for a context of `context_tokens` (prompt + new tokens) of which
@@ -59,9 +76,10 @@ pub fn estimate(files: &TrioFiles, placement: &TrioPlacement, context_tokens: u6
             device,
             dtype,
             weights: weight_bytes(ckpt, dtype)?,
-            kv_cache: rows.len() as u64 * kv_row_bytes(ckpt, dtype, context_tokens),
+            kv_cache: kv_row_bytes(ckpt, dtype, context_tokens).saturating_mul(rows.len() as u64),
             // base[..V] lives with the base model, rft[..V] − small[..V] with the RFT model.
-            live_alpha: if role == Role::Small { 0 } else { 4 * v * guided_tokens },
+            live_alpha: if role == Role::Small { 0 } else { v.saturating_mul(4).saturating_mul(guided_tokens) },
+            prefill: prefill_bytes(ckpt, rows.len() as u64, context_tokens.saturating_sub(guided_tokens)),
         })
     })
 }
@@ -145,11 +163,12 @@ pub struct DeviceNeed {
     pub weights: u64,
     pub kv_cache: u64,
     pub live_alpha: u64,
+    pub prefill: u64,
 }
 
 impl DeviceNeed {
     pub fn total(&self) -> u64 {
-        self.weights + self.kv_cache + self.live_alpha
+        self.weights.saturating_add(self.kv_cache).saturating_add(self.live_alpha).saturating_add(self.prefill)
     }
 }
 
@@ -167,6 +186,7 @@ pub fn per_device(needs: &[ModelNeed]) -> Vec<DeviceNeed> {
                     weights: 0,
                     kv_cache: 0,
                     live_alpha: 0,
+                    prefill: 0,
                 });
                 out.len() - 1
             }
@@ -176,9 +196,10 @@ pub fn per_device(needs: &[ModelNeed]) -> Vec<DeviceNeed> {
         if !d.dtypes.contains(&n.dtype) {
             d.dtypes.push(n.dtype);
         }
-        d.weights += n.weights;
-        d.kv_cache += n.kv_cache;
-        d.live_alpha += n.live_alpha;
+        d.weights = d.weights.saturating_add(n.weights);
+        d.kv_cache = d.kv_cache.saturating_add(n.kv_cache);
+        d.live_alpha = d.live_alpha.saturating_add(n.live_alpha);
+        d.prefill = d.prefill.saturating_add(n.prefill);
     }
     out
 }
@@ -203,7 +224,7 @@ pub fn refusal(need: &DeviceNeed, free: u64, source: &str, context_tokens: u64) 
     tries.push("fewer --max-new-tokens".into());
     tries.push("or a smaller preset (`proxythinker presets`)".into());
     format!(
-        "not enough memory on {}: {} need {} there (weights {} as {}, KV cache {} for {} tokens, live α {}) but {} is free ({source}); try {}",
+        "not enough memory on {}: {} need {} there (weights {} as {}, KV cache {} for {} tokens, live α {}, prefill {}) but {} is free ({source}); try {}",
         need.device,
         join_names(&need.models),
         human_bytes(need.total()),
@@ -212,9 +233,30 @@ pub fn refusal(need: &DeviceNeed, free: u64, source: &str, context_tokens: u64) 
         human_bytes(need.kv_cache),
         context_tokens,
         human_bytes(need.live_alpha),
+        human_bytes(need.prefill),
         human_bytes(free),
         tries.join(", ")
     )
+}
+
+/// Checks that one model (`logits`, `generate`) fits on its device for a prompt of
+/// `prompt_tokens` and `new_tokens` more: weights, a one-row KV cache and the prefill.
+pub fn check_one(checkpoint: &Checkpoint, spec: DeviceSpec, device: &Device, dtype: DType, prompt_tokens: u64, new_tokens: u64) -> Result<Vec<String>> {
+    let context = prompt_tokens.saturating_add(new_tokens);
+    let need = DeviceNeed {
+        device: spec,
+        models: vec!["the model"],
+        dtypes: vec![dtype],
+        weights: weight_bytes(checkpoint, dtype)?,
+        kv_cache: kv_row_bytes(checkpoint, dtype, context),
+        live_alpha: 0,
+        prefill: prefill_bytes(checkpoint, 1, prompt_tokens),
+    };
+    Ok(match free_memory(spec, device)? {
+        Free::Bytes { bytes, source } if need.total() > bytes => return Err(Error::invalid(refusal(&need, bytes, source, context))),
+        Free::Bytes { .. } => Vec::new(),
+        Free::Unknown(why) => vec![format!("note: memory preflight skipped for {spec} ({why}); the model needs {}", human_bytes(need.total()))],
+    })
 }
 
 /// Checks that the trio fits on its devices; refuses with the figures when it does not. Returns

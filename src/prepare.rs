@@ -12,6 +12,27 @@ use crate::loader::Checkpoint;
 use crate::models::{ImageInput, PromptInput};
 use crate::processor::{image, prompt, SourceImage};
 
+/// Refuses a prompt of `prompt_tokens` tokens that, with `new_tokens` more, does not fit the
+/// context of `checkpoint` (`max_position_embeddings`), before any memory is spent on it: a
+/// prefill past the context costs quadratic memory and decodes positions the model never saw.
+/// `budget_flag` names where the budget came from (`--max-new-tokens`, `--steps`).
+pub fn check_context(checkpoint: &Checkpoint, name: &str, prompt_tokens: usize, new_tokens: usize, budget_flag: &str) -> Result<()> {
+    let context = checkpoint.config.text.max_position_embeddings;
+    let model = format!("{name} {}", checkpoint.dir.display());
+    if prompt_tokens >= context {
+        return Err(Error::invalid(format!(
+            "the prompt is {prompt_tokens} tokens but {model} reads at most {context} (max_position_embeddings in its config.json), with room for one new token; shorten the question (or use a smaller image)"
+        )));
+    }
+    if prompt_tokens.saturating_add(new_tokens) > context {
+        return Err(Error::invalid(format!(
+            "the prompt ({prompt_tokens} tokens) plus {budget_flag} {new_tokens} is past the {context}-token context of {model} (max_position_embeddings); lower {budget_flag} to at most {}",
+            context - prompt_tokens
+        )));
+    }
+    Ok(())
+}
+
 /// A prompt ready for a model: the text that was tokenized, its ids, and its images.
 #[derive(Debug, Clone)]
 pub struct PreparedPrompt {
@@ -68,5 +89,6 @@ pub fn prepare_prompt(
     if input_ids.is_empty() {
         return Err(Error::invalid("the prompt tokenizes to nothing: pass a non-empty prompt"));
     }
+    check_context(checkpoint, "the model", input_ids.len(), 0, "")?;
     Ok(PreparedPrompt { text, input: PromptInput { input_ids, images } })
 }

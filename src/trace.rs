@@ -9,7 +9,9 @@
 //! (`"type": "token"`, `"stream": "base" | "rft" | "guided"`, then the record's fields). The file
 //! is written to a temporary name beside the target and renamed into place, so a reader never
 //! sees half a trace; the temporary file is created before decoding starts, so an unwritable
-//! path fails at once. `pandas.read_json(path, lines=True)` reads it.
+//! path, a directory or a special file at the target fails at once. The UI's exports never
+//! replace a file ([`TraceWriter::create_new`]: the final step is a hard link, which fails if
+//! the name exists). `pandas.read_json(path, lines=True)` reads it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -160,25 +162,60 @@ pub struct TraceWriter {
     target: PathBuf,
     temp: PathBuf,
     file: std::fs::File,
+    /// Never replace an existing file at `target`.
+    no_clobber: bool,
+    /// What named the target, for messages ("--trace", "the export").
+    label: String,
 }
 
 impl TraceWriter {
-    /// Creates the temporary file beside `path`, failing now if the place is not writable.
+    /// Creates the temporary file beside `path` (`--trace`), failing now if the place is not
+    /// writable or `path` is a directory or a special file. An existing regular file is replaced.
     pub fn create(path: &Path) -> Result<Self> {
-        let name = path.file_name().ok_or_else(|| Error::invalid(format!("--trace {}: not a file path", path.display())))?;
+        Self::open(path, "--trace", false)
+    }
+
+    /// As [`create`](Self::create), for a file that must not exist yet: [`finish`](Self::finish)
+    /// fails with `AlreadyExists` (see [`is_already_exists`]) rather than replace one.
+    pub fn create_new(path: &Path, label: &str) -> Result<Self> {
+        Self::open(path, label, true)
+    }
+
+    fn open(path: &Path, label: &str, no_clobber: bool) -> Result<Self> {
+        let shown = path.display();
+        let name = path.file_name().ok_or_else(|| Error::invalid(format!("{label} {shown}: not a file path; name a file")))?;
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => {
+                return Err(Error::invalid(format!(
+                    "{label} {shown}: is a directory; name a file, e.g. {}",
+                    path.join("trace.jsonl").display()
+                )))
+            }
+            Ok(m) if !m.is_file() => {
+                return Err(Error::invalid(format!("{label} {shown}: is not a regular file (a device, FIFO or socket); name a regular file")))
+            }
+            Ok(_) if no_clobber => {
+                return Err(Error::Write { path: path.to_path_buf(), source: std::io::ErrorKind::AlreadyExists.into() })
+            }
+            _ => {}
+        }
         let mut temp_name = std::ffi::OsString::from(".");
         temp_name.push(name);
         temp_name.push(format!(".{}.tmp", std::process::id()));
         let temp = path.with_file_name(temp_name);
-        let file = std::fs::File::create(&temp).map_err(|e| {
-            Error::invalid(format!("--trace {}: cannot write there ({e}); choose a writable path", path.display()))
+        let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&temp).map_err(|e| {
+            Error::invalid(format!("{label} {shown}: cannot write there ({e}); choose a writable path"))
         })?;
-        Ok(TraceWriter { target: path.to_path_buf(), temp, file })
+        let label = label.to_string();
+        // A kill (SIGINT, SIGTERM, SIGHUP) during decoding removes the temporary file too.
+        crate::interrupt::install();
+        crate::interrupt::remove_on_exit(&temp);
+        Ok(TraceWriter { target: path.to_path_buf(), temp, file, no_clobber, label })
     }
 
     /// Writes the header and records and moves the file into place.
     pub fn finish(mut self, header: &TraceHeader, records: &[Record]) -> Result<()> {
-        let io = |e: std::io::Error| Error::Io { path: self.temp.clone(), source: e };
+        let io = |e: std::io::Error| Error::Write { path: self.temp.clone(), source: e };
         let mut out = std::io::BufWriter::new(&mut self.file);
         let mut head = serde_json::to_value(header).map_err(|e| Error::invalid(format!("trace header: {e}")))?;
         head["type"] = json!("header");
@@ -192,7 +229,16 @@ impl TraceWriter {
         out.flush().map_err(io)?;
         drop(out);
         self.file.sync_all().map_err(io)?;
-        std::fs::rename(&self.temp, &self.target).map_err(|e| Error::Io { path: self.target.clone(), source: e })?;
+        let target = |e: std::io::Error| Error::Write { path: self.target.clone(), source: e };
+        if self.no_clobber {
+            // A hard link fails if the name exists (a rename would replace it); Drop removes the temp.
+            std::fs::hard_link(&self.temp, &self.target).map_err(target)?;
+        } else {
+            if std::fs::metadata(&self.target).is_ok_and(|m| m.is_dir()) {
+                return Err(Error::invalid(format!("{} {}: became a directory while decoding; nothing was written", self.label, self.target.display())));
+            }
+            std::fs::rename(&self.temp, &self.target).map_err(target)?;
+        }
         Ok(())
     }
 }
@@ -201,7 +247,13 @@ impl Drop for TraceWriter {
     fn drop(&mut self) {
         // After a successful rename the temporary name no longer exists; otherwise clean up.
         let _ = std::fs::remove_file(&self.temp);
+        crate::interrupt::forget(&self.temp);
     }
+}
+
+/// Whether `e` says that a [`TraceWriter::create_new`] target already exists.
+pub fn is_already_exists(e: &Error) -> bool {
+    matches!(e, Error::Write { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists)
 }
 
 /// A trace read back.

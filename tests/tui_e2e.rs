@@ -291,3 +291,38 @@ fn models_named_by_repo_id_download_under_a_gauge_then_the_ui_starts() {
     let snapshot = std::fs::read_dir(&snapshots).expect("a snapshot").next().expect("one").expect("entry").path();
     assert!(snapshot.join("model.safetensors").is_file());
 }
+
+/// `alternate_on cursor_flag mouse_any_flag` of the pane: what the program left the terminal in.
+fn terminal_flags(tmux: &Tmux) -> String {
+    let out = tmux.run(&["display-message", "-p", "-t", "e2e", "#{alternate_on} #{cursor_flag} #{mouse_any_flag}"]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn sigterm_and_sighup_give_the_terminal_back_and_exit_as_killed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tmux = Tmux::start("signals");
+    for (name, number) in [("TERM", 15), ("HUP", 1), ("INT", 2)] {
+        let (pid, code, stty) = (dir.path().join(format!("pid-{name}")), dir.path().join(format!("code-{name}")), dir.path().join(format!("stty-{name}")));
+        // `exec` keeps the shell's pid for the UI, so the test knows whom to signal.
+        tmux.type_line(&format!(
+            "sh -c 'echo $$ > {}; exec env PROXYTHINKER_CACHE={} {BIN} demo --max-new-tokens 3000 --ignore-eos'; echo $? > {}",
+            quoted(&pid),
+            quoted(&dir.path().join("cache")),
+            quoted(&code)
+        ));
+        tmux.wait_for("tokens in the panes", 120, |s| token_counts(s).iter().any(|n| *n >= 2));
+        assert_eq!(terminal_flags(&tmux), "1 0 1", "the UI has the alternate screen, no cursor, the mouse");
+        let pid = wait_for_file(&pid, 10);
+        let killed = Command::new("kill").arg(format!("-{name}")).arg(pid.trim()).status().expect("kill");
+        assert!(killed.success());
+        assert_eq!(wait_for_file(&code, 20).trim(), (128 + number).to_string(), "SIG{name}: exit status 128 + signal");
+        tmux.type_line(&format!("stty -a > {}", quoted(&stty)));
+        let modes = wait_for_file(&stty, 10);
+        assert!(modes.contains(" icanon") && !modes.contains("-icanon"), "SIG{name}: still in raw mode: {modes}");
+        assert!(modes.contains(" echo ") && !modes.contains("-echo "), "SIG{name}: echo is off: {modes}");
+        assert_eq!(terminal_flags(&tmux), "0 1 0", "SIG{name}: normal screen, cursor shown, mouse capture off");
+        tmux.type_line("clear");
+        tmux.wait_for("the cleared screen", 10, |s| !s.contains("DEMO — synthetic"));
+    }
+}

@@ -1,5 +1,16 @@
 //! The HTTP side of Hub downloads: a repo's file list at a revision, a file's metadata (etag,
 //! size), and resumable, checked downloads into the cache.
+//!
+//! The token goes only to the Hub's own origin: scheme, host and port of a request's parsed URL
+//! must equal `HF_ENDPOINT`'s. Redirects are followed here, not by the HTTP library, so each hop
+//! is judged the same way (a look-alike host such as `huggingface.co.evil.example`, or the same
+//! host on another port, gets no `Authorization`).
+//!
+//! Deadlines: `HF_HUB_DOWNLOAD_TIMEOUT` (30 s) bounds connecting and each wait for bytes; a
+//! metadata request (file list, HEAD) must also finish within [`METADATA_DEADLINE_FACTOR`] times
+//! that in all; a file transfer that averages less than [`MIN_BYTES_PER_SECOND`] over a window
+//! of that length is dropped (its bytes are kept for the next run to resume), so a server that
+//! trickles a byte at a time cannot hold a command forever.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -16,6 +27,15 @@ use crate::error::{Error, Result};
 /// How many times one file's transfer is tried when the connection breaks mid-transfer
 /// (each try resumes where the last stopped).
 const ATTEMPTS: usize = 3;
+
+/// Redirects followed per request.
+const MAX_REDIRECTS: usize = 5;
+
+/// A metadata request's whole exchange may take this many times `HF_HUB_DOWNLOAD_TIMEOUT`.
+pub const METADATA_DEADLINE_FACTOR: u32 = 2;
+
+/// The slowest transfer kept going: averaged over each window of `HF_HUB_DOWNLOAD_TIMEOUT`.
+pub const MIN_BYTES_PER_SECOND: u64 = 1024;
 
 /// Why a request failed.
 #[derive(Debug)]
@@ -86,8 +106,14 @@ pub struct Client<'a> {
     repo: &'a RepoRef,
     /// Does not follow redirects: a file's HEAD answer from the Hub itself carries its etag.
     meta: ureq::Agent,
-    /// Follows redirects (to the CDN, where the token is not sent).
+    /// GETs; redirects are followed by [`Client::get`], which decides about the token per hop.
     data: ureq::Agent,
+}
+
+/// Why [`Client::get`] gave no response.
+enum GetError {
+    Http(ureq::Error),
+    Other(String),
 }
 
 enum Subject<'s> {
@@ -102,11 +128,11 @@ impl<'a> Client<'a> {
                 .timeout_connect(config.timeout)
                 .timeout_read(config.timeout)
                 .redirects(redirects)
-                .redirect_auth_headers(ureq::RedirectAuthHeaders::SameHost)
+                .redirect_auth_headers(ureq::RedirectAuthHeaders::Never)
                 .user_agent(concat!("proxythinker/", env!("CARGO_PKG_VERSION"), "; hf_hub-compatible"))
                 .build()
         };
-        Client { config, repo, meta: build(0), data: build(5) }
+        Client { config, repo, meta: build(0), data: build(0) }
     }
 
     fn endpoint(&self) -> &str {
@@ -123,11 +149,54 @@ impl<'a> Client<'a> {
         }
     }
 
+    /// Whether `url` has the endpoint's scheme, host and port (compared parsed, never as text).
+    fn same_origin(&self, url: &str) -> bool {
+        match (url::Url::parse(self.endpoint()), url::Url::parse(url)) {
+            (Ok(hub), Ok(u)) => {
+                hub.scheme() == u.scheme()
+                    && hub.host_str().is_some()
+                    && hub.host_str() == u.host_str()
+                    && hub.port_or_known_default() == u.port_or_known_default()
+            }
+            _ => false,
+        }
+    }
+
     fn authorize(&self, req: ureq::Request, url: &str) -> ureq::Request {
         match &self.config.token {
-            Some(token) if url.starts_with(self.origin()) => req.set("Authorization", &format!("Bearer {token}")),
+            Some(token) if self.same_origin(url) => req.set("Authorization", &format!("Bearer {token}")),
             _ => req,
         }
+    }
+
+    /// The whole-exchange deadline of a metadata request.
+    fn metadata_deadline(&self) -> std::time::Duration {
+        self.config.timeout * METADATA_DEADLINE_FACTOR
+    }
+
+    /// GET `url` with `headers`, following up to [`MAX_REDIRECTS`] redirects; the token goes to
+    /// each hop only if it is the Hub's own origin. `deadline` bounds each hop's whole exchange.
+    fn get(&self, url: &str, headers: &[(&str, String)], deadline: Option<std::time::Duration>) -> std::result::Result<ureq::Response, GetError> {
+        let mut url = url.to_string();
+        for _ in 0..=MAX_REDIRECTS {
+            let mut req = self.authorize(self.data.get(&url), &url);
+            for (k, v) in headers {
+                req = req.set(k, v);
+            }
+            if let Some(d) = deadline {
+                req = req.timeout(d);
+            }
+            let resp = req.call().map_err(GetError::Http)?;
+            if !(300..400).contains(&resp.status()) {
+                return Ok(resp);
+            }
+            let next = resp.header("Location").and_then(|l| url::Url::parse(&url).ok()?.join(l).ok());
+            match next {
+                Some(next) => url = next.to_string(),
+                None => return Err(GetError::Other(format!("{} answered {url} with a redirect without a usable Location; check HF_ENDPOINT", self.endpoint()))),
+            }
+        }
+        Err(GetError::Other(format!("{} redirected {url} more than {MAX_REDIRECTS} times; check HF_ENDPOINT", self.endpoint())))
     }
 
     fn unreachable(&self, t: &ureq::Transport) -> FetchError {
@@ -176,11 +245,11 @@ impl<'a> Client<'a> {
     /// The commit `revision` points at and the repo's files there.
     pub fn revision_info(&self) -> std::result::Result<RevisionInfo, FetchError> {
         let url = format!("{}/api/models/{}/revision/{}", self.endpoint(), self.repo.repo, encode(&self.repo.revision, false));
-        let req = self.authorize(self.data.get(&url), &url);
-        let resp = match req.call() {
+        let resp = match self.get(&url, &[], Some(self.metadata_deadline())) {
             Ok(r) => r,
-            Err(ureq::Error::Status(code, resp)) => return Err(self.status_error(code, &resp, Subject::Repo)),
-            Err(ureq::Error::Transport(t)) => return Err(self.unreachable(&t)),
+            Err(GetError::Http(ureq::Error::Status(code, resp))) => return Err(self.status_error(code, &resp, Subject::Repo)),
+            Err(GetError::Http(ureq::Error::Transport(t))) => return Err(self.unreachable(&t)),
+            Err(GetError::Other(m)) => return Err(FetchError::Other(m)),
         };
         let bad = |why: &str| {
             FetchError::Other(format!(
@@ -206,7 +275,7 @@ impl<'a> Client<'a> {
     fn file_meta(&self, commit: &str, file: &str) -> Result<FileMeta> {
         let mut url = format!("{}/{}/resolve/{}/{}", self.endpoint(), self.repo.repo, commit, encode(file, true));
         for _ in 0..5 {
-            let req = self.authorize(self.meta.head(&url), &url).set("Accept-Encoding", "identity");
+            let req = self.authorize(self.meta.head(&url), &url).set("Accept-Encoding", "identity").timeout(self.metadata_deadline());
             let resp = match req.call() {
                 Ok(r) => r,
                 Err(ureq::Error::Status(code, resp)) => {
@@ -313,23 +382,24 @@ impl<'a> Client<'a> {
             if have == size && tmp.is_file() {
                 break;
             }
-            let mut req = self.authorize(self.data.get(&meta.url), &meta.url).set("Accept-Encoding", "identity");
+            let mut headers = vec![("Accept-Encoding", "identity".to_string())];
             if have > 0 {
-                req = req.set("Range", &format!("bytes={have}-"));
+                headers.push(("Range", format!("bytes={have}-")));
             }
-            let resp = match req.call() {
+            let resp = match self.get(&meta.url, &headers, None) {
                 Ok(r) => r,
-                Err(ureq::Error::Status(416, _)) if attempt < ATTEMPTS => {
+                Err(GetError::Http(ureq::Error::Status(416, _))) if attempt < ATTEMPTS => {
                     std::fs::remove_file(&tmp).map_err(io(&tmp))?;
                     continue;
                 }
-                Err(ureq::Error::Status(code, resp)) => {
+                Err(GetError::Http(ureq::Error::Status(code, resp))) => {
                     return Err(Error::invalid(self.status_error(code, &resp, Subject::File(file)).message()))
                 }
-                Err(ureq::Error::Transport(t)) => {
+                Err(GetError::Http(ureq::Error::Transport(t))) => {
                     let msg = self.unreachable(&t).message();
                     return Err(Error::invalid(if have > 0 { format!("{msg}; {have} bytes of {file} are kept to resume") } else { msg }));
                 }
+                Err(GetError::Other(m)) => return Err(Error::invalid(m)),
             };
             // A 206 must continue exactly where the file stops; anything else starts over.
             let resumes = resp.status() == 206
@@ -356,10 +426,24 @@ impl<'a> Client<'a> {
             let mut reader = resp.into_reader();
             let mut done = start;
             let mut buf = vec![0u8; 256 * 1024];
+            // The throughput floor: each window of `timeout` must bring its share of bytes.
+            let window = self.config.timeout;
+            let floor = (MIN_BYTES_PER_SECOND as f64 * window.as_secs_f64()) as u64;
+            let (mut window_start, mut window_bytes) = (std::time::Instant::now(), 0u64);
             let result: std::result::Result<(), String> = loop {
+                if window_start.elapsed() >= window {
+                    if window_bytes < floor {
+                        break Err(format!(
+                            "slower than {MIN_BYTES_PER_SECOND} bytes/s over {:.0} s (HF_HUB_DOWNLOAD_TIMEOUT)",
+                            window.as_secs_f64()
+                        ));
+                    }
+                    (window_start, window_bytes) = (std::time::Instant::now(), 0);
+                }
                 match reader.read(&mut buf) {
                     Ok(0) => break Ok(()),
                     Ok(n) => {
+                        window_bytes += n as u64;
                         if let Err(e) = out.write_all(&buf[..n]) {
                             return Err(Error::Io { path: tmp.clone(), source: e });
                         }

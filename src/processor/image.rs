@@ -207,6 +207,15 @@ impl ImageProcessorConfig {
                 self.min_pixels, self.max_pixels
             ));
         }
+        let cap = crate::limits::RESIZED_PIXELS;
+        if self.do_resize && self.min_pixels as u64 > cap.get() {
+            return Err(format!(
+                "min_pixels ({}) is over the limit of {} pixels: every image would be upscaled past it; lower min_pixels, or raise {}",
+                self.min_pixels,
+                cap.get(),
+                cap.var
+            ));
+        }
         if !self.rescale_factor.is_finite() {
             return Err(format!(
                 "`rescale_factor` is {}; it must be a finite number such as 1/255",
@@ -678,6 +687,14 @@ pub fn preprocess(img: &DynamicImage, cfg: &ImageProcessorConfig) -> Result<Proc
     let factor = cfg.factor();
     let rgb = if cfg.do_resize {
         let (rh, rw) = smart_resize(h, w, factor, cfg.min_pixels, cfg.max_pixels)?;
+        let cap = crate::limits::RESIZED_PIXELS;
+        if (rh as u64).saturating_mul(rw as u64) > cap.get() {
+            return Err(Error::invalid(format!(
+                "the processor (min_pixels/max_pixels of preprocessor_config.json) would resize the {w}x{h} image to {rw}x{rh}, over the limit of {} pixels; lower max_pixels, or raise {}",
+                cap.get(),
+                cap.var
+            )));
+        }
         let (rw32, rh32) = match (u32::try_from(rw), u32::try_from(rh)) {
             (Ok(a), Ok(b)) => (a, b),
             _ => {
@@ -698,6 +715,15 @@ pub fn preprocess(img: &DynamicImage, cfg: &ImageProcessorConfig) -> Result<Proc
         rgb
     };
     let (h, w) = (rgb.height() as usize, rgb.width() as usize);
+    // What the model is given is bounded whatever the processor config asks for.
+    let cap = crate::limits::RESIZED_PIXELS;
+    if (h as u64) * (w as u64) > cap.get() {
+        return Err(Error::invalid(format!(
+            "the processor (min_pixels/max_pixels/do_resize of preprocessor_config.json) makes the image {w}x{h}, over the limit of {} pixels; lower max_pixels, or raise {}",
+            cap.get(),
+            cap.var
+        )));
+    }
 
     // Channel-first f32 planes, rescaled and normalised with transformers' precisions.
     const C: usize = 3;

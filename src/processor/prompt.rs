@@ -5,7 +5,10 @@
 //! transformers renders chat templates with Jinja2 in a sandbox with `trim_blocks` and
 //! `lstrip_blocks` on, Python string methods available, a `raise_exception` function, and the
 //! tokenizer's special tokens (`bos_token`, `eos_token`, ...) in the context. minijinja with its
-//! Python-compatibility layer is set up the same way.
+//! Python-compatibility layer is set up the same way. Templates come from downloaded repos, so a
+//! rendering gets a budget of minijinja "fuel" ([`crate::limits::TEMPLATE_FUEL`] instructions,
+//! thousands of times what a real chat template needs): a template that loops forever fails
+//! with a message instead of hanging.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,6 +33,8 @@ pub fn render_user_turn(
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
+    let fuel = crate::limits::TEMPLATE_FUEL;
+    env.set_fuel(Some(fuel.get()));
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function("raise_exception", |msg: String| -> std::result::Result<Value, minijinja::Error> {
         Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
@@ -46,7 +51,14 @@ pub fn render_user_turn(
     let mut ctx: HashMap<String, Value> = special_tokens.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
     ctx.insert("messages".into(), Value::from_serialize(&messages));
     ctx.insert("add_generation_prompt".into(), Value::from(true));
-    tmpl.render(ctx).map_err(|e| Error::Template(format!("rendering failed: {e}")))
+    tmpl.render(ctx).map_err(|e| match e.kind() {
+        minijinja::ErrorKind::OutOfFuel => Error::Template(format!(
+            "rendering stopped after {} instructions: the model's chat template loops or does far too much; fix the template, or raise {}",
+            fuel.get(),
+            fuel.var
+        )),
+        _ => Error::Template(format!("rendering failed: {}", crate::error::first_line(&e))),
+    })
 }
 
 /// Replaces the `n`-th image pad in `text` by `counts[n]` pads.

@@ -7,6 +7,12 @@
 //! no such tag, by the XMP packet's `tiff:Orientation`. A portrait phone photo stored as landscape
 //! pixels is therefore portrait for the model and on screen alike. Alpha is kept;
 //! [`super::image::preprocess`] composites it onto white.
+//!
+//! Only regular files are read (a device such as `/dev/zero` or a FIFO is refused before it is
+//! opened, so it can neither fill memory nor block), at most
+//! [`IMAGE_FILE_BYTES`](crate::limits::IMAGE_FILE_BYTES) of them, and a picture whose header
+//! declares more than [`IMAGE_PIXELS`](crate::limits::IMAGE_PIXELS) pixels is refused before its
+//! pixels are decoded (the decoder's own allocation limit is set from the same figure).
 
 use std::fmt;
 use std::io::Cursor;
@@ -41,7 +47,27 @@ impl SourceImage {
         if meta.is_dir() {
             return Err(Error::image(path, "is a directory, not an image file; name a file inside it"));
         }
-        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+        if !meta.is_file() {
+            return Err(Error::image(path, "is not a regular file (a device, FIFO or socket); save the picture to a file and name that"));
+        }
+        let limit = crate::limits::IMAGE_FILE_BYTES;
+        let too_big = |size: u64| {
+            Error::image(
+                path,
+                format!("file is {size} bytes, over the limit of {} bytes; downscale it, or raise {}", limit.get(), limit.var),
+            )
+        };
+        if meta.len() > limit.get() {
+            return Err(too_big(meta.len()));
+        }
+        // Bounded even if the file grows after the check.
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        let file = std::fs::File::open(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, limit.get() + 1), &mut bytes)
+            .map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+        if bytes.len() as u64 > limit.get() {
+            return Err(too_big(bytes.len() as u64));
+        }
         SourceImage::from_bytes(&bytes, path)
     }
 
@@ -62,6 +88,24 @@ impl SourceImage {
         let name = format!("{format:?}").to_uppercase();
         let decode_err = |e: image::ImageError| decode_error(label, &name, e);
         let mut decoder = reader.into_decoder().map_err(decode_err)?;
+        // The header's size is checked before any pixel is decoded: a small file may declare a
+        // huge picture.
+        let pixels = crate::limits::IMAGE_PIXELS;
+        let (w, h) = decoder.dimensions();
+        if u64::from(w) * u64::from(h) > pixels.get() {
+            return Err(Error::image(
+                label,
+                format!(
+                    "{name} declares {w}x{h} pixels, over the limit of {} pixels; downscale it, or raise {}",
+                    pixels.get(),
+                    pixels.var
+                ),
+            ));
+        }
+        let mut limits = image::Limits::default();
+        // 16-bit RGBA is 8 bytes a pixel; the decoder's own buffers may need as much again.
+        limits.max_alloc = Some(pixels.get().saturating_mul(16));
+        decoder.set_limits(limits).map_err(decode_err)?;
         let orientation = upright(&mut decoder);
         let mut image = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
         image.apply_orientation(orientation);

@@ -172,6 +172,11 @@ fn show(
 ) -> Result<Vec<PathBuf>> {
     let io = |e: std::io::Error| Error::invalid(format!("terminal: {e}"));
     loop {
+        if crate::interrupt::received().is_some() {
+            drop(guard);
+            crate::interrupt::exit_if_received();
+            return Err(Error::invalid("interrupted"));
+        }
         while let Ok(m) = rx.try_recv() {
             downloads.apply(m);
         }

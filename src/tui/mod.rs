@@ -161,6 +161,8 @@ fn run_app_with(mut app: App, mut runtime: Runtime) -> Result<()> {
     }
     let result = event_loop(&mut guard.terminal, &mut app, &mut runtime);
     drop(guard);
+    // Killed (SIGTERM, SIGHUP, SIGINT): the terminal is back; exit as a killed command does.
+    crate::interrupt::exit_if_received();
     runtime.shut_down();
     if let Err(e) = &result {
         tracing::error!("the UI stopped: {e}");
@@ -273,9 +275,8 @@ impl Runtime {
                 }
             }
             Effect::ExportTrace => {
-                let path = trace_io::export_path(&self.export_dir);
-                let msg = match self.trace_header(app).and_then(|header| trace_io::export(app, &header, &path)) {
-                    Ok(()) => Msg::Done(format!("trace written to {}", path.display())),
+                let msg = match self.trace_header(app).and_then(|header| trace_io::export_new(app, &header, &self.export_dir)) {
+                    Ok(path) => Msg::Done(format!("trace written to {}", path.display())),
                     Err(e) => Msg::Failed(e.to_string()),
                 };
                 update(app, msg);
@@ -311,6 +312,9 @@ fn event_loop(terminal: &mut terminal::Term, app: &mut App, runtime: &mut Runtim
     // A test hook: the end-to-end test checks that a panic gives the terminal back.
     let panic_for_test = std::env::var_os("PROXYTHINKER_TEST_PANIC").is_some();
     loop {
+        if crate::interrupt::received().is_some() {
+            return Ok(());
+        }
         dirty |= runtime.poll_engine(app);
         if dirty {
             terminal.draw(|f| view::draw_with_graphics(f, app, graphics.as_mut())).map_err(io)?;

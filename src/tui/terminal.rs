@@ -1,6 +1,7 @@
 //! Taking over the terminal and giving it back: raw mode, the alternate screen and mouse capture
 //! on entry; the reverse on quit, on error (a guard's `Drop`) and on panic (a hook that restores
-//! the terminal before the previous hook prints the panic). Logs go to a file, never the screen.
+//! the terminal before the previous hook prints the panic) and on SIGTERM, SIGHUP and SIGINT
+//! ([`crate::interrupt`]). Logs go to a file, never the screen.
 
 use std::io::{stdout, Stdout};
 use std::path::{Path, PathBuf};
@@ -29,12 +30,16 @@ pub struct TerminalGuard {
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
         restore();
+        crate::interrupt::set_ui_active(None);
     }
 }
 
 /// Installs the panic hook (once), then enters raw mode, the alternate screen and mouse capture.
 pub fn enter() -> std::io::Result<TerminalGuard> {
     install_panic_hook(std::thread::current().id());
+    // A kill or a closed terminal window must give the terminal back too (see `interrupt`).
+    crate::interrupt::install();
+    crate::interrupt::set_ui_active(Some(restore));
     enable_raw_mode()?;
     let entered = execute!(stdout(), EnterAlternateScreen, EnableMouseCapture)
         .and_then(|_| Terminal::new(CrosstermBackend::new(stdout())));
@@ -42,6 +47,7 @@ pub fn enter() -> std::io::Result<TerminalGuard> {
         Ok(terminal) => Ok(TerminalGuard { terminal }),
         Err(e) => {
             restore();
+            crate::interrupt::set_ui_active(None);
             Err(e)
         }
     }

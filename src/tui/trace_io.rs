@@ -30,16 +30,40 @@ pub fn records(app: &App) -> Vec<Record> {
     out
 }
 
-/// Writes the records on screen to `path` as a trace with `header`.
+/// Writes the records on screen to `path` as a trace with `header`; an existing file at `path`
+/// is never replaced (that is an error).
 pub fn export(app: &App, header: &TraceHeader, path: &Path) -> Result<()> {
-    let writer = TraceWriter::create(path)?;
+    let writer = TraceWriter::create_new(path, "the export")?;
     writer.finish(header, &records(app))
 }
 
 /// A fresh export path in `dir`, named after the time.
 pub fn export_path(dir: &Path) -> PathBuf {
+    export_candidate(dir, 1)
+}
+
+/// The `n`-th name tried for an export made now: `proxythinker-trace-<secs>.jsonl`, then
+/// `proxythinker-trace-<secs>-2.jsonl`, ...
+fn export_candidate(dir: &Path, n: u32) -> PathBuf {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    dir.join(format!("proxythinker-trace-{secs}.jsonl"))
+    match n {
+        1 => dir.join(format!("proxythinker-trace-{secs}.jsonl")),
+        n => dir.join(format!("proxythinker-trace-{secs}-{n}.jsonl")),
+    }
+}
+
+/// Exports into `dir` under a name no file has yet (two exports within one second get two
+/// files); returns the path written.
+pub fn export_new(app: &App, header: &TraceHeader, dir: &Path) -> Result<PathBuf> {
+    let mut n = 1;
+    loop {
+        let path = export_candidate(dir, n);
+        match export(app, header, &path) {
+            Ok(()) => return Ok(path),
+            Err(e) if crate::trace::is_already_exists(&e) && n < 1000 => n += 1,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The UI state for replaying the trace at `path`, and the trace's header. A file that cannot be
