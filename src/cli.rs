@@ -176,7 +176,7 @@ pub struct GenerateArgs {
 struct Loaded {
     checkpoint: Checkpoint,
     tokenizer: tokenizers::Tokenizer,
-    model: crate::models::VlModel,
+    model: std::sync::Arc<dyn crate::models::Decoder>,
     prepared: crate::prepare::PreparedPrompt,
 }
 
@@ -187,7 +187,7 @@ fn load(args: &PromptArgs) -> Result<Loaded> {
     let tokenizer = prompt::load_tokenizer(&checkpoint.tokenizer_file)?;
     let image = args.image.as_deref().map(SourceImage::open).transpose()?;
     let prepared = prepare_prompt(&checkpoint, &tokenizer, &args.prompt, image.as_ref(), args.raw, &device)?;
-    let model = checkpoint.load_model(args.dtype, &device)?;
+    let model = checkpoint.load_decoder(args.dtype, &device)?;
     Ok(Loaded { checkpoint, tokenizer, model, prepared })
 }
 
@@ -217,7 +217,7 @@ pub fn run_logits(args: &LogitsArgs) -> Result<()> {
 pub fn run_generate(args: &GenerateArgs) -> Result<()> {
     let l = load(&args.prompt)?;
     let eos: &[u32] = if args.ignore_eos { &[] } else { &l.checkpoint.eos_token_ids };
-    let g = greedy(&l.model, &l.prepared.input, args.max_new_tokens, eos)?;
+    let g = greedy(&*l.model, &l.prepared.input, args.max_new_tokens, eos)?;
     let text = prompt::decode(&l.tokenizer, &g.token_ids)?;
     if args.json {
         let decode_tps = if g.decode_secs > 0.0 { (g.token_ids.len().saturating_sub(1)) as f64 / g.decode_secs } else { 0.0 };

@@ -18,7 +18,7 @@ use candle_nn::VarBuilder;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::models::{ModelConfig, VlModel};
+use crate::models::{Decoder, Family, ModelConfig, VlModel};
 use crate::processor::image::ImageProcessorConfig;
 
 /// How tensor names in the safetensors files are spelled.
@@ -256,7 +256,16 @@ impl Checkpoint {
         Ok(tensors.iter().filter(|t| !idle(&t.name)).map(|t| t.numel()).sum::<u64>() * dtype.size_in_bytes() as u64)
     }
 
-    /// Loads the weights (memory-mapped) into a model of the given dtype on the given device.
+    /// Loads the weights as this checkpoint's family's model, behind the [`Decoder`] seam.
+    pub fn load_decoder(&self, dtype: DType, device: &Device) -> Result<std::sync::Arc<dyn Decoder>> {
+        Ok(match self.config.family {
+            Family::Qwen3Vl => std::sync::Arc::new(crate::models::qwen3_vl::load(self, dtype, device)?),
+            Family::Qwen2Vl | Family::Qwen2_5Vl => std::sync::Arc::new(self.load_model(dtype, device)?),
+        })
+    }
+
+    /// Loads the weights (memory-mapped) into a Qwen2-VL or Qwen2.5-VL model of the given dtype
+    /// on the given device.
     pub fn load_model(&self, dtype: DType, device: &Device) -> Result<VlModel> {
         // SAFETY: the files are memory-mapped read-only; like every safetensors loader we rely on
         // them not being modified while the model is alive.
