@@ -259,8 +259,25 @@ impl Checkpoint {
     /// Loads the weights as this checkpoint's family's model, behind the [`Decoder`] seam.
     pub fn load_decoder(&self, dtype: DType, device: &Device) -> Result<std::sync::Arc<dyn Decoder>> {
         Ok(match self.config.family {
-            Family::Qwen3Vl => std::sync::Arc::new(crate::models::qwen3_vl::load(self, dtype, device)?),
+            Family::Qwen3Vl => std::sync::Arc::new(self.load_qwen3_vl(dtype, device)?),
             Family::Qwen2Vl | Family::Qwen2_5Vl => std::sync::Arc::new(self.load_model(dtype, device)?),
+        })
+    }
+
+    /// Loads a Qwen3-VL checkpoint (memory-mapped). Its weights are named as transformers names
+    /// them in memory, so no renaming.
+    fn load_qwen3_vl(&self, dtype: DType, device: &Device) -> Result<crate::models::qwen3_vl::Qwen3VlModel> {
+        // SAFETY: as in `load_model`.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&self.weight_files, dtype, device) }
+            .map_err(|e| Error::weights(&self.dir, format!("cannot read the safetensors files: {}", first_line(&e))))?;
+        crate::models::qwen3_vl::Qwen3VlModel::new(&self.config, vb).map_err(|e| {
+            let message = first_line(&e);
+            let hint = if is_out_of_memory(&message) {
+                "the device ran out of memory: try --dtype bf16, another device, or a smaller model"
+            } else {
+                "the weights do not match config.json (is it the right checkpoint?)"
+            };
+            Error::weights(&self.dir, format!("{message}; {hint}"))
         })
     }
 

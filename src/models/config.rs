@@ -139,16 +139,17 @@ impl ModelConfig {
 
         // Text fields: the nested `text_config` wins; the flat layout keeps them at the top level
         // (and a nested file's top-level keys still fill what `text_config` leaves out).
-        let (text_value, text_at) = match &top.text_config {
+        // Qwen3-VL's text config class has defaults of its own; they lie under the file.
+        let mut text_value = if family == Family::Qwen3Vl { super::qwen3_vl::config::text_defaults() } else { Map::new() };
+        text_value.extend(root.as_object().cloned().unwrap_or_default());
+        let text_at = match &top.text_config {
             Some(nested) => {
-                // Qwen3-VL's text config class has defaults of its own; they lie under the file.
-                let mut merged = if family == Family::Qwen3Vl { super::qwen3_vl::config::text_defaults() } else { Map::new() };
-                merged.extend(root.as_object().cloned().unwrap_or_default());
-                merged.extend(nested.clone());
-                (Value::Object(merged), "text_config")
+                text_value.extend(nested.clone());
+                "text_config"
             }
-            None => (root.clone(), ""),
+            None => "",
         };
+        let text_value = Value::Object(text_value);
         let text_file: TextFile = checkpoint_json::read(&text_value, text_at, path)?;
         let default_mrope: &[usize] = if family == Family::Qwen3Vl { &super::qwen3_vl::config::DEFAULT_MROPE_SECTION } else { &[16, 24, 24] };
         let text = text_file.resolve(top.tie_word_embeddings, default_mrope, path)?;

@@ -18,7 +18,6 @@ use candle_nn::{Linear, VarBuilder};
 
 use super::{mrope_positions, Decoder, ImageInput, KvCache, ModelConfig, PromptInput};
 use crate::error::{Error, Result};
-use crate::loader::{first_line, is_out_of_memory, Checkpoint};
 
 /// Every linear layer of the family is made here, so that its type can change in one place.
 pub(crate) fn linear(input: usize, output: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Linear> {
@@ -38,25 +37,8 @@ pub struct Qwen3VlModel {
     device: Device,
 }
 
-/// Loads a Qwen3-VL checkpoint's weights (memory-mapped) as `dtype` on `device`.
-pub fn load(checkpoint: &Checkpoint, dtype: DType, device: &Device) -> Result<Qwen3VlModel> {
-    // SAFETY: the files are memory-mapped read-only; like every safetensors loader we rely on them
-    // not being modified while the model is alive.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&checkpoint.weight_files, dtype, device) }
-        .map_err(|e| Error::weights(&checkpoint.dir, format!("cannot read the safetensors files: {}", first_line(&e))))?;
-    Qwen3VlModel::new(&checkpoint.config, vb).map_err(|e| {
-        let message = first_line(&e);
-        if is_out_of_memory(&message) {
-            return Error::weights(
-                &checkpoint.dir,
-                format!("the device ran out of memory loading this model ({message}); try --dtype bf16, another device, or a smaller model"),
-            );
-        }
-        Error::weights(&checkpoint.dir, format!("{message}; the weights do not match config.json (is it the right checkpoint?)"))
-    })
-}
-
 impl Qwen3VlModel {
+    /// Builds the model from weights named as on the Hub (`vb` at the files' root).
     pub fn new(config: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
         let vision = vision::VisionTower::new(&config.vision, vb.pp("model").pp("visual"))?;
         let text = text::TextDecoder::new(&config.text, vb.pp("model").pp("language_model"), vb.pp("lm_head"))?;
