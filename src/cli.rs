@@ -180,7 +180,7 @@ pub struct GenerateArgs {
 struct Loaded {
     checkpoint: Checkpoint,
     tokenizer: tokenizers::Tokenizer,
-    model: crate::models::VlModel,
+    model: std::sync::Arc<dyn crate::models::Decoder>,
     prepared: crate::prepare::PreparedPrompt,
 }
 
@@ -196,7 +196,7 @@ fn load(args: &PromptArgs, new_tokens: usize) -> Result<Loaded> {
     for note in crate::preflight::check_one(&checkpoint, args.device, &device, args.dtype, prompt_tokens as u64, new_tokens as u64)? {
         eprintln!("{note}");
     }
-    let model = checkpoint.load_model(args.dtype, &device)?;
+    let model = checkpoint.load_decoder(args.dtype, &device)?;
     Ok(Loaded { checkpoint, tokenizer, model, prepared })
 }
 
@@ -227,7 +227,7 @@ pub fn run_logits(args: &LogitsArgs) -> Result<()> {
 pub fn run_generate(args: &GenerateArgs) -> Result<()> {
     let l = load(&args.prompt, args.max_new_tokens)?;
     let eos: &[u32] = if args.ignore_eos { &[] } else { &l.checkpoint.eos_token_ids };
-    let g = greedy(&l.model, &l.prepared.input, args.max_new_tokens, eos)?;
+    let g = greedy(&*l.model, &l.prepared.input, args.max_new_tokens, eos)?;
     let text = prompt::decode(&l.tokenizer, &g.token_ids)?;
     if args.json {
         let decode_tps = if g.decode_secs > 0.0 { (g.token_ids.len().saturating_sub(1)) as f64 / g.decode_secs } else { 0.0 };

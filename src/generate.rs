@@ -3,7 +3,7 @@
 use candle_core::Tensor;
 
 use crate::error::Result;
-use crate::models::{KvCache, PromptInput, VlModel};
+use crate::models::{Decoder, KvCache, PromptInput};
 
 /// Why generation stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -43,7 +43,7 @@ pub fn argmax_rows(logits: &Tensor) -> Result<Vec<u32>> {
 
 /// Greedy decoding of one prompt: at most `max_new_tokens` tokens, stopping after any token of
 /// `eos` (which is kept in the output, as transformers does).
-pub fn greedy(model: &VlModel, prompt: &PromptInput, max_new_tokens: usize, eos: &[u32]) -> Result<Generation> {
+pub fn greedy<D: Decoder + ?Sized>(model: &D, prompt: &PromptInput, max_new_tokens: usize, eos: &[u32]) -> Result<Generation> {
     let mut cache: KvCache = model.new_cache();
     let t0 = std::time::Instant::now();
     let mut logits = model.prefill(std::slice::from_ref(prompt), &mut cache)?;

@@ -18,7 +18,7 @@ use candle_nn::VarBuilder;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::models::{ModelConfig, VlModel};
+use crate::models::{Decoder, Family, ModelConfig, VlModel};
 use crate::processor::image::ImageProcessorConfig;
 
 /// How tensor names in the safetensors files are spelled.
@@ -256,7 +256,33 @@ impl Checkpoint {
         Ok(tensors.iter().filter(|t| !idle(&t.name)).map(|t| t.numel()).sum::<u64>() * dtype.size_in_bytes() as u64)
     }
 
-    /// Loads the weights (memory-mapped) into a model of the given dtype on the given device.
+    /// Loads the weights as this checkpoint's family's model, behind the [`Decoder`] seam.
+    pub fn load_decoder(&self, dtype: DType, device: &Device) -> Result<std::sync::Arc<dyn Decoder>> {
+        Ok(match self.config.family {
+            Family::Qwen3Vl => std::sync::Arc::new(self.load_qwen3_vl(dtype, device)?),
+            Family::Qwen2Vl | Family::Qwen2_5Vl => std::sync::Arc::new(self.load_model(dtype, device)?),
+        })
+    }
+
+    /// Loads a Qwen3-VL checkpoint (memory-mapped). Its weights are named as transformers names
+    /// them in memory, so no renaming.
+    fn load_qwen3_vl(&self, dtype: DType, device: &Device) -> Result<crate::models::qwen3_vl::Qwen3VlModel> {
+        // SAFETY: as in `load_model`.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&self.weight_files, dtype, device) }
+            .map_err(|e| Error::weights(&self.dir, format!("cannot read the safetensors files: {}", first_line(&e))))?;
+        crate::models::qwen3_vl::Qwen3VlModel::new(&self.config, vb).map_err(|e| {
+            let message = first_line(&e);
+            let hint = if is_out_of_memory(&message) {
+                "the device ran out of memory: try --dtype bf16, another device, or a smaller model"
+            } else {
+                "the weights do not match config.json (is it the right checkpoint?)"
+            };
+            Error::weights(&self.dir, format!("{message}; {hint}"))
+        })
+    }
+
+    /// Loads the weights (memory-mapped) into a Qwen2-VL or Qwen2.5-VL model of the given dtype
+    /// on the given device.
     pub fn load_model(&self, dtype: DType, device: &Device) -> Result<VlModel> {
         // SAFETY: the files are memory-mapped read-only; like every safetensors loader we rely on
         // them not being modified while the model is alive.

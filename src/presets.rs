@@ -291,6 +291,7 @@ pub fn param_count(cfg: &ModelConfig) -> u64 {
         Family::Qwen2_5Vl => (2 * d + attn + 2 * (d * vi + vi) + (vi * d + d), d),
         // LayerNorms (weight and bias) and fc1/fc2 with biases.
         Family::Qwen2Vl => (4 * d + attn + (d * vi + vi) + (vi * d + d), 2 * d),
+        Family::Qwen3Vl => return crate::models::qwen3_vl::param_count(cfg),
     };
     let merge = (vc.spatial_merge_size * vc.spatial_merge_size) as u64;
     let g = d * merge;

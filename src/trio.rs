@@ -62,7 +62,7 @@ impl TrioFiles {
     /// Loads each model's weights with its own dtype on its own device.
     pub fn load(&self, devices: &Devices) -> Result<Trio> {
         self.0.as_ref().zip(devices.as_ref()).try_map(|_, ((c, _), (dtype, device))| {
-            c.load_model(*dtype, device).map(|m| Arc::new(m) as Arc<dyn Decoder>)
+            c.load_decoder(*dtype, device)
         })
     }
 
@@ -109,6 +109,10 @@ pub fn check_compatible(base: &(Checkpoint, Tokenizer), other: &(Checkpoint, Tok
             bc.dir.display()
         ))
     };
+    if bc.config.family != oc.config.family {
+        let (a, b) = (bc.config.family.model_type(), oc.config.family.model_type());
+        return Err(refuse(format!("it is a {b} model and the base is {a}; all three must be one family")));
+    }
     for (name, a, b) in [
         ("image_token_id", bc.config.image_token_id, oc.config.image_token_id),
         ("vision_start_token_id", bc.config.vision_start_token_id, oc.config.vision_start_token_id),

@@ -29,7 +29,11 @@ fn real_hub_configs_resolve_as_transformers_resolves_them() {
         let cfg = ModelConfig::from_file(&dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         let t = &want["text"];
         let v = &want["vision"];
-        let family = if want["model_type"] == "qwen2_vl" { Family::Qwen2Vl } else { Family::Qwen2_5Vl };
+        let family = match want["model_type"].as_str() {
+            Some("qwen2_vl") => Family::Qwen2Vl,
+            Some("qwen3_vl") => Family::Qwen3Vl,
+            _ => Family::Qwen2_5Vl,
+        };
         assert_eq!(cfg.family, family, "{file}");
         assert_eq!(cfg.image_token_id as usize, usize_of(&want["image_token_id"]), "{file}");
         assert_eq!(cfg.vision_start_token_id as usize, usize_of(&want["vision_start_token_id"]), "{file}");
@@ -65,6 +69,15 @@ fn real_hub_configs_resolve_as_transformers_resolves_them() {
                 assert_eq!(cfg.vision.intermediate_size, embed * usize_of(&v["mlp_ratio"]), "{file}");
                 assert_eq!(cfg.vision.out_hidden_size, cfg.text.hidden_size, "{file}");
                 assert_eq!(cfg.vision.hidden_act, VisionAct::QuickGelu, "{file}");
+            }
+            Family::Qwen3Vl => {
+                assert_eq!(cfg.text.head_dim, usize_of(&t["head_dim"]), "{file}");
+                assert_eq!(cfg.vision.hidden_size, usize_of(&v["hidden_size"]), "{file}");
+                assert_eq!(cfg.vision.intermediate_size, usize_of(&v["intermediate_size"]), "{file}");
+                assert_eq!(cfg.vision.out_hidden_size, usize_of(&v["out_hidden_size"]), "{file}");
+                assert_eq!(cfg.vision.num_position_embeddings, usize_of(&v["num_position_embeddings"]), "{file}");
+                assert_eq!(cfg.vision.deepstack_visual_indexes, list(&v["deepstack_visual_indexes"]), "{file}");
+                assert_eq!(cfg.vision.hidden_act, VisionAct::GeluTanh, "{file}");
             }
         }
     }

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 pub enum Family {
     Qwen2Vl,
     Qwen2_5Vl,
+    Qwen3Vl,
 }
 
 impl Family {
@@ -28,6 +29,7 @@ impl Family {
         match self {
             Family::Qwen2Vl => "qwen2_vl",
             Family::Qwen2_5Vl => "qwen2_5_vl",
+            Family::Qwen3Vl => "qwen3_vl",
         }
     }
 }
@@ -56,6 +58,8 @@ pub enum VisionAct {
     Silu,
     QuickGelu,
     Gelu,
+    /// GELU with the tanh approximation (`gelu_pytorch_tanh`).
+    GeluTanh,
 }
 
 /// The vision tower's hyper-parameters. Qwen2-VL's `embed_dim` is called `hidden_size` here, and
@@ -78,6 +82,10 @@ pub struct VisionConfig {
     pub fullatt_block_indexes: Vec<usize>,
     pub tokens_per_second: usize,
     pub rope_theta: f64,
+    /// Qwen3-VL only: the side² learned position embeddings and the blocks whose outputs feed
+    /// DeepStack.
+    pub num_position_embeddings: usize,
+    pub deepstack_visual_indexes: Vec<usize>,
 }
 
 /// Everything config.json says that the model code needs.
@@ -106,6 +114,13 @@ impl ModelConfig {
         let family = match top.model_type.as_deref() {
             Some("qwen2_vl") => Family::Qwen2Vl,
             Some("qwen2_5_vl") => Family::Qwen2_5Vl,
+            Some("qwen3_vl") => Family::Qwen3Vl,
+            Some("qwen3_vl_moe") => {
+                return Err(Error::config(
+                    path,
+                    "Qwen3-VL MoE (model_type \"qwen3_vl_moe\") is not supported; only the dense Qwen3-VL models (2B, 4B, 8B, 32B) run",
+                ))
+            }
             None | Some("") => {
                 return Err(Error::config(
                     path,
@@ -116,7 +131,7 @@ impl ModelConfig {
                 return Err(Error::config(
                     path,
                     format!(
-                        "unsupported model_type \"{other}\"; proxythinker runs qwen2_vl and qwen2_5_vl checkpoints"
+                        "unsupported model_type \"{other}\"; proxythinker runs qwen2_vl, qwen2_5_vl and qwen3_vl checkpoints"
                     ),
                 ))
             }
@@ -124,22 +139,27 @@ impl ModelConfig {
 
         // Text fields: the nested `text_config` wins; the flat layout keeps them at the top level
         // (and a nested file's top-level keys still fill what `text_config` leaves out).
-        let (text_value, text_at) = match &top.text_config {
+        // Qwen3-VL's text config class has defaults of its own; they lie under the file.
+        let mut text_value = if family == Family::Qwen3Vl { super::qwen3_vl::config::text_defaults() } else { Map::new() };
+        text_value.extend(root.as_object().cloned().unwrap_or_default());
+        let text_at = match &top.text_config {
             Some(nested) => {
-                let mut merged = root.as_object().cloned().unwrap_or_default();
-                merged.extend(nested.clone());
-                (Value::Object(merged), "text_config")
+                text_value.extend(nested.clone());
+                "text_config"
             }
-            None => (root.clone(), ""),
+            None => "",
         };
+        let text_value = Value::Object(text_value);
         let text_file: TextFile = checkpoint_json::read(&text_value, text_at, path)?;
-        let text = text_file.resolve(top.tie_word_embeddings, path)?;
+        let default_mrope: &[usize] = if family == Family::Qwen3Vl { &super::qwen3_vl::config::DEFAULT_MROPE_SECTION } else { &[16, 24, 24] };
+        let text = text_file.resolve(top.tie_word_embeddings, default_mrope, path)?;
 
         let no_vision = Value::Object(Default::default());
         let vision_value = root.get("vision_config").unwrap_or(&no_vision);
         let vision = match family {
             Family::Qwen2_5Vl => checkpoint_json::read::<Qwen25VisionFile>(vision_value, "vision_config", path)?.resolve(path)?,
             Family::Qwen2Vl => checkpoint_json::read::<Qwen2VisionFile>(vision_value, "vision_config", path)?.resolve(path)?,
+            Family::Qwen3Vl => super::qwen3_vl::config::vision_config(vision_value, path)?,
         };
         vision.validate(family, path)?;
         if vision.out_hidden_size != text.hidden_size {
@@ -275,7 +295,7 @@ struct RopeFile {
 
 impl TextFile {
     /// The text config, checked; `tie_at_top` is the top level's `tie_word_embeddings`.
-    fn resolve(self, tie_at_top: bool, path: &Path) -> Result<TextConfig> {
+    fn resolve(self, tie_at_top: bool, default_mrope: &[usize], path: &Path) -> Result<TextConfig> {
         let (hidden_size, num_attention_heads) = (self.hidden_size, self.num_attention_heads);
         if num_attention_heads == 0 || hidden_size % num_attention_heads != 0 {
             return Err(Error::config(
@@ -302,7 +322,7 @@ impl TextFile {
                 format!("rope type \"{rope_type}\" is not supported; Qwen VL checkpoints use \"default\" or \"mrope\""),
             ));
         }
-        let mrope_section = rope.mrope_section.unwrap_or_else(|| vec![16, 24, 24]);
+        let mrope_section = rope.mrope_section.unwrap_or_else(|| default_mrope.to_vec());
         if mrope_section.len() != 3 || mrope_section.iter().sum::<usize>() * 2 != head_dim {
             return Err(Error::config(
                 path,
@@ -411,6 +431,8 @@ impl Qwen25VisionFile {
             fullatt_block_indexes: self.fullatt_block_indexes,
             tokens_per_second: self.tokens_per_second,
             rope_theta: self.rope_parameters.rope_theta,
+            num_position_embeddings: 0,
+            deepstack_visual_indexes: Vec::new(),
         })
     }
 }
@@ -491,6 +513,8 @@ impl Qwen2VisionFile {
             fullatt_block_indexes: Vec::new(),
             tokens_per_second: 0,
             rope_theta: self.rope_parameters.rope_theta,
+            num_position_embeddings: 0,
+            deepstack_visual_indexes: Vec::new(),
         })
     }
 }
@@ -509,11 +533,12 @@ impl Default for VisionRopeFile {
     }
 }
 
-fn vision_act(name: &str, path: &Path) -> Result<VisionAct> {
+pub(crate) fn vision_act(name: &str, path: &Path) -> Result<VisionAct> {
     match name {
         "silu" | "swish" => Ok(VisionAct::Silu),
         "quick_gelu" => Ok(VisionAct::QuickGelu),
         "gelu" => Ok(VisionAct::Gelu),
+        "gelu_pytorch_tanh" => Ok(VisionAct::GeluTanh),
         other => Err(Error::config(path, format!("`vision_config.hidden_act` \"{other}\" is not supported"))),
     }
 }

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod qwen2_5_vl;
 pub mod qwen2_vl;
+pub mod qwen3_vl;
 pub mod text;
 pub mod vision;
 
@@ -95,6 +96,7 @@ impl VlModel {
         let vision = match config.family {
             Family::Qwen2Vl => VisionTower::Qwen2(qwen2_vl::VisionTower::new(&config.vision, vb.pp("visual"))?),
             Family::Qwen2_5Vl => VisionTower::Qwen2_5(qwen2_5_vl::VisionTower::new(&config.vision, vb.pp("visual"))?),
+            Family::Qwen3Vl => candle_core::bail!("Qwen3-VL is its own model: load it with Checkpoint::load_decoder"),
         };
         let text = text::TextDecoder::new(&config.text, vb.pp("model"), vb.pp("lm_head"))?;
         Ok(VlModel { config: config.clone(), vision, text, dtype: vb.dtype(), device: vb.device().clone() })
@@ -239,54 +241,59 @@ impl VlModel {
     /// starts at the current position `p`: token (y, x) sits at (p, p + y, p + x), and the text
     /// after it resumes at `p + max(h, w)`.
     pub fn rope_index(&self, row: &PromptInput) -> Result<(Vec<[i64; 3]>, i64, usize)> {
-        let merge = self.config.vision.spatial_merge_size;
-        let image_token = self.config.image_token_id;
-        let ids = &row.input_ids;
-        let mut pos = Vec::with_capacity(ids.len());
-        let mut images = row.images.iter();
-        let mut current: i64 = 0;
-        let mut image_end = 0;
-        let mut i = 0;
-        while i < ids.len() {
-            if ids[i] != image_token {
-                pos.push([current; 3]);
-                current += 1;
-                i += 1;
-                continue;
-            }
-            let run = ids[i..].iter().take_while(|&&t| t == image_token).count();
-            let Some(image) = images.next() else {
-                return Err(Error::invalid(format!(
-                    "the prompt has more runs of image tokens than images ({} given)",
-                    row.images.len()
-                )));
-            };
-            let [t, h, w] = image.grid_thw;
-            let (gh, gw) = (h / merge, w / merge);
-            if run != t * gh * gw {
-                return Err(Error::invalid(format!(
-                    "the prompt has {run} image tokens in a row but the image gives {} features",
-                    t * gh * gw
-                )));
-            }
-            for ti in 0..t as i64 {
-                for y in 0..gh as i64 {
-                    for x in 0..gw as i64 {
-                        pos.push([current + ti, current + y, current + x]);
-                    }
-                }
-            }
-            current += gh.max(gw) as i64;
-            i += run;
-            image_end = i;
+        mrope_positions(&self.config, row)
+    }
+}
+
+/// [`VlModel::rope_index`] for any family with this config: Qwen3-VL places images the same way.
+pub fn mrope_positions(config: &ModelConfig, row: &PromptInput) -> Result<(Vec<[i64; 3]>, i64, usize)> {
+    let merge = config.vision.spatial_merge_size;
+    let image_token = config.image_token_id;
+    let ids = &row.input_ids;
+    let mut pos = Vec::with_capacity(ids.len());
+    let mut images = row.images.iter();
+    let mut current: i64 = 0;
+    let mut image_end = 0;
+    let mut i = 0;
+    while i < ids.len() {
+        if ids[i] != image_token {
+            pos.push([current; 3]);
+            current += 1;
+            i += 1;
+            continue;
         }
-        if images.next().is_some() {
+        let run = ids[i..].iter().take_while(|&&t| t == image_token).count();
+        let Some(image) = images.next() else {
             return Err(Error::invalid(format!(
-                "{} images given but the prompt has fewer runs of image tokens",
+                "the prompt has more runs of image tokens than images ({} given)",
                 row.images.len()
             )));
+        };
+        let [t, h, w] = image.grid_thw;
+        let (gh, gw) = (h / merge, w / merge);
+        if run != t * gh * gw {
+            return Err(Error::invalid(format!(
+                "the prompt has {run} image tokens in a row but the image gives {} features",
+                t * gh * gw
+            )));
         }
-        let delta = current - ids.len() as i64;
-        Ok((pos, delta, image_end))
+        for ti in 0..t as i64 {
+            for y in 0..gh as i64 {
+                for x in 0..gw as i64 {
+                    pos.push([current + ti, current + y, current + x]);
+                }
+            }
+        }
+        current += gh.max(gw) as i64;
+        i += run;
+        image_end = i;
     }
+    if images.next().is_some() {
+        return Err(Error::invalid(format!(
+            "{} images given but the prompt has fewer runs of image tokens",
+            row.images.len()
+        )));
+    }
+    let delta = current - ids.len() as i64;
+    Ok((pos, delta, image_end))
 }

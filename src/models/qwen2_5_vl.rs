@@ -30,6 +30,7 @@ pub(crate) fn activation(x: &Tensor, act: VisionAct) -> candle_core::Result<Tens
     match act {
         VisionAct::Silu => candle_nn::ops::silu(x),
         VisionAct::Gelu => x.gelu_erf(),
+        VisionAct::GeluTanh => x.gelu(),
         VisionAct::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
     }
 }

@@ -38,14 +38,25 @@ impl Rotary {
         dtype: DType,
         device: &Device,
     ) -> candle_core::Result<Self> {
-        let rows = positions.len();
-        let tokens = positions.first().map_or(0, Vec::len);
-        let half = inv_freq.len();
-        // Which of the three positions rotates each frequency.
-        let mut axis = Vec::with_capacity(half);
+        // Which of the three positions rotates each frequency: contiguous sections.
+        let mut axis = Vec::with_capacity(inv_freq.len());
         for (a, &n) in mrope_section.iter().enumerate() {
             axis.extend(std::iter::repeat_n(a, n));
         }
+        Self::with_axes(positions, inv_freq, &axis, dtype, device)
+    }
+
+    /// Builds the tables when frequency `j` rotates by position `axis[j]` (0 = t, 1 = h, 2 = w).
+    pub(crate) fn with_axes(
+        positions: &[Vec<[i64; 3]>],
+        inv_freq: &[f32],
+        axis: &[usize],
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let rows = positions.len();
+        let tokens = positions.first().map_or(0, Vec::len);
+        let half = inv_freq.len();
         let mut cos = Vec::with_capacity(rows * tokens * half);
         let mut sin = Vec::with_capacity(rows * tokens * half);
         for row in positions {
@@ -64,7 +75,7 @@ impl Rotary {
         Ok(Rotary { cos, sin })
     }
 
-    fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         candle_nn::rotary_emb::rope(&x.contiguous()?, &self.cos, &self.sin)
     }
 }

@@ -1,0 +1,233 @@
+//! The Qwen3-VL text decoder.
+//!
+//! A pre-norm transformer like Qwen2's, with three differences. Attention has no biases and an
+//! explicit `head_dim`, and each head's queries and keys pass through their own RMSNorm before the
+//! rotary embedding (QK-norm). The M-RoPE sections are *interleaved*: frequency `j` follows the
+//! height position when `j ≡ 1 (mod 3)`, the width position when `j ≡ 2 (mod 3)`, each for as many
+//! frequencies as its section holds, and the temporal position otherwise, so every axis sees low
+//! and high frequencies alike. And DeepStack: the vision tower's intermediate features are added
+//! to the hidden states at the image positions after each of the first decoder layers.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{embedding, rms_norm, Embedding, Linear, RmsNorm, VarBuilder};
+
+use super::linear;
+use crate::models::cache::KvCache;
+use crate::models::config::TextConfig;
+use crate::models::text::{inv_freq, Rotary};
+
+/// Which position (0 = temporal, 1 = height, 2 = width) rotates each of the `half` frequencies.
+pub fn interleaved_axes(half: usize, mrope_section: &[usize]) -> Vec<usize> {
+    (0..half)
+        .map(|j| match j % 3 {
+            1 if j < 3 * mrope_section[1] => 1,
+            2 if j < 3 * mrope_section[2] => 2,
+            _ => 0,
+        })
+        .collect()
+}
+
+/// Vision features to add to the hidden states: the flat (row · token) index of every image
+/// token, and one (image tokens, hidden) tensor per decoder layer that receives them.
+pub struct DeepStack<'a> {
+    pub slots: &'a Tensor,
+    pub features: &'a [Tensor],
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: RmsNorm,
+    k_norm: RmsNorm,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn new(cfg: &TextConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let h = cfg.hidden_size;
+        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        Ok(Attention {
+            q_proj: linear(h, nh * hd, false, vb.pp("q_proj"))?,
+            k_proj: linear(h, nkv * hd, false, vb.pp("k_proj"))?,
+            v_proj: linear(h, nkv * hd, false, vb.pp("v_proj"))?,
+            o_proj: linear(nh * hd, h, false, vb.pp("o_proj"))?,
+            q_norm: rms_norm(hd, cfg.rms_norm_eps, vb.pp("q_norm"))?,
+            k_norm: rms_norm(hd, cfg.rms_norm_eps, vb.pp("k_norm"))?,
+            num_heads: nh,
+            num_kv_heads: nkv,
+            head_dim: hd,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> candle_core::Result<Tensor> {
+        let (b, l, _) = x.dims3()?;
+        let heads = |proj: &Linear, n: usize| proj.forward(x)?.reshape((b, l, n, self.head_dim));
+        let q = self.q_norm.forward(&heads(&self.q_proj, self.num_heads)?)?.transpose(1, 2)?;
+        let k = self.k_norm.forward(&heads(&self.k_proj, self.num_kv_heads)?)?.transpose(1, 2)?;
+        let v = heads(&self.v_proj, self.num_kv_heads)?.transpose(1, 2)?;
+        let q = rotary.apply(&q)?;
+        let k = rotary.apply(&k)?;
+        let (k, v) = cache.append(layer, &k, &v.contiguous()?)?;
+
+        // Query heads sharing a key head are stacked along the token axis, so keys and values
+        // are used as cached, without repeating them per query head.
+        let rep = self.num_heads / self.num_kv_heads;
+        let q = q.reshape((b, self.num_kv_heads, rep * l, self.head_dim))?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let out = probs.matmul(&v)?.reshape((b, self.num_heads, l, self.head_dim))?.transpose(1, 2)?;
+        self.o_proj.forward(&out.reshape((b, l, self.num_heads * self.head_dim))?)
+    }
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    }
+}
+
+struct DecoderLayer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+/// Embeddings, decoder layers, final norm and the language-model head.
+pub struct TextDecoder {
+    embed_tokens: Embedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    inv_freq: Vec<f32>,
+    rotary_axes: Vec<usize>,
+    cfg: TextConfig,
+}
+
+impl TextDecoder {
+    /// `vb` points at `model.language_model.`, `lm_head` at `lm_head.`; tied embeddings (no
+    /// head in the files) reuse the embedding matrix.
+    pub fn new(cfg: &TextConfig, vb: VarBuilder, lm_head: VarBuilder) -> candle_core::Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let embed_tokens = embedding(cfg.vocab_size, h, vb.pp("embed_tokens"))?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for n in 0..cfg.num_hidden_layers {
+            let vb = vb.pp("layers").pp(n);
+            let m = vb.pp("mlp");
+            layers.push(DecoderLayer {
+                input_layernorm: rms_norm(h, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
+                self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+                post_attention_layernorm: rms_norm(h, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
+                mlp: Mlp {
+                    gate_proj: linear(h, i, false, m.pp("gate_proj"))?,
+                    up_proj: linear(h, i, false, m.pp("up_proj"))?,
+                    down_proj: linear(i, h, false, m.pp("down_proj"))?,
+                },
+            });
+        }
+        let norm = rms_norm(h, cfg.rms_norm_eps, vb.pp("norm"))?;
+        let lm_head = if cfg.tie_word_embeddings && !lm_head.contains_tensor("weight") {
+            Linear::new(embed_tokens.embeddings().clone(), None)
+        } else {
+            linear(h, cfg.vocab_size, false, lm_head)?
+        };
+        let inv_freq = inv_freq(cfg.head_dim, cfg.rope_theta);
+        let rotary_axes = interleaved_axes(inv_freq.len(), &cfg.mrope_section);
+        Ok(TextDecoder { embed_tokens, layers, norm, lm_head, inv_freq, rotary_axes, cfg: cfg.clone() })
+    }
+
+    /// Token embeddings of `ids` (rows, tokens).
+    pub fn embed(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        self.embed_tokens.forward(ids)
+    }
+
+    /// Runs the decoder layers over `embeds` (rows, tokens, hidden) at the given 3-D positions,
+    /// appending to `cache`, adding `deepstack` features after the first layers, and returns the
+    /// final-normed hidden state of each row's last token, (rows, hidden).
+    pub fn forward(
+        &self,
+        embeds: &Tensor,
+        positions: &[Vec<[i64; 3]>],
+        cache: &mut KvCache,
+        deepstack: Option<DeepStack>,
+    ) -> candle_core::Result<Tensor> {
+        let (rows, l, hidden) = embeds.dims3()?;
+        let device = embeds.device();
+        let rotary = Rotary::with_axes(positions, &self.inv_freq, &self.rotary_axes, embeds.dtype(), device)?;
+        let mask = if l > 1 { Some(self.causal_mask(l, cache.len(), device)?) } else { None };
+        let mut x = embeds.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = layer.self_attn.forward(&layer.input_layernorm.forward(&x)?, &rotary, mask.as_ref(), cache, i)?;
+            let x1 = (x + h)?;
+            let h = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x1)?)?;
+            x = (x1 + h)?;
+            if let Some(features) = deepstack.as_ref().and_then(|d| d.features.get(i).map(|f| (d.slots, f))) {
+                let (slots, f) = features;
+                let flat = x.reshape((rows * l, hidden))?;
+                x = flat.index_add(slots, &f.to_dtype(flat.dtype())?, 0)?.reshape((rows, l, hidden))?;
+            }
+        }
+        cache.advance(l);
+        let last = x.narrow(1, l - 1, 1)?.squeeze(1)?;
+        self.norm.forward(&last)
+    }
+
+    /// Language-model logits (rows, vocab) in f32 for final hidden states (rows, hidden).
+    pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        self.lm_head.forward(hidden)?.to_dtype(DType::F32)
+    }
+
+    /// Additive causal mask for `l` new tokens after `past` cached ones, its rows repeated for
+    /// every query head that shares a key head: (rep · l, past + l).
+    fn causal_mask(&self, l: usize, past: usize, device: &Device) -> candle_core::Result<Tensor> {
+        let rep = self.cfg.num_attention_heads / self.cfg.num_key_value_heads;
+        let s = past + l;
+        let mut m = Vec::with_capacity(rep * l * s);
+        for _ in 0..rep {
+            for i in 0..l {
+                m.extend((0..s).map(|j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }));
+            }
+        }
+        Tensor::from_vec(m, (rep * l, s), device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interleaved_axes;
+
+    #[test]
+    fn sections_interleave_then_the_temporal_axis_takes_the_rest() {
+        // Qwen3-VL's [24, 20, 20] over 64 frequencies: t h w t h w … for 60, then t for 4.
+        let axes = interleaved_axes(64, &[24, 20, 20]);
+        assert_eq!(&axes[..6], &[0, 1, 2, 0, 1, 2]);
+        assert_eq!(&axes[57..], &[0, 1, 2, 0, 0, 0, 0]);
+        assert_eq!(axes.iter().filter(|&&a| a == 1).count(), 20);
+        assert_eq!(axes.iter().filter(|&&a| a == 0).count(), 24);
+        // The fixtures' [5, 4, 3] over 12: the width section ends before the height section.
+        assert_eq!(interleaved_axes(12, &[5, 4, 3]), vec![0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 0]);
+    }
+}
