@@ -18,7 +18,8 @@ use candle_nn::VarBuilder;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::models::{ModelConfig, VlModel};
+use crate::models::linear::is_quantized_weight;
+use crate::models::{ModelConfig, QuantFormat, Quantization, VlModel};
 use crate::processor::image::ImageProcessorConfig;
 
 /// How tensor names in the safetensors files are spelled.
@@ -250,14 +251,70 @@ impl Checkpoint {
     /// the output head. The vision tower is idle while decoding, and an untied input embedding is
     /// only indexed (one row per token), so neither counts.
     pub fn decode_weight_bytes(&self, dtype: DType) -> Result<u64> {
+        self.decode_weight_bytes_quantized(dtype, QuantFormat::None)
+    }
+
+    /// [`decode_weight_bytes`](Self::decode_weight_bytes) with the decoder's linear layers in `quant`.
+    pub fn decode_weight_bytes_quantized(&self, dtype: DType, quant: QuantFormat) -> Result<u64> {
         let tensors = self.tensors()?;
         let has_head = tensors.iter().any(|t| t.name.starts_with("lm_head."));
         let idle = |name: &str| name.contains("visual.") || (has_head && name.contains("embed_tokens."));
-        Ok(tensors.iter().filter(|t| !idle(&t.name)).map(|t| t.numel()).sum::<u64>() * dtype.size_in_bytes() as u64)
+        Ok(tensors.iter().filter(|t| !idle(&t.name)).map(|t| t.bytes(dtype, quant)).sum())
+    }
+
+    /// Bytes of every weight of the checkpoint loaded as `dtype` with the decoder's linear layers
+    /// in `quant` (each at the format its input width allows).
+    pub fn weight_bytes(&self, dtype: DType, quant: QuantFormat) -> Result<u64> {
+        Ok(self.tensors()?.iter().map(|t| t.bytes(dtype, quant)).sum())
+    }
+
+    /// The decoder's linear weights whose input width does not take `quant`'s block: (kind of
+    /// layer, e.g. `mlp.down_proj`, its input width, the format it gets instead, how many).
+    pub fn quant_fallbacks(&self, quant: QuantFormat) -> Result<Vec<(String, usize, QuantFormat, usize)>> {
+        let mut out: Vec<(String, usize, QuantFormat, usize)> = Vec::new();
+        for t in self.tensors()?.iter().filter(|t| is_quantized_weight(&t.name)) {
+            let width = t.shape.last().copied().unwrap_or(0);
+            let got = quant.for_width(width);
+            if got == quant {
+                continue;
+            }
+            // "model.layers.3.mlp.down_proj.weight" → "mlp.down_proj"
+            let parts: Vec<&str> = t.name.split('.').collect();
+            let kind = parts[parts.len().saturating_sub(3)..parts.len() - 1].join(".");
+            match out.iter_mut().find(|(k, w, g, _)| *k == kind && *w == width && *g == got) {
+                Some(entry) => entry.3 += 1,
+                None => out.push((kind, width, got, 1)),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// "note: --base: q4_k does not fit mlp.down_proj (input width 29568 is not a multiple of
+    /// 256): 80 layers use q8_0", once per kind of layer that falls back; `who` names the model.
+    pub fn quant_notes(&self, who: &str, quant: QuantFormat) -> Result<Vec<String>> {
+        Ok(self
+            .quant_fallbacks(quant)?
+            .into_iter()
+            .map(|(kind, width, got, n)| {
+                format!(
+                    "note: {who}: {quant} does not fit {kind} (input width {width} is not a multiple of {}): {n} layer{} use{} {got}",
+                    quant.block(),
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "s" } else { "" },
+                )
+            })
+            .collect())
     }
 
     /// Loads the weights (memory-mapped) into a model of the given dtype on the given device.
     pub fn load_model(&self, dtype: DType, device: &Device) -> Result<VlModel> {
+        self.load_model_quantized(dtype, device, Quantization::default())
+    }
+
+    /// [`load_model`](Self::load_model) with the text decoder's linear layers quantized as
+    /// `quant` says, while they load (in-situ).
+    pub fn load_model_quantized(&self, dtype: DType, device: &Device, quant: Quantization) -> Result<VlModel> {
         // SAFETY: the files are memory-mapped read-only; like every safetensors loader we rely on
         // them not being modified while the model is alive.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&self.weight_files, dtype, device) }
@@ -274,15 +331,20 @@ impl Checkpoint {
                 }
             }),
         };
-        VlModel::new(&self.config, vb).map_err(|e| {
+        VlModel::new_quantized(&self.config, vb, quant).map_err(|e| {
             let message = first_line(&e);
             if is_out_of_memory(&message) {
-                let need = self.tensors().map(|t| t.iter().map(|t| t.numel()).sum::<u64>()).unwrap_or(0) * dtype.size_in_bytes() as u64;
+                let need = self.weight_bytes(dtype, quant.format).unwrap_or(0);
+                let quantized = if quant.format == QuantFormat::None { String::new() } else { format!(" ({} linear layers)", quant.format) };
+                let tries = match quant.format {
+                    QuantFormat::None => "try --dtype bf16, --quant q8_0, another device, or a smaller model",
+                    QuantFormat::Q8_0 | QuantFormat::Q6K => "try --quant q4_k, another device, or a smaller model",
+                    QuantFormat::Q4K => "try another device or a smaller model",
+                };
                 return Error::weights(
                     &self.dir,
                     format!(
-                        "the device ran out of memory loading this model: its weights need {:.1} GiB as {} on {}; \
-                         try --dtype bf16, another device, or a smaller model",
+                        "the device ran out of memory loading this model: its weights need {:.1} GiB as {}{quantized} on {}; {tries}",
                         need as f64 / (1u64 << 30) as f64,
                         format!("{dtype:?}").to_lowercase(),
                         device_name(device),
@@ -304,6 +366,15 @@ pub struct TensorEntry {
 impl TensorEntry {
     pub fn numel(&self) -> u64 {
         self.shape.iter().map(|&d| d as u64).product()
+    }
+
+    /// Bytes once loaded as `dtype`, in `quant` if it is one of the decoder's linear weights
+    /// (at the format its input width allows).
+    pub fn bytes(&self, dtype: DType, quant: QuantFormat) -> u64 {
+        match self.shape.as_slice() {
+            [out, width] if is_quantized_weight(&self.name) => quant.for_width(*width).weight_bytes(*out as u64, *width as u64, dtype),
+            _ => self.numel() * dtype.size_in_bytes() as u64,
+        }
     }
 }
 
