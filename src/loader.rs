@@ -268,11 +268,14 @@ impl Checkpoint {
         Ok(self.tensors()?.iter().map(|t| t.bytes(dtype, quant)).sum())
     }
 
-    /// The decoder's linear weights whose input width does not take `quant`'s block: (kind of
-    /// layer, e.g. `mlp.down_proj`, its input width, the format it gets instead, how many).
-    pub fn quant_fallbacks(&self, quant: QuantFormat) -> Result<Vec<(String, usize, QuantFormat, usize)>> {
-        let mut out: Vec<(String, usize, QuantFormat, usize)> = Vec::new();
+    /// How the decoder's linear layers take `quant`: (how many there are, and for each format
+    /// they fall back to: how many, the kinds of layer, e.g. `mlp.down_proj`, and their input
+    /// widths).
+    pub fn quant_fallbacks(&self, quant: QuantFormat) -> Result<(usize, Vec<QuantFallback>)> {
+        let mut total = 0;
+        let mut out: Vec<QuantFallback> = Vec::new();
         for t in self.tensors()?.iter().filter(|t| is_quantized_weight(&t.name)) {
+            total += 1;
             let width = t.shape.last().copied().unwrap_or(0);
             let got = quant.for_width(width);
             if got == quant {
@@ -281,27 +284,46 @@ impl Checkpoint {
             // "model.layers.3.mlp.down_proj.weight" → "mlp.down_proj"
             let parts: Vec<&str> = t.name.split('.').collect();
             let kind = parts[parts.len().saturating_sub(3)..parts.len() - 1].join(".");
-            match out.iter_mut().find(|(k, w, g, _)| *k == kind && *w == width && *g == got) {
-                Some(entry) => entry.3 += 1,
-                None => out.push((kind, width, got, 1)),
+            let i = match out.iter().position(|f| f.format == got) {
+                Some(i) => i,
+                None => {
+                    out.push(QuantFallback { format: got, layers: 0, kinds: Vec::new(), widths: Vec::new() });
+                    out.len() - 1
+                }
+            };
+            let f = &mut out[i];
+            f.layers += 1;
+            if !f.kinds.contains(&kind) {
+                f.kinds.push(kind);
+            }
+            if !f.widths.contains(&width) {
+                f.widths.push(width);
             }
         }
-        out.sort();
-        Ok(out)
+        for f in &mut out {
+            f.kinds.sort();
+            f.widths.sort();
+        }
+        Ok((total, out))
     }
 
-    /// "note: --base: q4_k does not fit mlp.down_proj (input width 29568 is not a multiple of
-    /// 256): 80 layers use q8_0", once per kind of layer that falls back; `who` names the model.
+    /// One note per model and fallback format, e.g. "note: --base: q4_k needs input widths that
+    /// are multiples of 256: 80 of 560 linear layers (mlp.down_proj; input width 29568) use q8_0
+    /// instead"; `who` names the model.
     pub fn quant_notes(&self, who: &str, quant: QuantFormat) -> Result<Vec<String>> {
-        Ok(self
-            .quant_fallbacks(quant)?
+        let (total, fallbacks) = self.quant_fallbacks(quant)?;
+        Ok(fallbacks
             .into_iter()
-            .map(|(kind, width, got, n)| {
+            .map(|f| {
+                let widths: Vec<String> = f.widths.iter().map(|w| w.to_string()).collect();
+                let got = if f.format == QuantFormat::None { "stay unquantized".to_string() } else { format!("use {} instead", f.format) };
                 format!(
-                    "note: {who}: {quant} does not fit {kind} (input width {width} is not a multiple of {}): {n} layer{} use{} {got}",
+                    "note: {who}: {quant} needs input widths that are multiples of {}: {} of {total} linear layers ({}; input width{} {}) {got}",
                     quant.block(),
-                    if n == 1 { "" } else { "s" },
-                    if n == 1 { "s" } else { "" },
+                    f.layers,
+                    f.kinds.join(", "),
+                    if widths.len() == 1 { "" } else { "s" },
+                    widths.join(", "),
                 )
             })
             .collect())
@@ -354,6 +376,16 @@ impl Checkpoint {
             Error::weights(&self.dir, format!("{message}; the weights do not match config.json (is it the right checkpoint?)"))
         })
     }
+}
+
+/// Linear layers that take another format than the one asked for (see
+/// [`Checkpoint::quant_fallbacks`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuantFallback {
+    pub format: QuantFormat,
+    pub layers: usize,
+    pub kinds: Vec<String>,
+    pub widths: Vec<usize>,
 }
 
 /// One tensor as a safetensors header describes it.

@@ -103,14 +103,16 @@ impl std::fmt::Display for QuantFormat {
 pub struct Quantization {
     /// The format of the decoder's linear layers (q, k, v, o, gate, up, down).
     pub format: QuantFormat,
-    /// Also quantize the output head. Not offered on the command line: guidance subtracts
-    /// logits, so the head's error lands in the mix directly (measured in tests/quant.rs).
-    pub head: bool,
+    /// The output head's format: `none` unless a caller asks. Not offered on the command line:
+    /// guidance subtracts logits, so the head's error lands in the mix directly (what it would
+    /// cost is measured in tests/quant.rs and stated in the README).
+    pub head: QuantFormat,
 }
 
 impl Quantization {
+    /// The decoder's linear layers in `format`, the head unquantized.
     pub fn new(format: QuantFormat) -> Self {
-        Quantization { format, head: false }
+        Quantization { format, head: QuantFormat::None }
     }
 }
 

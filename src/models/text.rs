@@ -198,7 +198,7 @@ impl TextDecoder {
             });
         }
         let norm = rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("norm"))?;
-        let head_format = if quant.head { q } else { QuantFormat::None };
+        let head_format = quant.head;
         let lm_head = if cfg.tie_word_embeddings && !lm_head.contains_tensor("weight") {
             Linear::from_weight(embed_tokens.embeddings().clone(), None, head_format)?
         } else {
