@@ -234,14 +234,14 @@ pub fn refusal(need: &DeviceNeed, free: u64, source: &str, context_tokens: u64) 
     tries.push("another device (--device, or --base-device/--rft-device/--small-device to spread the models)".into());
     tries.push("fewer --max-new-tokens".into());
     tries.push("or a smaller preset (`proxythinker presets`)".into());
-    let who = match need.models.as_slice() {
-        [] => "the live-α store".to_string(),
-        names => join_names(names),
+    let (who, verb) = match need.models.as_slice() {
+        [] => ("the live-α store".to_string(), "needs"),
+        [one] => (one.to_string(), "needs"),
+        names => (join_names(names), "need"),
     };
     format!(
-        "not enough memory on {}: {} need {} there (weights {} as {}, KV cache {} for {} tokens, live α {}) but {} is free ({source}); try {}",
+        "not enough memory on {}: {who} {verb} {} there (weights {} as {}, KV cache {} for {} tokens, live α {}) but {} is free ({source}); try {}",
         need.device,
-        who,
         human_bytes(need.total()),
         human_bytes(need.weights),
         format,

@@ -476,3 +476,78 @@ fn the_preflight_counts_the_bytes_per_block_of_each_format() {
         assert_eq!(c.weight_bytes(DType::F32, quant).unwrap(), want, "{quant}");
     }
 }
+
+/// Bytes of a model's weights by hand from its real config.json: everything but the decoder's
+/// linear weights in bf16, those at `bytes_per_block` per `block` values; `down_block` is the
+/// block `down_proj` gets (its input width is the intermediate size).
+fn by_hand(config: &str, params: u64, block: (u64, u64), down_block: (u64, u64)) -> u64 {
+    let c = read_json(&fixtures().join("configs").join(config));
+    let c = c.get("text_config").cloned().filter(|t| t.get("hidden_size").is_some()).unwrap_or(c);
+    let get = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("{k} in {config}"));
+    let (h, i, layers, heads, kv) = (get("hidden_size"), get("intermediate_size"), get("num_hidden_layers"), get("num_attention_heads"), get("num_key_value_heads"));
+    let q = h; // head_dim × heads = hidden for every Qwen2(.5)-VL
+    let kvw = kv * (h / heads);
+    let body = h * q + 2 * h * kvw + q * h + 2 * h * i;
+    let down = h * i;
+    let bytes = |n: u64, (per, b): (u64, u64)| n / b * per;
+    (params - layers * (body + down)) * 2 + layers * (bytes(body, block) + bytes(down, down_block))
+}
+
+#[test]
+fn presets_show_the_quantized_totals_and_workstation_7b_fits_24_gb_at_q8_0() {
+    let out = bin().args(["presets", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let preset = |name: &str| v["presets"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
+    let (q8, q4) = ((34, 32), (144, 256));
+    let ws = preset("workstation-7b");
+    let params = |p: &serde_json::Value, m: &str| p[m]["params"].as_u64().unwrap();
+    let want_q8 = by_hand("Qwen2.5-VL-7B-Instruct.config.json", params(&ws, "base"), q8, q8)
+        + 2 * by_hand("Qwen2.5-VL-3B-Instruct.config.json", params(&ws, "rft"), q8, q8);
+    let m = &ws["memory_bf16_by_quant"];
+    assert_eq!(m["q8_0"]["weights_bytes"].as_u64().unwrap(), want_q8);
+    let kv = m["q8_0"]["kv_cache_bytes"].as_u64().unwrap();
+    let gpu = m["q8_0"]["device_total_bytes"].as_u64().unwrap();
+    assert_eq!(gpu, want_q8 + kv, "the GPU holds weights and KV caches; live α stays in host RAM");
+    assert!(gpu < 24_000_000_000, "workstation-7b at q8_0 fits a 24 GB GPU with a 4096-token context: {gpu}");
+    assert!(m["none"]["device_total_bytes"].as_u64().unwrap() > 24_000_000_000, "unquantized it does not");
+    assert_eq!(m["none"]["weights_bytes"], ws["memory_bf16"]["weights_bytes"]);
+    // paper-72b at q4_k: the 72B's down_proj (input width 29,568) falls back to q8_0.
+    let p = preset("paper-72b");
+    let want_q4 = by_hand("Qwen2.5-VL-72B-Instruct.config.json", params(&p, "base"), q4, q8)
+        + 2 * by_hand("Qwen2.5-VL-7B-Instruct.config.json", params(&p, "rft"), q4, q4);
+    assert_eq!(p["memory_bf16_by_quant"]["q4_k"]["weights_bytes"].as_u64().unwrap(), want_q4);
+    // The readable table has a column per format.
+    let text = String::from_utf8(bin().args(["presets"]).output().unwrap().stdout).unwrap();
+    let head = text.lines().next().unwrap();
+    assert!(head.contains("GPU none") && head.contains("q8_0") && head.contains("q4_k"), "{head}");
+    let line = text.lines().find(|l| l.starts_with("workstation-7b")).unwrap();
+    assert!(line.contains(&format!("{:.1} GB", gpu as f64 / 1e9)), "{line}");
+}
+
+#[test]
+fn live_alpha_is_counted_in_host_memory_whatever_device_the_models_are_on() {
+    use proxythinker::placement::DeviceSpec;
+    use proxythinker::preflight::{per_device, ModelNeed};
+    let need = |name, device, live_alpha| ModelNeed {
+        name,
+        device,
+        dtype: DType::BF16,
+        quant: QuantFormat::Q8_0,
+        weights: 1000,
+        kv_cache: 100,
+        live_alpha,
+    };
+    let gpu = DeviceSpec::Cuda(0);
+    let devices = per_device(&[need("base", gpu, 40), need("rft", gpu, 40), need("small", gpu, 0)]);
+    assert_eq!(devices.len(), 2, "{devices:?}");
+    assert_eq!((devices[0].device, devices[0].total(), devices[0].live_alpha), (gpu, 3300, 0));
+    assert_eq!((devices[1].device, devices[1].total(), devices[1].models.len()), (DeviceSpec::Cpu, 80, 0));
+    // With a model on the cpu, the store joins it there.
+    let devices = per_device(&[need("base", gpu, 40), need("rft", DeviceSpec::Cpu, 40), need("small", DeviceSpec::Cpu, 0)]);
+    assert_eq!(devices.len(), 2);
+    assert_eq!((devices[1].device, devices[1].total()), (DeviceSpec::Cpu, 2200 + 80));
+    // The refusal of the store alone names it.
+    let line = proxythinker::preflight::refusal(&per_device(&[need("base", gpu, 4000)])[1], 10, "test", 100);
+    assert!(line.starts_with("not enough memory on cpu: the live-α store needs"), "{line}");
+}
