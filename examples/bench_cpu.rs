@@ -2,13 +2,15 @@
 //!
 //! ```sh
 //! python3 bench/make_bench_model.py target/bench-model          # once: a small random Qwen2.5-VL
-//! cargo run --release --example bench_cpu -- target/bench-model [NEW_TOKENS] [REPEATS]
+//! cargo run --release --example bench_cpu -- target/bench-model [NEW_TOKENS] [REPEATS] [QUANT]
 //! python3 bench/transformers_reference.py target/bench-model     # the same measurement in transformers
 //! ```
 //!
-//! Prints one JSON object: prompt tokens, prefill tokens/s and decode tokens/s (medians over the
-//! repeats). The image and question are the committed fixtures', so both sides see the same
-//! inputs.
+//! QUANT (`none`, `q8_0`, `q6_k`, `q4_k`; default none) quantizes the text decoder's linear
+//! layers while loading, as `--quant` does. Prints one JSON object: prompt tokens, prefill
+//! tokens/s and decode tokens/s (medians over the repeats), and how many linear layers hold each
+//! format. The image and question are the committed fixtures', so both sides see the same inputs.
+//! Without torch, `examples/make_random_model.rs` writes a model of the same shape.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -16,6 +18,7 @@ use std::time::Instant;
 use candle_core::{DType, Device};
 use proxythinker::generate::argmax_rows;
 use proxythinker::loader::Checkpoint;
+use proxythinker::models::{QuantFormat, Quantization};
 use proxythinker::prepare::prepare_prompt;
 use proxythinker::processor::SourceImage;
 use proxythinker::processor::prompt;
@@ -30,6 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = PathBuf::from(args.get(1).ok_or("usage: bench_cpu MODEL_DIR [NEW_TOKENS] [REPEATS]")?);
     let new_tokens: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(64);
     let repeats: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let quant = args.get(4).map(|s| QuantFormat::parse(s)).transpose()?.unwrap_or_default();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // The same picture bench/transformers_reference.py gives transformers.
     let image = SourceImage::open(&root.join("tests/fixtures/tiny/images/224x224.png"))?;
@@ -39,7 +43,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let checkpoint = Checkpoint::open(&dir)?;
     let tokenizer = prompt::load_tokenizer(&checkpoint.tokenizer_file)?;
     let prepared = prepare_prompt(&checkpoint, &tokenizer, question, Some(&image), false, &device)?;
-    let model = checkpoint.load_model(DType::F32, &device)?;
+    let loading = Instant::now();
+    let model = checkpoint.load_model_quantized(DType::F32, &device, Quantization::new(quant))?;
+    let load_seconds = loading.elapsed().as_secs_f64();
+    let formats: serde_json::Map<String, serde_json::Value> =
+        model.formats().into_iter().map(|(f, n)| (f.name().to_string(), n.into())).collect();
     let n_prompt = prepared.input.input_ids.len();
 
     let mut prefill = Vec::new();
@@ -60,6 +68,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{}",
         serde_json::json!({
             "engine": "proxythinker (candle, f32, cpu)",
+            "quant": quant.name(),
+            "linear_layers_by_format": formats,
+            "load_seconds": load_seconds,
             "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             "prompt_tokens": n_prompt,
             "new_tokens": new_tokens,

@@ -46,7 +46,8 @@ pub struct BenchReport {
     /// step, and as five single-row forwards per step.
     pub lockstep_batched_steps_per_second: Option<f64>,
     pub five_forwards_steps_per_second: Option<f64>,
-    /// Bytes of weights one guided step reads: the three text decoders and output heads.
+    /// Bytes of weights one guided step reads: the three text decoders and output heads (the
+    /// linear layers at their quantized size).
     pub weight_bytes_per_step: u64,
     /// The first step where the session's guided token differs from the guided-only loop's, if
     /// any. In f32 on the CPU the two agree; in bf16 on a GPU the session's two-row forwards and
@@ -149,9 +150,10 @@ pub fn run(plan: &SessionPlan, prompt: &PromptInput, unbatched: bool) -> Result<
         .files
         .checkpoints()
         .zip(plan.devices.as_ref())
+        .zip(plan.placement().quants())
         .into_array()
         .iter()
-        .map(|(c, (dtype, _))| c.decode_weight_bytes(*dtype))
+        .map(|((c, (dtype, _)), quant)| c.decode_weight_bytes_quantized(*dtype, *quant))
         .sum::<Result<u64>>()?;
     let models = trio.as_ref().map(|m| m.as_ref()).into_array();
 

@@ -24,6 +24,7 @@ use crate::engine::StreamKind;
 use crate::error::{Error, Result};
 use crate::generate::{greedy, StopReason};
 use crate::loader::Checkpoint;
+use crate::models::{QuantFormat, Quantization};
 use crate::placement::{parse_dtype, DeviceSpec};
 use crate::plan::{Inputs, SessionRequest};
 use crate::prepare::prepare_prompt;
@@ -91,6 +92,19 @@ pub struct PlacementArgs {
     /// The small base model's dtype, overriding --dtype.
     #[arg(long, value_name = "DTYPE", value_parser = parse_dtype)]
     pub small_dtype: Option<DType>,
+    /// Quantize the text decoders' linear layers while loading: none, q8_0, q6_k or q4_k, for
+    /// every model without its own --*-quant [default: none].
+    #[arg(long, value_name = "FORMAT", value_parser = QuantFormat::parse)]
+    pub quant: Option<QuantFormat>,
+    /// The base model's quantization, overriding --quant.
+    #[arg(long, value_name = "FORMAT", value_parser = QuantFormat::parse)]
+    pub base_quant: Option<QuantFormat>,
+    /// The RFT model's quantization, overriding --quant.
+    #[arg(long, value_name = "FORMAT", value_parser = QuantFormat::parse)]
+    pub rft_quant: Option<QuantFormat>,
+    /// The small base model's quantization, overriding --quant.
+    #[arg(long, value_name = "FORMAT", value_parser = QuantFormat::parse)]
+    pub small_quant: Option<QuantFormat>,
 }
 
 impl PlacementArgs {
@@ -98,8 +112,10 @@ impl PlacementArgs {
         PlacementOverrides {
             dtype: self.dtype,
             device: self.device,
+            quant: self.quant,
             dtypes: PerModel::new(self.base_dtype, self.rft_dtype, self.small_dtype),
             devices: PerModel::new(self.base_device, self.rft_device, self.small_device),
+            quants: PerModel::new(self.base_quant, self.rft_quant, self.small_quant),
         }
     }
 }
@@ -153,6 +169,9 @@ pub struct PromptArgs {
     /// cpu, or cuda:N in a build with the `cuda` feature.
     #[arg(long, default_value = "cpu", value_parser = DeviceSpec::parse)]
     pub device: DeviceSpec,
+    /// Quantize the text decoder's linear layers while loading: none, q8_0, q6_k or q4_k.
+    #[arg(long, default_value = "none", value_name = "FORMAT", value_parser = QuantFormat::parse)]
+    pub quant: QuantFormat,
 }
 
 #[derive(Debug, Args)]
@@ -187,16 +206,28 @@ struct Loaded {
 fn load(args: &PromptArgs, new_tokens: usize) -> Result<Loaded> {
     // Cheap checks first, so that bad input fails before any weights are read.
     let device = args.device.open()?;
+    crate::models::linear::probe(args.quant, args.dtype, &device).map_err(|e| {
+        Error::invalid(format!(
+            "--quant {}: {} cannot run these quantized weights with {} activations ({}); try --quant q8_0, --quant none, or another --device",
+            args.quant,
+            args.device,
+            crate::placement::dtype_name(args.dtype),
+            crate::error::first_line(&e)
+        ))
+    })?;
     let checkpoint = Checkpoint::open(&crate::hub::resolve(&args.model, "--model")?)?;
     let tokenizer = prompt::load_tokenizer(&checkpoint.tokenizer_file)?;
     let image = args.image.as_deref().map(SourceImage::open).transpose()?;
     let prepared = prepare_prompt(&checkpoint, &tokenizer, &args.prompt, image.as_ref(), args.raw, &device)?;
     let prompt_tokens = prepared.input.input_ids.len();
     crate::prepare::check_context(&checkpoint, "the model", prompt_tokens, new_tokens, "--max-new-tokens")?;
-    for note in crate::preflight::check_one(&checkpoint, args.device, &device, args.dtype, prompt_tokens as u64, new_tokens as u64)? {
+    for note in crate::preflight::check_one(&checkpoint, args.device, &device, args.dtype, args.quant, prompt_tokens as u64, new_tokens as u64)? {
         eprintln!("{note}");
     }
-    let model = checkpoint.load_decoder(args.dtype, &device)?;
+    for note in checkpoint.quant_notes("--model", args.quant)? {
+        eprintln!("{note}");
+    }
+    let model = checkpoint.load_decoder_quantized(args.dtype, &device, Quantization::new(args.quant))?;
     Ok(Loaded { checkpoint, tokenizer, model, prepared })
 }
 

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::guidance::Sampling;
+use crate::models::QuantFormat;
 use crate::placement::{dtype_name, parse_dtype, DeviceSpec, Devices};
 use crate::presets::{self, Preset, Suffix};
 use crate::trio::{PerModel, Role};
@@ -59,6 +60,15 @@ pub struct ConfigFile {
     pub rft_device: Option<DeviceSpec>,
     #[serde(default, deserialize_with = "de_device")]
     pub small_device: Option<DeviceSpec>,
+    /// The block format of every model's text decoder linear layers (`--quant`).
+    #[serde(default, deserialize_with = "de_quant")]
+    pub quant: Option<QuantFormat>,
+    #[serde(default, deserialize_with = "de_quant")]
+    pub base_quant: Option<QuantFormat>,
+    #[serde(default, deserialize_with = "de_quant")]
+    pub rft_quant: Option<QuantFormat>,
+    #[serde(default, deserialize_with = "de_quant")]
+    pub small_quant: Option<QuantFormat>,
     /// The Hugging Face cache (sets HF_HUB_CACHE when the environment does not).
     pub hub_cache: Option<PathBuf>,
 }
@@ -71,6 +81,11 @@ fn de_dtype<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<DType
 fn de_device<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<DeviceSpec>, D::Error> {
     let s = String::deserialize(d)?;
     DeviceSpec::parse(&s).map(Some).map_err(serde::de::Error::custom)
+}
+
+fn de_quant<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<QuantFormat>, D::Error> {
+    let s = String::deserialize(d)?;
+    QuantFormat::parse(&s).map(Some).map_err(serde::de::Error::custom)
 }
 
 fn de_preset<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
@@ -205,20 +220,24 @@ pub struct Overrides {
     pub placement: PlacementOverrides,
 }
 
-/// The placement flags: one dtype/device for all, and each model's own.
+/// The placement flags: one dtype/device/quantization for all, and each model's own.
 #[derive(Debug, Clone, Default)]
 pub struct PlacementOverrides {
     pub dtype: Option<DType>,
     pub device: Option<DeviceSpec>,
+    pub quant: Option<QuantFormat>,
     pub dtypes: PerModel<Option<DType>>,
     pub devices: PerModel<Option<DeviceSpec>>,
+    pub quants: PerModel<Option<QuantFormat>>,
 }
 
-/// One model's resolved dtype and device, with where each came from.
+/// One model's resolved dtype, device and weight quantization, with where each came from.
 #[derive(Debug, Clone)]
 pub struct ModelPlacement {
     pub dtype: Setting<DType>,
     pub device: Setting<DeviceSpec>,
+    /// The block format of the text decoder's linear layers (`none`: the dtype's).
+    pub quant: Setting<QuantFormat>,
     /// What named the device, for error messages ("--small-device", "device in /path/config.toml").
     pub device_flag: String,
 }
@@ -233,9 +252,19 @@ impl TrioPlacement {
         self.0.as_ref().map(|m| (m.dtype.value, m.device.value))
     }
 
-    /// Opens the devices, each one once, so that models on the same GPU share it.
+    /// The quantization of base, rft and small.
+    pub fn quants(&self) -> PerModel<QuantFormat> {
+        self.0.as_ref().map(|m| m.quant.value)
+    }
+
+    /// Opens the devices, each one once, so that models on the same GPU share it, and checks that
+    /// each device can run its model's quantized products.
     pub fn open(&self) -> Result<Devices> {
-        crate::placement::open_all(self.specs(), self.0.as_ref().map(|m| m.device_flag.as_str()))
+        let devices = crate::placement::open_all(self.specs(), self.0.as_ref().map(|m| m.device_flag.as_str()))?;
+        for ((role, m), (dtype, device)) in self.0.iter().zip(devices.as_ref().into_array()) {
+            crate::placement::check_quant(role, m.quant.value, *dtype, device, m.device.value)?;
+        }
+        Ok(devices)
     }
 
     /// "cuda:0" when the three agree, else "base cuda:0, rft cuda:1, small cuda:1".
@@ -257,14 +286,28 @@ impl TrioPlacement {
         Self::summary(self.specs().map(|(d, _)| dtype_name(d).to_string()))
     }
 
-    /// A short description for headers and reports: "cpu f32", or each model's when they differ.
-    pub fn describe(&self) -> String {
-        Self::summary(self.specs().map(|(d, spec)| format!("{spec} {}", dtype_name(d))))
+    /// The quantizations for a header: "q8_0", or each model's when they differ.
+    pub fn quant_summary(&self) -> String {
+        Self::summary(self.quants().map(|q| q.name().to_string()))
     }
 
-    /// The placement as JSON: {"base": {"device", "dtype"}, "rft": ..., "small": ...}.
+    /// A short description for headers and reports: "cpu f32" ("cpu bf16 q8_0" when quantized),
+    /// or each model's when they differ.
+    pub fn describe(&self) -> String {
+        Self::summary(self.specs().zip(self.quants()).map(|((d, spec), q)| match q {
+            QuantFormat::None => format!("{spec} {}", dtype_name(d)),
+            q => format!("{spec} {} {q}", dtype_name(d)),
+        }))
+    }
+
+    /// The placement as JSON: {"base": {"device", "dtype"}, "rft": ..., "small": ...}, with
+    /// "quant" for a quantized model (absent when unquantized, so the unquantized form is the
+    /// one `run --json` always printed).
     pub fn to_json(&self) -> serde_json::Value {
-        let s = self.specs().map(|(d, spec)| json!({"device": spec.to_string(), "dtype": dtype_name(d)}));
+        let s = self.specs().zip(self.quants()).map(|((d, spec), q)| match q {
+            QuantFormat::None => json!({"device": spec.to_string(), "dtype": dtype_name(d)}),
+            q => json!({"device": spec.to_string(), "dtype": dtype_name(d), "quant": q.name()}),
+        });
         json!({"base": s.base, "rft": s.rft, "small": s.small})
     }
 }
@@ -390,24 +433,27 @@ pub fn resolve_with(cli: &Overrides, config: Loaded) -> Result<Settings> {
     })
 }
 
-/// Each model's dtype and device: its own flag, then --dtype/--device, then the file's own key,
-/// then the file's `dtype`/`device`, then f32 on the cpu. The command line wins as a whole.
-fn resolve_placement(p: &PlacementOverrides, f: &ConfigFile, fsrc: &Source) -> TrioPlacement {
+/// Each model's dtype, device and quantization: its own flag, then --dtype/--device/--quant, then
+/// the file's own key, then the file's `dtype`/`device`/`quant`, then f32 on the cpu, unquantized.
+/// The command line wins as a whole.
+pub fn resolve_placement(p: &PlacementOverrides, f: &ConfigFile, fsrc: &Source) -> TrioPlacement {
     let file_dtypes = PerModel::new(f.base_dtype, f.rft_dtype, f.small_dtype);
     let file_devices = PerModel::new(f.base_device, f.rft_device, f.small_device);
+    let file_quants = PerModel::new(f.base_quant, f.rft_quant, f.small_quant);
     TrioPlacement(PerModel::from_fn(|role| {
         let name = role.name();
         let (own_dtype, own_device) = (*p.dtypes.get(role), *p.devices.get(role));
         let (fd, fdev) = (*file_dtypes.get(role), *file_devices.get(role));
         let dtype = pick(own_dtype.or(p.dtype), fd.or(f.dtype), fsrc, None, DType::F32);
         let device = pick(own_device.or(p.device), fdev.or(f.device), fsrc, None, DeviceSpec::Cpu);
+        let quant = pick(p.quants.get(role).or(p.quant), file_quants.get(role).or(f.quant), fsrc, None, QuantFormat::None);
         let device_flag = match &device.from {
             Source::CommandLine if own_device.is_some() => format!("--{name}-device"),
             Source::File(path) if fdev.is_some() => format!("{name}_device in {}", path.display()),
             Source::File(path) => format!("device in {}", path.display()),
             _ => "--device".to_string(),
         };
-        ModelPlacement { dtype, device, device_flag }
+        ModelPlacement { dtype, device, quant, device_flag }
     }))
 }
 
@@ -493,6 +539,7 @@ impl Settings {
             let name = role.name();
             row(&format!("{name}_dtype"), dtype_name(m.dtype.value).to_string(), &m.dtype.from);
             row(&format!("{name}_device"), m.device.value.to_string(), &m.device.from);
+            row(&format!("{name}_quant"), m.quant.value.name().to_string(), &m.quant.from);
         }
         match &self.hub_cache {
             Some(h) => row("hub_cache", h.value.display().to_string(), &h.from),

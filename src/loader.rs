@@ -18,7 +18,8 @@ use candle_nn::VarBuilder;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::models::{Decoder, Family, ModelConfig, VlModel};
+use crate::models::linear::is_quantized_weight;
+use crate::models::{Decoder, Family, ModelConfig, QuantFormat, Quantization, VlModel};
 use crate::processor::image::ImageProcessorConfig;
 
 /// How tensor names in the safetensors files are spelled.
@@ -250,17 +251,103 @@ impl Checkpoint {
     /// the output head. The vision tower is idle while decoding, and an untied input embedding is
     /// only indexed (one row per token), so neither counts.
     pub fn decode_weight_bytes(&self, dtype: DType) -> Result<u64> {
+        self.decode_weight_bytes_quantized(dtype, QuantFormat::None)
+    }
+
+    /// [`decode_weight_bytes`](Self::decode_weight_bytes) with the decoder's linear layers in `quant`.
+    pub fn decode_weight_bytes_quantized(&self, dtype: DType, quant: QuantFormat) -> Result<u64> {
         let tensors = self.tensors()?;
         let has_head = tensors.iter().any(|t| t.name.starts_with("lm_head."));
         let idle = |name: &str| name.contains("visual.") || (has_head && name.contains("embed_tokens."));
-        Ok(tensors.iter().filter(|t| !idle(&t.name)).map(|t| t.numel()).sum::<u64>() * dtype.size_in_bytes() as u64)
+        Ok(tensors.iter().filter(|t| !idle(&t.name)).map(|t| t.bytes(dtype, quant)).sum())
+    }
+
+    /// Bytes of every weight of the checkpoint loaded as `dtype` with the decoder's linear layers
+    /// in `quant` (each at the format its input width allows).
+    pub fn weight_bytes(&self, dtype: DType, quant: QuantFormat) -> Result<u64> {
+        Ok(self.tensors()?.iter().map(|t| t.bytes(dtype, quant)).sum())
+    }
+
+    /// How the decoder's linear layers take `quant`: (how many there are, and for each format
+    /// they fall back to: how many, the kinds of layer, e.g. `mlp.down_proj`, and their input
+    /// widths).
+    pub fn quant_fallbacks(&self, quant: QuantFormat) -> Result<(usize, Vec<QuantFallback>)> {
+        let mut total = 0;
+        let mut out: Vec<QuantFallback> = Vec::new();
+        for t in self.tensors()?.iter().filter(|t| is_quantized_weight(&t.name)) {
+            total += 1;
+            let width = t.shape.last().copied().unwrap_or(0);
+            let got = quant.for_width(width);
+            if got == quant {
+                continue;
+            }
+            // "model.layers.3.mlp.down_proj.weight" → "mlp.down_proj"
+            let parts: Vec<&str> = t.name.split('.').collect();
+            let kind = parts[parts.len().saturating_sub(3)..parts.len() - 1].join(".");
+            let i = match out.iter().position(|f| f.format == got) {
+                Some(i) => i,
+                None => {
+                    out.push(QuantFallback { format: got, layers: 0, kinds: Vec::new(), widths: Vec::new() });
+                    out.len() - 1
+                }
+            };
+            let f = &mut out[i];
+            f.layers += 1;
+            if !f.kinds.contains(&kind) {
+                f.kinds.push(kind);
+            }
+            if !f.widths.contains(&width) {
+                f.widths.push(width);
+            }
+        }
+        for f in &mut out {
+            f.kinds.sort();
+            f.widths.sort();
+        }
+        Ok((total, out))
+    }
+
+    /// One note per model and fallback format, e.g. "note: --base: q4_k needs input widths that
+    /// are multiples of 256: 80 of 560 linear layers (mlp.down_proj; input width 29568) use q8_0
+    /// instead"; `who` names the model.
+    pub fn quant_notes(&self, who: &str, quant: QuantFormat) -> Result<Vec<String>> {
+        let (total, fallbacks) = self.quant_fallbacks(quant)?;
+        Ok(fallbacks
+            .into_iter()
+            .map(|f| {
+                let widths: Vec<String> = f.widths.iter().map(|w| w.to_string()).collect();
+                let got = if f.format == QuantFormat::None { "stay unquantized".to_string() } else { format!("use {} instead", f.format) };
+                format!(
+                    "note: {who}: {quant} needs input widths that are multiples of {}: {} of {total} linear layers ({}; input width{} {}) {got}",
+                    quant.block(),
+                    f.layers,
+                    f.kinds.join(", "),
+                    if widths.len() == 1 { "" } else { "s" },
+                    widths.join(", "),
+                )
+            })
+            .collect())
     }
 
     /// Loads the weights as this checkpoint's family's model, behind the [`Decoder`] seam.
     pub fn load_decoder(&self, dtype: DType, device: &Device) -> Result<std::sync::Arc<dyn Decoder>> {
+        self.load_decoder_quantized(dtype, device, Quantization::default())
+    }
+
+    /// [`load_decoder`](Self::load_decoder) with the text decoder's linear layers quantized as
+    /// `quant` says.
+    pub fn load_decoder_quantized(&self, dtype: DType, device: &Device, quant: Quantization) -> Result<std::sync::Arc<dyn Decoder>> {
         Ok(match self.config.family {
-            Family::Qwen3Vl => std::sync::Arc::new(self.load_qwen3_vl(dtype, device)?),
-            Family::Qwen2Vl | Family::Qwen2_5Vl => std::sync::Arc::new(self.load_model(dtype, device)?),
+            Family::Qwen3Vl => {
+                if quant.is_quantized() {
+                    return Err(Error::invalid(format!(
+                        "{}: quantized weights are not supported for Qwen3-VL checkpoints yet; load it with --quant none",
+                        self.dir.display()
+                    )));
+                }
+                std::sync::Arc::new(self.load_qwen3_vl(dtype, device)?)
+            }
+            Family::Qwen2Vl | Family::Qwen2_5Vl => std::sync::Arc::new(self.load_model_quantized(dtype, device, quant)?),
         })
     }
 
@@ -284,6 +371,12 @@ impl Checkpoint {
     /// Loads the weights (memory-mapped) into a Qwen2-VL or Qwen2.5-VL model of the given dtype
     /// on the given device.
     pub fn load_model(&self, dtype: DType, device: &Device) -> Result<VlModel> {
+        self.load_model_quantized(dtype, device, Quantization::default())
+    }
+
+    /// [`load_model`](Self::load_model) with the text decoder's linear layers quantized as
+    /// `quant` says, while they load (in-situ).
+    pub fn load_model_quantized(&self, dtype: DType, device: &Device, quant: Quantization) -> Result<VlModel> {
         // SAFETY: the files are memory-mapped read-only; like every safetensors loader we rely on
         // them not being modified while the model is alive.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&self.weight_files, dtype, device) }
@@ -300,15 +393,20 @@ impl Checkpoint {
                 }
             }),
         };
-        VlModel::new(&self.config, vb).map_err(|e| {
+        VlModel::new_quantized(&self.config, vb, quant).map_err(|e| {
             let message = first_line(&e);
             if is_out_of_memory(&message) {
-                let need = self.tensors().map(|t| t.iter().map(|t| t.numel()).sum::<u64>()).unwrap_or(0) * dtype.size_in_bytes() as u64;
+                let need = self.weight_bytes(dtype, quant.format).unwrap_or(0);
+                let quantized = if quant.format == QuantFormat::None { String::new() } else { format!(" ({} linear layers)", quant.format) };
+                let tries = match quant.format {
+                    QuantFormat::None => "try --dtype bf16, --quant q8_0, another device, or a smaller model",
+                    QuantFormat::Q8_0 | QuantFormat::Q6K => "try --quant q4_k, another device, or a smaller model",
+                    QuantFormat::Q4K => "try another device or a smaller model",
+                };
                 return Error::weights(
                     &self.dir,
                     format!(
-                        "the device ran out of memory loading this model: its weights need {:.1} GiB as {} on {}; \
-                         try --dtype bf16, another device, or a smaller model",
+                        "the device ran out of memory loading this model: its weights need {:.1} GiB as {}{quantized} on {}; {tries}",
                         need as f64 / (1u64 << 30) as f64,
                         format!("{dtype:?}").to_lowercase(),
                         device_name(device),
@@ -318,6 +416,16 @@ impl Checkpoint {
             Error::weights(&self.dir, format!("{message}; the weights do not match config.json (is it the right checkpoint?)"))
         })
     }
+}
+
+/// Linear layers that take another format than the one asked for (see
+/// [`Checkpoint::quant_fallbacks`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuantFallback {
+    pub format: QuantFormat,
+    pub layers: usize,
+    pub kinds: Vec<String>,
+    pub widths: Vec<usize>,
 }
 
 /// One tensor as a safetensors header describes it.
@@ -331,6 +439,15 @@ impl TensorEntry {
     pub fn numel(&self) -> u64 {
         // Saturating: a hostile header's [2³², 2³²] must not wrap around to 0 elements.
         self.shape.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64))
+    }
+
+    /// Bytes once loaded as `dtype`, in `quant` if it is one of the decoder's linear weights
+    /// (at the format its input width allows).
+    pub fn bytes(&self, dtype: DType, quant: QuantFormat) -> u64 {
+        match self.shape.as_slice() {
+            [out, width] if is_quantized_weight(&self.name) => quant.for_width(*width).weight_bytes(*out as u64, *width as u64, dtype),
+            _ => self.numel() * dtype.size_in_bytes() as u64,
+        }
     }
 }
 

@@ -1,10 +1,12 @@
 //! Where a model runs: the device names the command line and the config file accept, the dtype
-//! names, and opening devices so that models placed on the same GPU share one handle.
+//! names, opening devices so that models placed on the same GPU share one handle, and checking
+//! that a device can run a model's quantized products before any weights load.
 
 use candle_core::{DType, Device};
 
 use crate::error::{Error, Result};
-use crate::per_model::PerModel;
+use crate::models::QuantFormat;
+use crate::per_model::{PerModel, Role};
 
 /// Where a model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,5 +100,20 @@ pub fn open_all(specs: PerModel<(DType, DeviceSpec)>, flags: PerModel<&str>) -> 
         let d = spec.open_for(flag)?;
         opened.push((spec, d.clone()));
         Ok((dtype, d))
+    })
+}
+
+/// Refuses a quantization that `device` cannot run for `role`'s model, by quantizing and
+/// multiplying one block there (before any weights load).
+pub fn check_quant(role: Role, quant: QuantFormat, dtype: DType, device: &Device, spec: DeviceSpec) -> Result<()> {
+    crate::models::linear::probe(quant, dtype, device).map_err(|e| {
+        let lower = if quant == QuantFormat::Q8_0 { "none" } else { "q8_0" };
+        Error::invalid(format!(
+            "{} model: {spec} cannot run {quant} quantized weights with {} activations ({}); try --{}-quant {lower}, --quant none, or another --device",
+            role.name(),
+            dtype_name(dtype),
+            crate::error::first_line(&e),
+            role.name(),
+        ))
     })
 }

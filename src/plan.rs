@@ -103,6 +103,7 @@ impl SessionRequest {
         let guided = plan.decoding.max_new_tokens as u64;
         let mut notes = crate::preflight::check(&plan.files, &plan.settings.placement, &plan.devices, context, guided)?;
         notes.extend(plan.files.vocab_note());
+        notes.extend(plan.files.quant_notes(plan.settings.placement.quants())?);
         Ok(SessionPlan { notes, first: Some((first, prepared)), ..plan })
     }
 }
@@ -170,7 +171,7 @@ impl SessionPlan {
             return Ok(t.clone());
         }
         let started = std::time::Instant::now();
-        let trio = self.files.load(&self.devices)?;
+        let trio = self.files.load_quantized(&self.devices, self.placement().quants())?;
         tracing::info!("models loaded in {:.2}s", started.elapsed().as_secs_f64());
         *slot = Some(trio.clone());
         Ok(trio)

@@ -2,19 +2,22 @@
 //! the device has free.
 //!
 //! Per model: its weights (every tensor in the safetensors headers × the size of the dtype it is
-//! loaded in), its KV cache for the whole context (prompt + new tokens; base 2 rows, rft 2,
-//! small 1; per row and token: layers × 2 × kv_heads × head_dim × dtype size) and the live-α
-//! vectors (f32 `base[..V]` on the base model's device, `rft[..V] − small[..V]` on the RFT
-//! model's: 4·V bytes each per guided token) and the prefill's activations (the prompt's
+//! loaded in; the text decoder's linear weights at the bytes per block of their quantized format,
+//! fallbacks included), its KV cache for the whole context (prompt + new tokens; base 2 rows,
+//! rft 2, small 1; per row and token: layers × 2 × kv_heads × head_dim × dtype size), the
+//! live-α vectors (f32 `base[..V]` and `rft[..V] − small[..V]`, 4·V bytes each per guided token,
+//! counted with the base and the RFT model), which the session keeps in host memory: they count
+//! against the cpu whatever device the models are on; and the prefill's activations (the prompt's
 //! attention scores, rows × heads × prompt² f32 values, held about three times over while they
 //! are scaled, masked and normalised, plus the MLP's activations: the prefill of a long prompt
-//! needs more than the weights). Free memory: `MemAvailable` of /proc/meminfo for
-//! the cpu (other systems: skipped with a note), the GPU's free memory for `cuda:N`.
+//! needs more than the weights). Free memory: `MemAvailable` of /proc/meminfo for the cpu (other
+//! systems: skipped with a note), the GPU's free memory for `cuda:N`.
 //! `PROXYTHINKER_FREE_MEMORY_BYTES=cpu:N,cuda:0:N` overrides the free figures (for tests).
 
 use candle_core::{DType, Device};
 
 use crate::config::TrioPlacement;
+use crate::models::QuantFormat;
 use crate::error::{Error, Result};
 use crate::loader::Checkpoint;
 use crate::placement::{dtype_name, DeviceSpec, Devices};
@@ -30,8 +33,10 @@ pub struct ModelNeed {
     pub name: &'static str,
     pub device: DeviceSpec,
     pub dtype: DType,
+    pub quant: QuantFormat,
     pub weights: u64,
     pub kv_cache: u64,
+    /// Held in host memory (see the module docs).
     pub live_alpha: u64,
     /// Transient: the prefill's activations.
     pub prefill: u64,
@@ -44,10 +49,9 @@ impl ModelNeed {
     }
 }
 
-/// Bytes of a checkpoint's weights loaded as `dtype` (every tensor of the safetensors headers).
-pub fn weight_bytes(checkpoint: &Checkpoint, dtype: DType) -> Result<u64> {
-    let elems = checkpoint.tensors()?.iter().fold(0u64, |acc, t| acc.saturating_add(t.numel()));
-    Ok(elems.saturating_mul(dtype.size_in_bytes() as u64))
+/// Bytes of a checkpoint's weights loaded as `dtype` with the decoder's linear layers in `quant`.
+pub fn weight_bytes(checkpoint: &Checkpoint, dtype: DType, quant: QuantFormat) -> Result<u64> {
+    checkpoint.weight_bytes(dtype, quant)
 }
 
 /// KV cache bytes of one row of `checkpoint` for `tokens` tokens in `dtype`.
@@ -70,12 +74,14 @@ pub fn prefill_bytes(checkpoint: &Checkpoint, rows: u64, prompt_tokens: u64) -> 
 /// `guided_tokens` are guided tokens.
 pub fn estimate(files: &TrioFiles, placement: &TrioPlacement, context_tokens: u64, guided_tokens: u64) -> Result<PerModel<ModelNeed>> {
     let v = files.shared_vocab() as u64;
-    files.checkpoints().zip(placement.specs()).zip(ROW_PLAN).try_map(|role, ((ckpt, (dtype, device)), rows)| {
+    let placed = placement.specs().zip(placement.quants());
+    files.checkpoints().zip(placed).zip(ROW_PLAN).try_map(|role, ((ckpt, ((dtype, device), quant)), rows)| {
         Ok(ModelNeed {
             name: role.name(),
             device,
             dtype,
-            weights: weight_bytes(ckpt, dtype)?,
+            quant,
+            weights: weight_bytes(ckpt, dtype, quant)?,
             kv_cache: kv_row_bytes(ckpt, dtype, context_tokens).saturating_mul(rows.len() as u64),
             // base[..V] lives with the base model, rft[..V] − small[..V] with the RFT model.
             live_alpha: if role == Role::Small { 0 } else { v.saturating_mul(4).saturating_mul(guided_tokens) },
@@ -154,12 +160,13 @@ pub fn free_memory(spec: DeviceSpec, device: &Device) -> Result<Free> {
     })
 }
 
-/// The needs of the models on one device, added up.
+/// The needs of the models on one device, added up (the cpu's also holds the live-α store).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceNeed {
     pub device: DeviceSpec,
     pub models: Vec<&'static str>,
     pub dtypes: Vec<DType>,
+    pub quants: Vec<QuantFormat>,
     pub weights: u64,
     pub kv_cache: u64,
     pub live_alpha: u64,
@@ -172,17 +179,19 @@ impl DeviceNeed {
     }
 }
 
-/// The needs grouped by device, in the order the devices first appear (base, rft, small).
+/// The needs grouped by device, in the order the devices first appear (base, rft, small); the
+/// live-α store goes to the cpu (an entry of its own after the GPUs when no model is there).
 pub fn per_device(needs: &[ModelNeed]) -> Vec<DeviceNeed> {
     let mut out: Vec<DeviceNeed> = Vec::new();
-    for n in needs {
-        let i = match out.iter().position(|d| d.device == n.device) {
+    fn entry(out: &mut Vec<DeviceNeed>, device: DeviceSpec) -> &mut DeviceNeed {
+        let i = match out.iter().position(|d| d.device == device) {
             Some(i) => i,
             None => {
                 out.push(DeviceNeed {
-                    device: n.device,
+                    device,
                     models: Vec::new(),
                     dtypes: Vec::new(),
+                    quants: Vec::new(),
                     weights: 0,
                     kv_cache: 0,
                     live_alpha: 0,
@@ -191,15 +200,25 @@ pub fn per_device(needs: &[ModelNeed]) -> Vec<DeviceNeed> {
                 out.len() - 1
             }
         };
-        let d = &mut out[i];
+        &mut out[i]
+    }
+    for n in needs {
+        let d = entry(&mut out, n.device);
         d.models.push(n.name);
         if !d.dtypes.contains(&n.dtype) {
             d.dtypes.push(n.dtype);
         }
+        if !d.quants.contains(&n.quant) {
+            d.quants.push(n.quant);
+        }
         d.weights = d.weights.saturating_add(n.weights);
         d.kv_cache = d.kv_cache.saturating_add(n.kv_cache);
-        d.live_alpha = d.live_alpha.saturating_add(n.live_alpha);
         d.prefill = d.prefill.saturating_add(n.prefill);
+    }
+    let live_alpha = needs.iter().fold(0u64, |acc, n| acc.saturating_add(n.live_alpha));
+    if live_alpha > 0 {
+        let cpu = entry(&mut out, DeviceSpec::Cpu);
+        cpu.live_alpha = cpu.live_alpha.saturating_add(live_alpha);
     }
     out
 }
@@ -216,20 +235,36 @@ fn join_names(names: &[&str]) -> String {
 /// The refusal for one device: what is needed, what is free, what to try.
 pub fn refusal(need: &DeviceNeed, free: u64, source: &str, context_tokens: u64) -> String {
     let dtypes: Vec<&str> = need.dtypes.iter().map(|d| dtype_name(*d)).collect();
+    let quantized: Vec<&str> = need.quants.iter().filter(|q| **q != QuantFormat::None).map(|q| q.name()).collect();
+    let mut format = dtypes.join("/");
+    if !quantized.is_empty() {
+        format = format!("{format} with {} linear layers", quantized.join("/"));
+    }
     let mut tries = Vec::new();
     if need.dtypes.contains(&DType::F32) {
         tries.push("--dtype bf16 (half the bytes of f32)".to_string());
     }
+    if need.weights > 0 {
+        if need.quants.contains(&QuantFormat::None) {
+            tries.push("--quant q8_0 (about half the bytes of bf16 for the decoder's linear layers)".to_string());
+        } else if need.quants.iter().any(|q| *q != QuantFormat::Q4K) {
+            tries.push("--quant q4_k".to_string());
+        }
+    }
     tries.push("another device (--device, or --base-device/--rft-device/--small-device to spread the models)".into());
     tries.push("fewer --max-new-tokens".into());
     tries.push("or a smaller preset (`proxythinker presets`)".into());
+    let (who, verb) = match need.models.as_slice() {
+        [] => ("the live-α store".to_string(), "needs"),
+        [one] => (one.to_string(), "needs"),
+        names => (join_names(names), "need"),
+    };
     format!(
-        "not enough memory on {}: {} need {} there (weights {} as {}, KV cache {} for {} tokens, live α {}, prefill {}) but {} is free ({source}); try {}",
+        "not enough memory on {}: {who} {verb} {} there (weights {} as {}, KV cache {} for {} tokens, live α {}, prefill {}) but {} is free ({source}); try {}",
         need.device,
-        join_names(&need.models),
         human_bytes(need.total()),
         human_bytes(need.weights),
-        dtypes.join("/"),
+        format,
         human_bytes(need.kv_cache),
         context_tokens,
         human_bytes(need.live_alpha),
@@ -241,13 +276,23 @@ pub fn refusal(need: &DeviceNeed, free: u64, source: &str, context_tokens: u64) 
 
 /// Checks that one model (`logits`, `generate`) fits on its device for a prompt of
 /// `prompt_tokens` and `new_tokens` more: weights, a one-row KV cache and the prefill.
-pub fn check_one(checkpoint: &Checkpoint, spec: DeviceSpec, device: &Device, dtype: DType, prompt_tokens: u64, new_tokens: u64) -> Result<Vec<String>> {
+#[allow(clippy::too_many_arguments)]
+pub fn check_one(
+    checkpoint: &Checkpoint,
+    spec: DeviceSpec,
+    device: &Device,
+    dtype: DType,
+    quant: QuantFormat,
+    prompt_tokens: u64,
+    new_tokens: u64,
+) -> Result<Vec<String>> {
     let context = prompt_tokens.saturating_add(new_tokens);
     let need = DeviceNeed {
         device: spec,
         models: vec!["the model"],
         dtypes: vec![dtype],
-        weights: weight_bytes(checkpoint, dtype)?,
+        quants: vec![quant],
+        weights: weight_bytes(checkpoint, dtype, quant)?,
         kv_cache: kv_row_bytes(checkpoint, dtype, context),
         live_alpha: 0,
         prefill: prefill_bytes(checkpoint, 1, prompt_tokens),
@@ -272,8 +317,9 @@ pub fn check(
     let devices = opened.as_ref().map(|(_, d)| d).into_array();
     let mut notes = Vec::new();
     for need in per_device(&needs) {
-        let i = needs.iter().position(|n| n.device == need.device).unwrap_or(0);
-        match free_memory(need.device, devices[i])? {
+        // The cpu needs no handle; a GPU's is the one opened for its first model.
+        let device = needs.iter().position(|n| n.device == need.device).map_or(&Device::Cpu, |i| devices[i]);
+        match free_memory(need.device, device)? {
             Free::Bytes { bytes, source } => {
                 if need.total() > bytes {
                     return Err(Error::invalid(refusal(&need, bytes, source, context_tokens)));

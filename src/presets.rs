@@ -18,7 +18,7 @@ use candle_core::DType;
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::models::{Family, ModelConfig};
+use crate::models::{Family, ModelConfig, QuantFormat};
 
 /// The context (prompt + new tokens) the presets table sizes the KV cache and live α for.
 pub const CONTEXT_TOKENS: u64 = 4096;
@@ -36,6 +36,10 @@ pub struct ModelSpec {
     pub head_dim: u64,
     /// Rows of the output head.
     pub vocab: u64,
+    /// Text decoder widths (the shapes of the linear layers that `--quant` quantizes).
+    pub hidden: u64,
+    pub intermediate: u64,
+    pub heads: u64,
 }
 
 const fn spec(repo: &'static str, arch: ModelSpec) -> ModelSpec {
@@ -43,18 +47,90 @@ const fn spec(repo: &'static str, arch: ModelSpec) -> ModelSpec {
 }
 
 // Architectures, from the real config.json texts (tests/fixtures/configs/).
-const QWEN2_5_VL_72B: ModelSpec =
-    ModelSpec { repo: "Qwen/Qwen2.5-VL-72B-Instruct", params: 73_410_777_344, layers: 80, kv_heads: 8, head_dim: 128, vocab: 152_064 };
-const QWEN2_5_VL_32B: ModelSpec =
-    ModelSpec { repo: "Qwen/Qwen2.5-VL-32B-Instruct", params: 33_452_718_336, layers: 64, kv_heads: 8, head_dim: 128, vocab: 152_064 };
-const QWEN2_5_VL_7B: ModelSpec =
-    ModelSpec { repo: "Qwen/Qwen2.5-VL-7B-Instruct", params: 8_292_166_656, layers: 28, kv_heads: 4, head_dim: 128, vocab: 152_064 };
-const QWEN2_5_VL_3B: ModelSpec =
-    ModelSpec { repo: "Qwen/Qwen2.5-VL-3B-Instruct", params: 3_754_622_976, layers: 36, kv_heads: 2, head_dim: 128, vocab: 151_936 };
-const QWEN2_VL_7B: ModelSpec =
-    ModelSpec { repo: "Qwen/Qwen2-VL-7B-Instruct", params: 8_291_375_616, layers: 28, kv_heads: 4, head_dim: 128, vocab: 152_064 };
-const QWEN2_VL_2B: ModelSpec =
-    ModelSpec { repo: "Qwen/Qwen2-VL-2B-Instruct", params: 2_208_985_600, layers: 28, kv_heads: 2, head_dim: 128, vocab: 151_936 };
+const QWEN2_5_VL_72B: ModelSpec = ModelSpec {
+    repo: "Qwen/Qwen2.5-VL-72B-Instruct",
+    params: 73_410_777_344,
+    layers: 80,
+    kv_heads: 8,
+    head_dim: 128,
+    vocab: 152_064,
+    hidden: 8192,
+    intermediate: 29_568,
+    heads: 64,
+};
+const QWEN2_5_VL_32B: ModelSpec = ModelSpec {
+    repo: "Qwen/Qwen2.5-VL-32B-Instruct",
+    params: 33_452_718_336,
+    layers: 64,
+    kv_heads: 8,
+    head_dim: 128,
+    vocab: 152_064,
+    hidden: 5120,
+    intermediate: 27_648,
+    heads: 40,
+};
+const QWEN2_5_VL_7B: ModelSpec = ModelSpec {
+    repo: "Qwen/Qwen2.5-VL-7B-Instruct",
+    params: 8_292_166_656,
+    layers: 28,
+    kv_heads: 4,
+    head_dim: 128,
+    vocab: 152_064,
+    hidden: 3584,
+    intermediate: 18_944,
+    heads: 28,
+};
+const QWEN2_5_VL_3B: ModelSpec = ModelSpec {
+    repo: "Qwen/Qwen2.5-VL-3B-Instruct",
+    params: 3_754_622_976,
+    layers: 36,
+    kv_heads: 2,
+    head_dim: 128,
+    vocab: 151_936,
+    hidden: 2048,
+    intermediate: 11_008,
+    heads: 16,
+};
+const QWEN2_VL_7B: ModelSpec = ModelSpec {
+    repo: "Qwen/Qwen2-VL-7B-Instruct",
+    params: 8_291_375_616,
+    layers: 28,
+    kv_heads: 4,
+    head_dim: 128,
+    vocab: 152_064,
+    hidden: 3584,
+    intermediate: 18_944,
+    heads: 28,
+};
+const QWEN2_VL_2B: ModelSpec = ModelSpec {
+    repo: "Qwen/Qwen2-VL-2B-Instruct",
+    params: 2_208_985_600,
+    layers: 28,
+    kv_heads: 2,
+    head_dim: 128,
+    vocab: 151_936,
+    hidden: 1536,
+    intermediate: 8960,
+    heads: 12,
+};
+
+impl ModelSpec {
+    /// (out, in) of the seven linear layers of one decoder layer: q, k, v, o, gate, up, down.
+    pub fn linear_shapes(&self) -> [(u64, u64); 7] {
+        let (h, i, q, kv) = (self.hidden, self.intermediate, self.heads * self.head_dim, self.kv_heads * self.head_dim);
+        [(q, h), (kv, h), (kv, h), (h, q), (i, h), (i, h), (h, i)]
+    }
+
+    /// Bytes of the weights in `dtype` with the decoder's linear layers in `quant` (each at the
+    /// format its input width allows, as loading does).
+    pub fn weight_bytes(&self, dtype: DType, quant: QuantFormat) -> u64 {
+        let shapes = self.linear_shapes();
+        let linear_params: u64 = self.layers * shapes.iter().map(|(o, i)| o * i).sum::<u64>();
+        let linear_bytes: u64 =
+            self.layers * shapes.iter().map(|&(o, i)| quant.for_width(i as usize).weight_bytes(o, i, dtype)).sum::<u64>();
+        (self.params - linear_params) * dtype.size_in_bytes() as u64 + linear_bytes
+    }
+}
 
 /// The Qwen models whose architecture the presets use, for checks against their config.json.
 pub const BASE_ARCHITECTURES: [ModelSpec; 6] = [QWEN2_5_VL_72B, QWEN2_5_VL_32B, QWEN2_5_VL_7B, QWEN2_5_VL_3B, QWEN2_VL_7B, QWEN2_VL_2B];
@@ -223,14 +299,24 @@ pub fn live_alpha_bytes_per_token(shared_vocab: u64) -> u64 {
 pub struct Memory {
     pub weights: u64,
     pub kv_cache: u64,
+    /// Kept in host memory by the session.
     pub live_alpha: u64,
 }
 
 impl Memory {
+    /// Everything: the models' devices and host memory.
     pub fn total(&self) -> u64 {
         self.weights + self.kv_cache + self.live_alpha
     }
+
+    /// What the models' devices hold (the GPU, for a GPU run): weights and KV caches.
+    pub fn device_total(&self) -> u64 {
+        self.weights + self.kv_cache
+    }
 }
+
+/// The quantizations `proxythinker presets` shows each preset's memory for.
+pub const TABLE_QUANTS: [QuantFormat; 3] = [QuantFormat::None, QuantFormat::Q8_0, QuantFormat::Q4K];
 
 impl Preset {
     pub fn models(&self) -> [&ModelSpec; 3] {
@@ -240,8 +326,13 @@ impl Preset {
     /// Memory of the whole trio in `dtype` for a `tokens`-token context: weights, the KV caches
     /// of the five rows, and the live-α vectors (counted for `tokens` guided tokens: an upper bound).
     pub fn memory(&self, dtype: DType, tokens: u64) -> Memory {
+        self.memory_quantized(dtype, QuantFormat::None, tokens)
+    }
+
+    /// [`memory`](Self::memory) with the decoders' linear layers in `quant`.
+    pub fn memory_quantized(&self, dtype: DType, quant: QuantFormat, tokens: u64) -> Memory {
         let models = self.models();
-        let weights = models.iter().map(|m| m.params * dtype.size_in_bytes() as u64).sum();
+        let weights = models.iter().map(|m| m.weight_bytes(dtype, quant)).sum();
         let kv_cache = models
             .iter()
             .zip(crate::trio::ROW_PLAN.into_array())
@@ -254,6 +345,19 @@ impl Preset {
     pub fn to_json(&self) -> serde_json::Value {
         let m = self.memory(DType::BF16, CONTEXT_TOKENS);
         let model = |s: &ModelSpec| json!({"repo": s.repo, "params": s.params});
+        let mut by_quant = serde_json::Map::new();
+        for q in TABLE_QUANTS {
+            let m = self.memory_quantized(DType::BF16, q, CONTEXT_TOKENS);
+            by_quant.insert(
+                q.name().to_string(),
+                json!({
+                    "weights_bytes": m.weights,
+                    "kv_cache_bytes": m.kv_cache,
+                    "live_alpha_host_bytes": m.live_alpha,
+                    "device_total_bytes": m.device_total(),
+                }),
+            );
+        }
         json!({
             "name": self.name,
             "about": self.about,
@@ -269,7 +373,9 @@ impl Preset {
                 "kv_cache_bytes": m.kv_cache,
                 "live_alpha_bytes": m.live_alpha,
                 "total_bytes": m.total(),
+                "device_total_bytes": m.device_total(),
             },
+            "memory_bf16_by_quant": by_quant,
         })
     }
 }
@@ -329,35 +435,40 @@ pub fn table() -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let presets = all();
+    let gb = |b: u64| format!("{:.1} GB", b as f64 / 1e9);
     let _ = writeln!(
         s,
-        "{:<15} {:>5}  {:<9} {:>10} {:>9} {:>9} {:>10}  models (base + α·(rft − small))",
-        "preset", "α", "suffix", "weights", "KV", "live α", "total"
+        "{:<15} {:>5}  {:<8} {:>9} {:>8} {:>9} {:>9} {:>9}  models (base + α·(rft − small))",
+        "preset", "α", "suffix", "weights", "KV", "GPU none", "q8_0", "q4_k"
     );
     for p in &presets {
         let m = p.memory(DType::BF16, CONTEXT_TOKENS);
-        let gb = |b: u64| format!("{:.1} GB", b as f64 / 1e9);
+        let gpu: Vec<String> = TABLE_QUANTS.iter().map(|&q| gb(p.memory_quantized(DType::BF16, q, CONTEXT_TOKENS).device_total())).collect();
         let _ = writeln!(
             s,
-            "{:<15} {:>5.2}  {:<9} {:>10} {:>9} {:>9} {:>10}  {} + α·({} − {})",
+            "{:<15} {:>5.2}  {:<8} {:>9} {:>8} {:>9} {:>9} {:>9}  {} + α·({} − {})",
             p.name,
             p.alpha,
             p.suffix.name(),
             gb(m.weights),
             gb(m.kv_cache),
-            gb(m.live_alpha),
-            gb(m.total()),
+            gpu[0],
+            gpu[1],
+            gpu[2],
             p.base.repo,
             p.rft.repo,
             p.small.repo
         );
     }
+    let live = all().first().map_or(0, |p| p.memory(DType::BF16, CONTEXT_TOKENS).live_alpha);
     let _ = writeln!(
         s,
-        "\nMemory in bf16 (1 GB = 10^9 bytes): weights from the models' parameter counts; the KV cache of the five \
-         rows (base 2, rft 2, small 1) for a {CONTEXT_TOKENS}-token context; live α = 8·V bytes per guided token \
-         (f32, V = the shared vocabulary), counted for {CONTEXT_TOKENS} tokens. `run`, `bench` and the UI check \
-         the real figures against free memory before loading."
+        "\nMemory in bf16 (1 GB = 10^9 bytes) for a {CONTEXT_TOKENS}-token context: weights from the models' parameter \
+         counts; KV = the caches of the five rows (base 2, rft 2, small 1); GPU = weights + KV with the text decoders' \
+         linear layers unquantized, in q8_0 or in q4_k (--quant; a layer whose width does not fit the format's block \
+         falls back to q8_0). Live α (8·V bytes per guided token, about {} for {CONTEXT_TOKENS} tokens) is kept in host \
+         RAM. `run`, `bench` and the UI check the real figures against free memory before loading.",
+        gb(live)
     );
     let _ = writeln!(s, "Suffixes: boxed = {:?}, rethink = {:?}.", Suffix::BOXED, Suffix::RETHINK);
     let _ = write!(s, "Use one with --preset NAME; --base/--rft/--small, --alpha and --suffix override its values.");

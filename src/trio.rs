@@ -14,7 +14,7 @@ use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
 use crate::loader::Checkpoint;
-use crate::models::Decoder;
+use crate::models::{Decoder, QuantFormat, Quantization};
 use crate::placement::Devices;
 use crate::processor::prompt::load_tokenizer;
 
@@ -59,11 +59,27 @@ impl TrioFiles {
         Ok(TrioFiles(files))
     }
 
-    /// Loads each model's weights with its own dtype on its own device.
+    /// Loads each model's weights with its own dtype on its own device, unquantized.
     pub fn load(&self, devices: &Devices) -> Result<Trio> {
-        self.0.as_ref().zip(devices.as_ref()).try_map(|_, ((c, _), (dtype, device))| {
-            c.load_decoder(*dtype, device)
+        self.load_quantized(devices, PerModel::default())
+    }
+
+    /// Loads each model's weights with its own dtype on its own device, its text decoder's linear
+    /// layers quantized to its own format.
+    pub fn load_quantized(&self, devices: &Devices, quants: PerModel<QuantFormat>) -> Result<Trio> {
+        self.0.as_ref().zip(devices.as_ref()).zip(quants).try_map(|_, (((c, _), (dtype, device)), quant)| {
+            c.load_decoder_quantized(*dtype, device, Quantization::new(quant))
         })
+    }
+
+    /// The load notes of the quantized layers that fall back to another format (once per kind of
+    /// layer and model).
+    pub fn quant_notes(&self, quants: PerModel<QuantFormat>) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        for ((role, c), quant) in self.checkpoints().iter().zip(quants.into_array()) {
+            notes.extend(c.quant_notes(role.flag(), quant)?);
+        }
+        Ok(notes)
     }
 
     /// The checkpoints.

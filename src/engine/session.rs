@@ -7,8 +7,9 @@
 //! small [guided]). The models are reached only through [`crate::models::Decoder`], so a new
 //! family plugs in without touching the session.
 //!
-//! For live α the session keeps, per guided step, `base[..V]` and `rft[..V] − small[..V]` (f32, on
-//! the models' device): 8·V bytes per token. Setting α replays those vectors, keeps every guided
+//! For live α the session keeps, per guided step, `base[..V]` and `rft[..V] − small[..V]` (f32, in
+//! host memory, so that a long session does not take GPU memory from the models): 8·V bytes per
+//! token. Setting α replays those vectors, keeps every guided
 //! token whose choice would not change, truncates the caches at the first that would, and decodes
 //! on from there. The base-only and RFT-only streams do not depend on α: while the guided stream
 //! re-decodes, their rows are fed their own recorded tokens again, so they are kept as they were.
@@ -146,8 +147,8 @@ pub struct Session {
     base: Stream<StreamRecord>,
     rft: Stream<StreamRecord>,
     guided: Stream<GuidedRecord>,
-    /// Per guided step: base[..V] and rft[..V] − small[..V].
-    replay: Vec<(Tensor, Tensor)>,
+    /// Per guided step: base[..V] and rft[..V] − small[..V], in host memory.
+    replay: Vec<(Vec<f32>, Vec<f32>)>,
     forced: BTreeMap<usize, u32>,
     /// Number of lockstep steps taken (the length of the longest stream).
     steps: usize,
@@ -400,18 +401,13 @@ impl Session {
                 let which = if guidance::has_nan(b) { "base" } else if guidance::has_nan(r) { "RFT" } else { "small" };
                 self.guided.stop = Some(Stop::Error(format!("the {which} model's logits hold NaN at guided step {step}")));
             } else {
-                let mixed = guidance::combine(b, &guidance::delta(r, s, v), self.settings.alpha);
+                let delta = guidance::delta(r, s, v);
+                let mixed = guidance::combine(b, &delta, self.settings.alpha);
                 let forced = self.forced.get(&step).copied();
                 let t = forced.unwrap_or_else(|| guidance::choose(&mixed, &self.settings.sampling, step));
-                // What live α replays, kept on the device: r − s in f32 there is the same IEEE
-                // subtraction as on the host, so a replay reproduces this step bit for bit.
-                let b_dev = self.pending.base.get(g.base)?.narrow(0, 0, v)?.to_dtype(DType::F32)?.copy()?;
-                // The small model may live on another device than the RFT model: its row moves.
-                let rft_row = self.pending.rft.get(g.rft)?.narrow(0, 0, v)?.to_dtype(DType::F32)?;
-                let small_row =
-                    self.pending.small.get(g.small)?.narrow(0, 0, v)?.to_dtype(DType::F32)?.to_device(rft_row.device())?;
-                let d_dev = (rft_row - small_row)?;
-                self.replay.push((b_dev, d_dev));
+                // What live α replays: the very vectors this step mixed, so that a replay
+                // reproduces the step bit for bit.
+                self.replay.push((b.to_vec(), delta));
                 self.guided.tokens.push(t);
                 self.guided.stop = self.check_stop(&self.guided.tokens);
                 guided_new = Some((t, forced.is_some(), mixed));
@@ -495,8 +491,8 @@ impl Session {
         if !alpha.is_finite() {
             return Err(Error::invalid(format!("α must be a finite number, got {alpha}")));
         }
-        // Thousands of tokens may be kept, each with two vectors of V entries: they come to the
-        // host a batch at a time, and each batch is replayed and re-measured on every core.
+        // Thousands of tokens may be kept, each with two vectors of V entries: they are replayed a
+        // batch at a time, each batch re-measured on every core, stopping at the first change.
         const BATCH: usize = 64;
         let n = self.replay.len().min(self.guided.records.len());
         let (measure, sampling) = (Measure(&self.tokenizer), self.settings.sampling);
@@ -504,10 +500,7 @@ impl Session {
         let mut diverge = None;
         'batches: for start in (0..n).step_by(BATCH) {
             let end = (start + BATCH).min(n);
-            let vectors = self.replay[start..end]
-                .iter()
-                .map(|(b, d)| Ok((b.to_vec1::<f32>()?, d.to_vec1::<f32>()?)))
-                .collect::<Result<Vec<_>>>()?;
+            let vectors = &self.replay[start..end];
             // Each kept step's token at the new α (a forced one stays) and its record re-measured.
             let mut replayed: Vec<(u32, GuidedRecord)> = self.guided.records[start..end].iter().map(|r| (0, r.clone())).collect();
             let chunk = replayed.len().div_ceil(threads).max(1);

@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod linear;
 pub mod qwen2_5_vl;
 pub mod qwen2_vl;
 pub mod qwen3_vl;
@@ -18,6 +19,7 @@ use candle_nn::VarBuilder;
 
 pub use cache::KvCache;
 pub use config::{Family, ModelConfig, TextConfig, VisionConfig};
+pub use linear::{QuantFormat, Quantization};
 
 use crate::error::{Error, Result};
 
@@ -93,17 +95,28 @@ impl VlModel {
     /// Builds the model from weights named as on the Hub: `model.*` for the decoder, `visual.*`
     /// for the vision tower, `lm_head.*` for the head.
     pub fn new(config: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        Self::new_quantized(config, vb, Quantization::default())
+    }
+
+    /// [`new`](Self::new) with the text decoder's linear layers quantized as `quant` says (the
+    /// vision tower stays in the model's dtype).
+    pub fn new_quantized(config: &ModelConfig, vb: VarBuilder, quant: Quantization) -> candle_core::Result<Self> {
         let vision = match config.family {
             Family::Qwen2Vl => VisionTower::Qwen2(qwen2_vl::VisionTower::new(&config.vision, vb.pp("visual"))?),
             Family::Qwen2_5Vl => VisionTower::Qwen2_5(qwen2_5_vl::VisionTower::new(&config.vision, vb.pp("visual"))?),
             Family::Qwen3Vl => candle_core::bail!("Qwen3-VL is its own model: load it with Checkpoint::load_decoder"),
         };
-        let text = text::TextDecoder::new(&config.text, vb.pp("model"), vb.pp("lm_head"))?;
+        let text = text::TextDecoder::new(&config.text, vb.pp("model"), vb.pp("lm_head"), quant)?;
         Ok(VlModel { config: config.clone(), vision, text, dtype: vb.dtype(), device: vb.device().clone() })
     }
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// How many of the text decoder's linear layers (head included) hold each format.
+    pub fn formats(&self) -> std::collections::BTreeMap<QuantFormat, usize> {
+        self.text.formats()
     }
 
     pub fn dtype(&self) -> DType {

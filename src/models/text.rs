@@ -5,12 +5,17 @@
 //! temporal, a height and a width position, and the rotary half-dimension is split into three
 //! sections (`mrope_section`) that rotate by one of the three positions each. Text tokens carry
 //! the same value in all three.
+//!
+//! The seven linear layers of every decoder layer (q, k, v, o, gate, up, down) are
+//! [`Linear`](super::linear::Linear)s, quantized at load time when asked; embeddings, norms,
+//! biases and (by default) the output head stay in the model's dtype.
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{embedding, linear, linear_no_bias, rms_norm, Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{embedding, rms_norm, Embedding, RmsNorm, VarBuilder};
 
 use super::cache::KvCache;
 use super::config::TextConfig;
+use super::linear::{Linear, QuantFormat, Quantization};
 
 /// Rotary tables for one forward: cos and sin of shape (rows, tokens, head_dim / 2).
 pub struct Rotary {
@@ -91,14 +96,14 @@ struct Attention {
 }
 
 impl Attention {
-    fn new(cfg: &TextConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(cfg: &TextConfig, q: QuantFormat, vb: VarBuilder) -> candle_core::Result<Self> {
         let h = cfg.hidden_size;
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
         Ok(Attention {
-            q_proj: linear(h, nh * hd, vb.pp("q_proj"))?,
-            k_proj: linear(h, nkv * hd, vb.pp("k_proj"))?,
-            v_proj: linear(h, nkv * hd, vb.pp("v_proj"))?,
-            o_proj: linear_no_bias(nh * hd, h, vb.pp("o_proj"))?,
+            q_proj: Linear::load(h, nh * hd, true, q, vb.pp("q_proj"))?,
+            k_proj: Linear::load(h, nkv * hd, true, q, vb.pp("k_proj"))?,
+            v_proj: Linear::load(h, nkv * hd, true, q, vb.pp("v_proj"))?,
+            o_proj: Linear::load(nh * hd, h, false, q, vb.pp("o_proj"))?,
             num_heads: nh,
             num_kv_heads: nkv,
             head_dim: hd,
@@ -150,12 +155,12 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(cfg: &TextConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(cfg: &TextConfig, q: QuantFormat, vb: VarBuilder) -> candle_core::Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Mlp {
-            gate_proj: linear_no_bias(h, i, vb.pp("gate_proj"))?,
-            up_proj: linear_no_bias(h, i, vb.pp("up_proj"))?,
-            down_proj: linear_no_bias(i, h, vb.pp("down_proj"))?,
+            gate_proj: Linear::load(h, i, false, q, vb.pp("gate_proj"))?,
+            up_proj: Linear::load(h, i, false, q, vb.pp("up_proj"))?,
+            down_proj: Linear::load(i, h, false, q, vb.pp("down_proj"))?,
         })
     }
 
@@ -184,34 +189,51 @@ pub struct TextDecoder {
 
 impl TextDecoder {
     /// `vb` points at the decoder's weights (`model.` on the Hub), `lm_head` at the head's
-    /// (`lm_head.`); with tied embeddings the head reuses the embedding matrix.
-    pub fn new(cfg: &TextConfig, vb: VarBuilder, lm_head: VarBuilder) -> candle_core::Result<Self> {
+    /// (`lm_head.`); with tied embeddings the head reuses the embedding matrix. The linear layers
+    /// are quantized as `quant` says.
+    pub fn new(cfg: &TextConfig, vb: VarBuilder, lm_head: VarBuilder, quant: Quantization) -> candle_core::Result<Self> {
+        let q = quant.format;
         let embed_tokens = embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("embed_tokens"))?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let vb = vb.pp("layers").pp(i);
             layers.push(DecoderLayer {
                 input_layernorm: rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
-                self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+                self_attn: Attention::new(cfg, q, vb.pp("self_attn"))?,
                 post_attention_layernorm: rms_norm(
                     cfg.hidden_size,
                     cfg.rms_norm_eps,
                     vb.pp("post_attention_layernorm"),
                 )?,
-                mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+                mlp: Mlp::new(cfg, q, vb.pp("mlp"))?,
             });
         }
         let norm = rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("norm"))?;
+        let head_format = quant.head;
         let lm_head = if cfg.tie_word_embeddings && !lm_head.contains_tensor("weight") {
-            Linear::new(embed_tokens.embeddings().clone(), None)
+            Linear::from_weight(embed_tokens.embeddings().clone(), None, head_format)?
         } else {
-            linear_no_bias(cfg.hidden_size, cfg.vocab_size, lm_head)?
+            Linear::load(cfg.hidden_size, cfg.vocab_size, false, head_format, lm_head)?
         };
         Ok(TextDecoder { embed_tokens, layers, norm, lm_head, inv_freq: inv_freq(cfg.head_dim, cfg.rope_theta), cfg: cfg.clone() })
     }
 
     pub fn config(&self) -> &TextConfig {
         &self.cfg
+    }
+
+    /// How many linear layers (the head included) hold their weight in each format: what a
+    /// quantized load actually did, fallbacks included.
+    pub fn formats(&self) -> std::collections::BTreeMap<QuantFormat, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        let layers = self.layers.iter().flat_map(|l| {
+            let (a, m) = (&l.self_attn, &l.mlp);
+            [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]
+        });
+        for linear in layers.chain(std::iter::once(&self.lm_head)) {
+            *counts.entry(linear.format()).or_insert(0) += 1;
+        }
+        counts
     }
 
     /// Token embeddings of `ids` (rows, tokens).

@@ -1,0 +1,103 @@
+//! Writes a random Qwen2.5-VL checkpoint without Python: the shape `bench/make_bench_model.py`
+//! makes (text decoder like Qwen2.5-0.5B: hidden 896, 24 layers, 14 query / 2 key-value heads,
+//! intermediate 4864, vocabulary 151936, tied embeddings; vision tower 8 blocks × 640), or the
+//! smaller pair (`small`: hidden 512, 12 layers, 8 heads, intermediate 2048), for machines where
+//! torch cannot be installed.
+//!
+//! ```sh
+//! cargo run --release --example make_random_model -- target/bench-model-rs [base|small] [SEED]
+//! cargo run --release --example bench_cpu -- target/bench-model-rs 32 3 q8_0
+//! ```
+//!
+//! The tokenizer, chat template and processor settings are the tiny test checkpoint's (its 336
+//! tokens; the head's other rows are padding, as in the Python script). Weights are drawn as
+//! tests/fixtures/reference.py draws the fixtures' (normal, std 1.5/√fan_in; biases 0.1·N(0, 1);
+//! norms 1 + 0.1·N(0, 1)) from a seeded generator. The numbers are not torch's, so the model
+//! is the Python script's in shape and speed, not in its values.
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use proxythinker::models::{ModelConfig, VlModel};
+
+/// A 64-bit LCG with Box–Muller: the same seed, the same weights.
+struct Normal(u64);
+
+impl Normal {
+    fn unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+    fn next(&mut self) -> f32 {
+        let (u, v) = (self.unit(), self.unit());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let out = PathBuf::from(args.get(1).ok_or("usage: make_random_model OUT_DIR [base|small] [SEED]")?);
+    let size = args.get(2).map_or("base", String::as_str);
+    let seed: u64 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(0);
+    let (hidden, intermediate, layers, heads) = match size {
+        "base" => (896, 4864, 24, 14),
+        "small" => (512, 2048, 12, 8),
+        other => return Err(format!("unknown size {other:?}: use base or small").into()),
+    };
+    let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/qwen2_5_vl");
+    std::fs::create_dir_all(&out)?;
+    for f in ["tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "generation_config.json"] {
+        std::fs::copy(tiny.join(f), out.join(f))?;
+    }
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tiny.join("config.json"))?)?;
+    for (k, v) in [
+        ("vocab_size", 151_936.into()),
+        ("hidden_size", hidden.into()),
+        ("intermediate_size", intermediate.into()),
+        ("num_hidden_layers", layers.into()),
+        ("num_attention_heads", heads.into()),
+        ("num_key_value_heads", 2.into()),
+        ("max_window_layers", layers.into()),
+        ("tie_word_embeddings", true.into()),
+    ] {
+        cfg[k] = v;
+    }
+    cfg["rope_scaling"]["mrope_section"] = serde_json::json!([8, 12, 12]);
+    cfg["vision_config"] = serde_json::json!({
+        "depth": 8, "hidden_size": 640, "hidden_act": "silu", "intermediate_size": 1710, "num_heads": 10,
+        "in_chans": 3, "out_hidden_size": hidden, "patch_size": 14, "spatial_merge_size": 2,
+        "spatial_patch_size": 14, "temporal_patch_size": 2, "window_size": 112,
+        "fullatt_block_indexes": [3, 7], "tokens_per_second": 2
+    });
+    std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&cfg)?)?;
+
+    let config = ModelConfig::from_file(&out.join("config.json"))?;
+    let varmap = candle_nn::VarMap::new();
+    // Every tensor the model reads is created (as zeros) by building the model once.
+    VlModel::new(&config, candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    let mut rng = Normal(seed);
+    let mut count = 0usize;
+    {
+        let data = varmap.data().lock().map_err(|_| "poisoned")?;
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let var = &data[name];
+            let dims = var.dims().to_vec();
+            let n: usize = dims.iter().product();
+            let (centre, scale) = if name.ends_with("bias") {
+                (0.0, 0.1)
+            } else if dims.len() == 1 {
+                (1.0, 0.1)
+            } else {
+                (0.0, 1.5 / (dims[1..].iter().product::<usize>() as f32).sqrt())
+            };
+            let values: Vec<f32> = (0..n).map(|_| centre + scale * rng.next()).collect();
+            var.set(&Tensor::from_vec(values, dims, &Device::Cpu)?)?;
+            count += n;
+        }
+    }
+    varmap.save(out.join("model.safetensors"))?;
+    println!("wrote {} ({:.1} M parameters)", out.display(), count as f64 / 1e6);
+    Ok(())
+}

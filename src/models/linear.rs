@@ -1,0 +1,241 @@
+//! The text decoder's linear layer, plain or quantized, behind one type, and the quantization
+//! formats that `--quant` names.
+//!
+//! A quantized layer holds its weight as a candle `QTensor` in one of the GGML block formats
+//! (q8_0: blocks of 32 values, 8.5 bits per weight; q6_k: 256, 6.56; q4_k: 256, 4.5), made from
+//! the checkpoint's weight when the model loads (in-situ quantization), and multiplies with
+//! candle's quantized kernels (CPU and CUDA). The bias, when there is one, stays in the model's
+//! dtype. A block format needs the layer's input width (the weight's last dimension) to be a
+//! multiple of its block; where it is not, the layer falls back to the next format that fits
+//! (q6_k or q4_k → q8_0 → unquantized), as llama.cpp does, and [`QuantFormat::for_width`] is the
+//! one place that rule is written: loading, the preflight and the presets all ask it.
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::VarBuilder;
+
+/// A weight format for the text decoder's linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub enum QuantFormat {
+    /// The model's dtype (f32, f16 or bf16): no quantization.
+    #[default]
+    None,
+    Q8_0,
+    Q6K,
+    Q4K,
+}
+
+impl QuantFormat {
+    /// Every format, in the order `--quant` lists them.
+    pub const ALL: [QuantFormat; 4] = [QuantFormat::None, QuantFormat::Q8_0, QuantFormat::Q6K, QuantFormat::Q4K];
+
+    /// `none`, `q8_0`, `q6_k` or `q4_k` (also without the underscore, any case).
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "none" | "off" => Ok(QuantFormat::None),
+            "q8_0" | "q80" => Ok(QuantFormat::Q8_0),
+            "q6_k" | "q6k" => Ok(QuantFormat::Q6K),
+            "q4_k" | "q4k" => Ok(QuantFormat::Q4K),
+            other => Err(format!("unknown quantization \"{other}\": use none, q8_0, q6_k or q4_k")),
+        }
+    }
+
+    /// The name as `--quant` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantFormat::None => "none",
+            QuantFormat::Q8_0 => "q8_0",
+            QuantFormat::Q6K => "q6_k",
+            QuantFormat::Q4K => "q4_k",
+        }
+    }
+
+    /// candle's block type, or None for unquantized.
+    pub fn ggml(self) -> Option<GgmlDType> {
+        match self {
+            QuantFormat::None => None,
+            QuantFormat::Q8_0 => Some(GgmlDType::Q8_0),
+            QuantFormat::Q6K => Some(GgmlDType::Q6K),
+            QuantFormat::Q4K => Some(GgmlDType::Q4K),
+        }
+    }
+
+    /// Values per block (1 for unquantized).
+    pub fn block(self) -> usize {
+        self.ggml().map_or(1, |g| g.block_size())
+    }
+
+    /// The next format to try when a width is not a multiple of this one's block.
+    pub fn fallback(self) -> QuantFormat {
+        match self {
+            QuantFormat::Q6K | QuantFormat::Q4K => QuantFormat::Q8_0,
+            QuantFormat::Q8_0 | QuantFormat::None => QuantFormat::None,
+        }
+    }
+
+    /// The format a weight of input width `in_features` gets when this one is asked for.
+    pub fn for_width(self, in_features: usize) -> QuantFormat {
+        let mut f = self;
+        while f != QuantFormat::None && !in_features.is_multiple_of(f.block()) {
+            f = f.fallback();
+        }
+        f
+    }
+
+    /// Bytes of an (out, in) weight in this format (`dtype` when unquantized). The caller has
+    /// applied [`for_width`](Self::for_width), so `in_features` is a multiple of the block.
+    pub fn weight_bytes(self, out_features: u64, in_features: u64, dtype: DType) -> u64 {
+        match self.ggml() {
+            None => out_features * in_features * dtype.size_in_bytes() as u64,
+            Some(g) => out_features * (in_features / g.block_size() as u64) * g.type_size() as u64,
+        }
+    }
+}
+
+impl std::fmt::Display for QuantFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a model's text decoder is quantized when it loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Quantization {
+    /// The format of the decoder's linear layers (q, k, v, o, gate, up, down).
+    pub format: QuantFormat,
+    /// The output head's format: `none` unless a caller asks. Not offered on the command line:
+    /// guidance subtracts logits, so the head's error lands in the mix directly (what it would
+    /// cost is measured in tests/quant.rs and stated in the README).
+    pub head: QuantFormat,
+}
+
+impl Quantization {
+    /// The decoder's linear layers in `format`, the head unquantized.
+    pub fn new(format: QuantFormat) -> Self {
+        Quantization { format, head: QuantFormat::None }
+    }
+
+    /// Whether any weight is quantized.
+    pub fn is_quantized(&self) -> bool {
+        self.format != QuantFormat::None || self.head != QuantFormat::None
+    }
+}
+
+/// Whether a checkpoint tensor is one of the text decoder's quantized linear weights (by name,
+/// in the Hub's and transformers 5's spelling); the vision tower's are not.
+pub fn is_quantized_weight(name: &str) -> bool {
+    const PROJECTIONS: [&str; 7] = [
+        "self_attn.q_proj.weight",
+        "self_attn.k_proj.weight",
+        "self_attn.v_proj.weight",
+        "self_attn.o_proj.weight",
+        "mlp.gate_proj.weight",
+        "mlp.up_proj.weight",
+        "mlp.down_proj.weight",
+    ];
+    !name.contains("visual.") && name.contains("layers.") && PROJECTIONS.iter().any(|p| name.ends_with(p))
+}
+
+/// A linear layer `x·Wᵀ + b` with its weight in the model's dtype or in a block format.
+#[derive(Debug, Clone)]
+pub enum Linear {
+    Plain(candle_nn::Linear),
+    Quantized { weight: QMatMul, bias: Option<Tensor>, format: QuantFormat },
+}
+
+impl Linear {
+    /// Loads `weight` (and `bias` if `with_bias`) of an (out, in) layer from `vb`, quantized to
+    /// `format` (or the fallback its input width allows).
+    pub fn load(in_features: usize, out_features: usize, with_bias: bool, format: QuantFormat, vb: VarBuilder) -> candle_core::Result<Self> {
+        let weight = vb.get((out_features, in_features), "weight")?;
+        let bias = if with_bias { Some(vb.get(out_features, "bias")?) } else { None };
+        Self::from_weight(weight, bias, format)
+    }
+
+    /// A layer over an existing weight (out, in), quantized to `format` or its fallback.
+    pub fn from_weight(weight: Tensor, bias: Option<Tensor>, format: QuantFormat) -> candle_core::Result<Self> {
+        let (_, in_features) = weight.dims2()?;
+        let format = format.for_width(in_features);
+        let Some(ggml) = format.ggml() else {
+            return Ok(Linear::Plain(candle_nn::Linear::new(weight, bias)));
+        };
+        let device = weight.device().clone();
+        // Quantized on the host from the host copy, then placed on the device: a GPU holds at
+        // most one unquantized tensor at a time while a model loads.
+        let host = weight.to_device(&Device::Cpu)?;
+        let q = QTensor::quantize_onto(&host, ggml, &device)?;
+        Ok(Linear::Quantized { weight: QMatMul::from_qtensor(q)?, bias, format })
+    }
+
+    /// The format this layer's weight is held in.
+    pub fn format(&self) -> QuantFormat {
+        match self {
+            Linear::Plain(_) => QuantFormat::None,
+            Linear::Quantized { format, .. } => *format,
+        }
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Plain(l) => l.forward(x),
+            Linear::Quantized { weight, bias, .. } => {
+                // The block kernels take f32 on every backend; bf16/f16 activations go through f32
+                // and come back, which costs little next to the product.
+                let dtype = x.dtype();
+                let y = weight.forward(&x.to_dtype(DType::F32)?.contiguous()?)?.to_dtype(dtype)?;
+                match bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            }
+        }
+    }
+}
+
+/// Checks that `device` can quantize to and multiply in `format` with `dtype` activations, with
+/// a one-block layer; the error is candle's, for the caller to word.
+pub fn probe(format: QuantFormat, dtype: DType, device: &Device) -> candle_core::Result<()> {
+    if format == QuantFormat::None {
+        return Ok(());
+    }
+    let n = format.block();
+    let w = Tensor::ones((2, n), DType::F32, &Device::Cpu)?.to_dtype(dtype)?;
+    let layer = Linear::from_weight(w.to_device(device)?, None, format)?;
+    let x = Tensor::ones((1, n), dtype, device)?;
+    layer.forward(&x)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_fall_back_to_the_next_format_that_fits() {
+        assert_eq!(QuantFormat::Q4K.for_width(3584), QuantFormat::Q4K);
+        // Qwen2.5-VL-72B's intermediate width: 29,568 = 115.5 × 256 = 924 × 32.
+        assert_eq!(QuantFormat::Q4K.for_width(29_568), QuantFormat::Q8_0);
+        assert_eq!(QuantFormat::Q6K.for_width(128), QuantFormat::Q8_0);
+        assert_eq!(QuantFormat::Q8_0.for_width(48), QuantFormat::None);
+        assert_eq!(QuantFormat::None.for_width(7), QuantFormat::None);
+    }
+
+    #[test]
+    fn bytes_per_block_are_the_ggml_ones() {
+        // q8_0: 32 int8 + an f16 scale = 34 bytes; q6_k: 210 bytes per 256; q4_k: 144 per 256.
+        assert_eq!(QuantFormat::Q8_0.weight_bytes(1, 32, DType::F32), 34);
+        assert_eq!(QuantFormat::Q6K.weight_bytes(1, 256, DType::F32), 210);
+        assert_eq!(QuantFormat::Q4K.weight_bytes(2, 512, DType::F32), 4 * 144);
+        assert_eq!(QuantFormat::None.weight_bytes(3, 4, DType::BF16), 24);
+    }
+
+    #[test]
+    fn names_parse_back() {
+        for f in QuantFormat::ALL {
+            assert_eq!(QuantFormat::parse(f.name()), Ok(f));
+        }
+        assert!(QuantFormat::parse("q5_k").unwrap_err().contains("use none, q8_0, q6_k or q4_k"));
+    }
+}
