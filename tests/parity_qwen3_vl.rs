@@ -184,3 +184,46 @@ fn a_qwen3_vl_model_cannot_guide_a_qwen2_5_vl_base() {
     assert!(err.contains("qwen3_vl") && err.contains("qwen2_5_vl") && !err.contains('\n'), "{err}");
     assert!(proxythinker::trio::check_compatible(&open("qwen3_vl"), &open("qwen3_vl_untied"), "--rft").is_ok());
 }
+
+#[test]
+fn qwen3_vl_half_precision_stays_close_to_f32() {
+    let case = cases("logits").into_iter().find(|c| c["model"] == "qwen3_vl" && c["image"] == "images/224x224.png").unwrap();
+    let fx = load_qwen3("qwen3_vl");
+    let p = fx.prompt(&case);
+    let reference = fx.last_logits(&p);
+    let scale = reference.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let argmax = |v: &[f32]| v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best });
+    for (dtype, bound) in [(DType::F16, 0.02), (DType::BF16, 0.08)] {
+        let model = fx.checkpoint.load_decoder(dtype, &Device::Cpu).unwrap();
+        let mut cache = model.new_cache();
+        let logits: Vec<f32> = model.prefill(std::slice::from_ref(&p.input), &mut cache).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+        let rel = max_abs_diff(&logits, &reference) / scale;
+        assert!(rel < bound, "{dtype:?}: max |Δlogit| / max |logit| = {rel}");
+        assert_eq!(argmax(&logits), argmax(&reference), "{dtype:?}");
+    }
+}
+
+#[test]
+fn qwen3_vl_weights_that_do_not_fit_the_config_are_refused_in_one_line() {
+    // A checkpoint whose config promises more text layers than the file holds.
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(tiny("qwen3_vl")).unwrap() {
+        let e = entry.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    let config = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap().replace("\"num_hidden_layers\": 3", "\"num_hidden_layers\": 4");
+    std::fs::write(&config, text).unwrap();
+    let err = Checkpoint::open(dir.path()).unwrap().load_decoder(DType::F32, &Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("layers.3") && err.contains("do not match config.json") && !err.contains('\n'), "{err}");
+
+    // Attention biases would load and be ignored: refused instead.
+    std::fs::copy(tiny("qwen3_vl").join("config.json"), &config).unwrap();
+    let weights = dir.path().join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&weights, &Device::Cpu).unwrap();
+    let bias = candle_core::Tensor::zeros(96, DType::F32, &Device::Cpu).unwrap();
+    tensors.insert("model.language_model.layers.0.self_attn.q_proj.bias".into(), bias);
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    let err = Checkpoint::open(dir.path()).unwrap().load_decoder(DType::F32, &Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("attention biases") && !err.contains('\n'), "{err}");
+}

@@ -50,6 +50,11 @@ impl Attention {
     fn new(cfg: &TextConfig, vb: VarBuilder) -> candle_core::Result<Self> {
         let h = cfg.hidden_size;
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        // Released Qwen3-VL models have no attention biases (`attention_bias: false`); weights that
+        // carry them would otherwise load and be silently ignored.
+        if vb.contains_tensor("q_proj.bias") {
+            candle_core::bail!("attention biases ({}) are not supported for Qwen3-VL", "q_proj.bias");
+        }
         Ok(Attention {
             q_proj: linear(h, nh * hd, false, vb.pp("q_proj"))?,
             k_proj: linear(h, nkv * hd, false, vb.pp("k_proj"))?,
