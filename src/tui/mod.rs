@@ -298,6 +298,7 @@ fn to_msg(ev: TermEvent) -> Option<Msg> {
         TermEvent::Key(k) => Some(Msg::Key(k)),
         TermEvent::Mouse(m) => Some(Msg::Mouse(m)),
         TermEvent::Resize(w, h) => Some(Msg::Resize(w, h)),
+        TermEvent::Paste(text) => Some(Msg::Paste(text)),
         _ => None,
     }
 }
