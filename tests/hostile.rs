@@ -494,3 +494,31 @@ fn a_chat_template_that_loops_runs_out_of_fuel() {
     refused(&out, &["chat template", "loops or does far too much", "PROXYTHINKER_TEMPLATE_FUEL"]);
     assert!(took < Duration::from_secs(30), "{took:?}");
 }
+
+#[test]
+fn a_trace_line_without_end_is_refused_at_the_line_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    // 200 MB of zeros and no newline (sparse: costs no disk).
+    let path = dir.path().join("no_newline.jsonl");
+    std::fs::File::create(&path).unwrap().set_len(200 << 20).unwrap();
+    let started = Instant::now();
+    let err = proxythinker::trace::read(&path).unwrap_err().to_string();
+    assert!(err.contains("line 1") && err.contains("longer than 67108864 bytes") && err.contains("PROXYTHINKER_MAX_TRACE_LINE_BYTES"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // A record line past the limit, after a good header.
+    let a = proxythinker::tui::synthetic::app(2, (120, 40));
+    let long = dir.path().join("long.jsonl");
+    proxythinker::tui::trace_io::export(&a, &proxythinker::tui::synthetic::trace_header(&a), &long).unwrap();
+    let header_only: String = std::fs::read_to_string(&long).unwrap().lines().next().unwrap().to_string() + "\n";
+    std::fs::write(&long, &header_only).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&long).unwrap().set_len(header_only.len() as u64 + (100 << 20)).unwrap();
+    let err = proxythinker::trace::read(&long).unwrap_err().to_string();
+    assert!(err.contains("line 2") && err.contains("longer than"), "{err}");
+    // The FIFO case: refused, never opened.
+    let fifo = dir.path().join("fifo.jsonl");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let err = proxythinker::trace::read(&fifo).unwrap_err().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    let (out, _) = bounded(&["replay", fifo.to_str().unwrap()], &[], 20);
+    refused(&out, &["not a regular file"]);
+}

@@ -107,13 +107,32 @@ pub fn run_demo(args: &DemoArgs) -> Result<()> {
 pub fn run_replay(args: &ReplayArgs) -> Result<()> {
     // A path that names nothing is a command-line mistake; a file that is not a trace opens the
     // UI with the reason on the status line.
-    if !args.file.is_file() {
-        return Err(Error::invalid(format!(
-            "replay {}: no such file; give the path of a trace written by `run --trace` or by `x` in the UI",
-            args.file.display()
-        )));
+    match std::fs::metadata(&args.file) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => {
+            return Err(Error::invalid(format!(
+                "replay {}: not a regular file (a directory, device or FIFO); give the path of a trace file",
+                args.file.display()
+            )))
+        }
+        Err(_) => {
+            return Err(Error::invalid(format!(
+                "replay {}: no such file; give the path of a trace written by `run --trace` or by `x` in the UI",
+                args.file.display()
+            )))
+        }
     }
-    let (mut app, header) = trace_io::replay(&args.file);
+    // A big trace takes a while to read: say how far it is, before the terminal is taken over.
+    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut progress = |done: u64, total: u64| {
+        if show && total >= 8 << 20 {
+            eprint!("\rreading {}: {}%", args.file.display(), done.saturating_mul(100) / total);
+        }
+    };
+    let (mut app, header) = trace_io::replay_with_progress(&args.file, &mut progress);
+    if show && std::fs::metadata(&args.file).is_ok_and(|m| m.len() >= 8 << 20) {
+        eprint!("\r\x1b[K");
+    }
     if let Some(img) = app.info.image_path.as_deref() {
         app.image = Thumbnail::open(img).ok();
     }
