@@ -522,3 +522,47 @@ fn a_trace_line_without_end_is_refused_at_the_line_limit() {
     let (out, _) = bounded(&["replay", fifo.to_str().unwrap()], &[], 20);
     refused(&out, &["not a regular file"]);
 }
+
+// ---- the weak ones -----------------------------------------------------------------------------
+
+#[test]
+fn careless_command_lines_and_config_files_get_one_line_naming_the_real_source() {
+    let (out, _) = bounded(&[], &[], 10);
+    refused(&out, &["a subcommand is missing", "run", "demo", "replay"]);
+    // The UI with stdout redirected: no escape codes in the file.
+    let (out, _) = bounded(&["demo"], &[], 30);
+    refused(&out, &["stdout is not a terminal"]);
+    let mut args = trio_args("How many circles?");
+    args.extend(["--stop".into(), "".into()]);
+    let (out, _) = bounded(&strs(&args), &[], 30);
+    refused(&out, &["stop string 1", "is empty"]);
+    let dir = tempfile::tempdir().unwrap();
+    let run = strs(&trio_args("How many circles?")).iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (out, _) = bounded(&strs(&run), &[("PROXYTHINKER_CONFIG", dir.path().to_str().unwrap())], 30);
+    refused(&out, &["is a directory or special file", "PROXYTHINKER_CONFIG"]);
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "temperature = -1.0\n").unwrap();
+    let (out, _) = bounded(&strs(&run), &[("PROXYTHINKER_CONFIG", file.to_str().unwrap())], 30);
+    let err = refused(&out, &[&format!("temperature in {}", file.display())]);
+    assert!(!err.contains("--temperature"), "{err}");
+    std::fs::write(&file, format!("{} = 1\n", "k".repeat(8 << 20))).unwrap();
+    let (out, _) = bounded(&strs(&run), &[("PROXYTHINKER_CONFIG", file.to_str().unwrap())], 30);
+    let err = refused(&out, &["config.toml:1:1"]);
+    assert!(err.len() < 1000, "{} bytes: {}", err.len(), &err[..200]);
+}
+
+#[test]
+fn a_truncated_jpeg_is_refused_and_a_whole_one_is_not() {
+    let whole = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/orientation/portrait_exif6.jpg")).unwrap();
+    assert!(proxythinker::processor::SourceImage::from_bytes(&whole, Path::new("whole.jpg")).is_ok());
+    let cut = &whole[..whole.len() * 2 / 3];
+    let err = proxythinker::processor::SourceImage::from_bytes(cut, Path::new("cut.jpg")).unwrap_err().to_string();
+    assert!(err.contains("cut.jpg") && err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn a_shard_index_may_not_point_outside_the_checkpoint() {
+    let ckpt = checkpoint_with("qwen2_5_vl", "model.safetensors.index.json", br#"{"weight_map": {"lm_head.weight": "../outside/shard.safetensors"}}"#);
+    let (out, _) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi"], &[], 30);
+    refused(&out, &["../outside/shard.safetensors", "outside the checkpoint directory"]);
+}

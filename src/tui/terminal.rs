@@ -36,6 +36,12 @@ impl Drop for TerminalGuard {
 
 /// Installs the panic hook (once), then enters raw mode, the alternate screen and mouse capture.
 pub fn enter() -> std::io::Result<TerminalGuard> {
+    // Escape codes written into a file or pipe are no UI and garble what is there.
+    if !std::io::IsTerminal::is_terminal(&stdout()) {
+        return Err(std::io::Error::other(
+            "stdout is not a terminal (redirected to a file or pipe); run the UI in a terminal, or use `proxythinker run` for plain output",
+        ));
+    }
     install_panic_hook(std::thread::current().id());
     // A kill or a closed terminal window must give the terminal back too (see `interrupt`).
     crate::interrupt::install();
