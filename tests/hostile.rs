@@ -22,7 +22,8 @@ fn tiny(name: &str) -> PathBuf {
 /// One request as a [`Server`] saw it.
 #[derive(Debug, Clone)]
 struct Seen {
-    port: u16,
+    /// The request line, for failure messages.
+    #[allow(dead_code)]
     line: String,
     authorization: Option<String>,
 }
@@ -62,7 +63,7 @@ impl Server {
                             }
                         }
                     }
-                    log.lock().unwrap().push(Seen { port, line: line.trim().to_string(), authorization });
+                    log.lock().unwrap().push(Seen { line: line.trim().to_string(), authorization });
                     handler(line.trim(), &mut stream);
                 });
             }
@@ -565,4 +566,38 @@ fn a_shard_index_may_not_point_outside_the_checkpoint() {
     let ckpt = checkpoint_with("qwen2_5_vl", "model.safetensors.index.json", br#"{"weight_map": {"lm_head.weight": "../outside/shard.safetensors"}}"#);
     let (out, _) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi"], &[], 30);
     refused(&out, &["../outside/shard.safetensors", "outside the checkpoint directory"]);
+}
+
+#[test]
+fn a_run_killed_while_decoding_leaves_no_temporary_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.jsonl");
+    let mut args = trio_args("How many circles?");
+    args.extend(["--max-new-tokens".into(), "3000".into(), "--ignore-eos".into(), "--trace".into(), trace.to_str().unwrap().into()]);
+    for signal in ["INT", "TERM"] {
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env("PROXYTHINKER_CONFIG", std::env::temp_dir().join("proxythinker-tests-no-config.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // The temporary file exists from before decoding on.
+        let started = Instant::now();
+        let temp = loop {
+            let found = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().ends_with(".tmp"));
+            if let Some(t) = found {
+                break t;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "no temporary trace file appeared");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap().success());
+        let status = child.wait().unwrap();
+        let number = if signal == "INT" { 2 } else { 15 };
+        assert_eq!(status.code(), Some(128 + number), "SIG{signal}: exit status 128 + signal");
+        assert!(!temp.exists(), "SIG{signal}: {} was left behind", temp.display());
+        assert!(!trace.exists());
+    }
 }
