@@ -353,3 +353,24 @@ fn a_long_paste_into_the_question_does_not_stall_the_ui() {
     tmux.send("q", true);
     assert_eq!(wait_for_file(&code, 20).trim(), "0");
 }
+
+#[test]
+fn opening_a_fifo_with_o_is_refused_and_the_ui_keeps_answering() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = dir.path().join("picture.png");
+    assert!(Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    let code = dir.path().join("code");
+    let tmux = Tmux::start("fifo");
+    tmux.type_line(&format!(
+        "PROXYTHINKER_CACHE={} {BIN} demo --max-new-tokens 8 --ignore-eos; echo $? > {}",
+        quoted(&dir.path().join("cache")),
+        quoted(&code)
+    ));
+    tmux.wait_for("the session to finish", 120, |s| s.contains("· finished"));
+    tmux.send("o", true);
+    tmux.send("C-u", false);
+    tmux.type_line(&fifo.display().to_string());
+    tmux.wait_for("the refusal on the status line", 10, |s| s.contains("is not a regular file"));
+    tmux.send("q", true);
+    assert_eq!(wait_for_file(&code, 10).trim(), "0", "q still quits");
+}

@@ -6,7 +6,8 @@
 //! without any I/O, [`view`] draws a frame from the state alone, and this module is the loop
 //! that glues them to the terminal and to the engine. The engine decodes on its own thread; the
 //! loop only ever polls it (`try_recv`) and waits at most one frame for input, so the UI never
-//! waits on decoding.
+//! waits on decoding; an image opened with `o` is read on a thread of its own and polled the same
+//! way. A signal (SIGTERM, SIGHUP, SIGINT) ends the loop within a frame ([`crate::interrupt`]).
 
 pub mod app;
 pub mod demo;
@@ -201,12 +202,15 @@ struct Runtime {
     export_dir: PathBuf,
     /// The engine's thread has ended (and the status line said so).
     engine_gone: bool,
+    /// An image being read for `o`, on a thread of its own: a slow or stuck file must not freeze
+    /// the keys.
+    opening: Option<std::sync::mpsc::Receiver<Msg>>,
 }
 
 impl Runtime {
     fn new(plan: Option<Arc<SessionPlan>>) -> Runtime {
         let export_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        Runtime { engine: None, plan, first: None, replayed: None, export_dir, engine_gone: false }
+        Runtime { engine: None, plan, first: None, replayed: None, export_dir, engine_gone: false, opening: None }
     }
 
     /// The header of the session on screen: the plan describes a live one (its prompt prepared
@@ -256,6 +260,23 @@ impl Runtime {
         any
     }
 
+    /// Hands an opened image (or the reason it did not open) to `update`; `false` means quit.
+    fn poll_opening(&mut self, app: &mut App) -> (bool, bool) {
+        let Some(rx) = &self.opening else { return (false, true) };
+        let msg = match rx.try_recv() {
+            Ok(msg) => msg,
+            Err(TryRecvError::Empty) => return (false, true),
+            Err(TryRecvError::Disconnected) => Msg::Failed("reading the image stopped (see the log)".into()),
+        };
+        self.opening = None;
+        for e in update(app, msg) {
+            if !self.apply(app, e) {
+                return (true, false);
+            }
+        }
+        (true, true)
+    }
+
     fn shut_down(&mut self) {
         // Not joined: the process is about to exit, and a step in progress would delay it.
         if let Some(engine) = self.engine.take() {
@@ -283,15 +304,17 @@ impl Runtime {
             }
             Effect::OpenImage(path) => {
                 let path = expand_home(&path);
-                let msg = match Thumbnail::open(&path) {
-                    Ok(thumbnail) => Msg::ImageOpened { path, thumbnail },
-                    Err(e) => Msg::Failed(e.to_string()),
-                };
-                for e in update(app, msg) {
-                    if !self.apply(app, e) {
-                        return false;
-                    }
-                }
+                let (tx, rx) = std::sync::mpsc::channel();
+                update(app, Msg::Done(format!("opening {}…", path.display())));
+                // A later `o` replaces this one; the old thread's answer then goes nowhere.
+                self.opening = Some(rx);
+                std::thread::spawn(move || {
+                    let msg = match Thumbnail::open(&path) {
+                        Ok(thumbnail) => Msg::ImageOpened { path, thumbnail },
+                        Err(e) => Msg::Failed(e.to_string()),
+                    };
+                    let _ = tx.send(msg);
+                });
             }
             Effect::ExportTrace => {
                 let msg = match self.trace_header(app).and_then(|header| trace_io::export_new(app, &header, &self.export_dir)) {
@@ -336,6 +359,11 @@ fn event_loop(terminal: &mut terminal::Term, app: &mut App, runtime: &mut Runtim
             return Ok(());
         }
         dirty |= runtime.poll_engine(app);
+        let (opened, go_on) = runtime.poll_opening(app);
+        if !go_on {
+            return Ok(());
+        }
+        dirty |= opened;
         if dirty {
             terminal.draw(|f| view::draw_with_graphics(f, app, graphics.as_mut())).map_err(io)?;
             dirty = false;
