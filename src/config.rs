@@ -123,6 +123,12 @@ pub struct Loaded {
 /// the file, the line and column, and the key.
 pub fn load() -> Result<Loaded> {
     let Some(path) = config_path() else { return Ok(Loaded::default()) };
+    if path.exists() && !path.is_file() {
+        return Err(Error::invalid(format!(
+            "config file {}: is a directory or special file, not a TOML file; name a file in {CONFIG_ENV} (or unset it)",
+            path.display()
+        )));
+    }
     if !path.is_file() {
         return Ok(Loaded { path: Some(path), found: false, file: ConfigFile::default() });
     }
@@ -134,7 +140,7 @@ pub fn load() -> Result<Loaded> {
 /// Parses config.toml text; `path` is for error messages.
 pub fn parse(text: &str, path: &Path) -> Result<ConfigFile> {
     toml::from_str::<ConfigFile>(text).map_err(|e| {
-        let message = e.message().lines().next().unwrap_or("malformed").trim().trim_end_matches('.').to_string();
+        let message = cut(e.message().lines().next().unwrap_or("malformed").trim().trim_end_matches('.'));
         let Some(span) = e.span() else {
             return Error::invalid(format!("{}: {message}", path.display()));
         };
@@ -146,11 +152,21 @@ pub fn parse(text: &str, path: &Path) -> Result<ConfigFile> {
         let line_text = text[line_start..].lines().next().unwrap_or("");
         let key = line_text.split_once('=').map(|(k, _)| k.trim().trim_matches('"')).filter(|k| !k.is_empty() && !k.starts_with('['));
         let key = match key {
-            Some(k) => format!(" key `{k}`:"),
+            Some(k) => format!(" key `{}`:", cut(k)),
             None => String::new(),
         };
         Error::invalid(format!("{}:{line}:{column}:{key} {message}", path.display()))
     })
+}
+
+/// `s`, cut to a length that fits in a one-line message (a hostile file's 8 MB key must not
+/// become an 8 MB line).
+fn cut(s: &str) -> String {
+    const MAX: usize = 80;
+    match s.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}… ({} bytes)", &s[..at], s.len()),
+        None => s.to_string(),
+    }
 }
 
 /// Where a setting came from.

@@ -151,6 +151,11 @@ impl Checkpoint {
             }
             let mut paths = Vec::with_capacity(files.len());
             for f in files {
+                // A shard lives in the checkpoint: `../x` or `/x` would read outside it.
+                let inside = std::path::Path::new(&f).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+                if !inside || f.is_empty() {
+                    return Err(Error::config(&index, format!("`weight_map` names the shard {f:?}, which is outside the checkpoint directory; shards must be plain file names in it")));
+                }
                 let p = dir.join(&f);
                 if !p.is_file() {
                     return Err(Error::NotFound {

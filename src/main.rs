@@ -6,6 +6,12 @@ use clap::Parser;
 use proxythinker::cli::{run_bench, run_generate, run_guided, run_logits, Cli, Command};
 
 fn main() {
+    if std::env::args_os().len() <= 1 {
+        use clap::CommandFactory;
+        let names: Vec<String> = Cli::command().get_subcommands().map(|c| c.get_name().to_string()).collect();
+        eprintln!("error: a subcommand is missing: one of {} (see --help)", names.join(", "));
+        std::process::exit(2);
+    }
     // `proxythinker --base ..` (no subcommand) is the terminal UI.
     let cli = match Cli::try_parse_from(proxythinker::cli::with_default_subcommand(std::env::args_os())) {
         Ok(cli) => cli,

@@ -46,7 +46,18 @@ impl SessionRequest {
     /// Checks what needs no files and opens the devices; `question` is the first question.
     pub fn new(settings: config::Settings, question: &str) -> Result<SessionRequest> {
         let sampling = settings.sampling();
-        sampling.validate().map_err(Error::invalid)?;
+        sampling.validate().map_err(|msg| {
+            // Name where a bad value came from: the flag, or the config file's key.
+            let from_file = |flag: &str, key: &str, from: &config::Source| match from {
+                config::Source::File(p) if msg.starts_with(flag) => Some(msg.replacen(flag, &format!("{key} in {}", p.display()), 1)),
+                _ => None,
+            };
+            Error::invalid(
+                from_file("--temperature", "temperature", &settings.temperature.from)
+                    .or_else(|| from_file("--top-p", "top_p", &settings.top_p.from))
+                    .unwrap_or(msg.clone()),
+            )
+        })?;
         if question.trim().is_empty() {
             return Err(Error::invalid("the question is empty: pass one with --question"));
         }

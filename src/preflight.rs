@@ -8,10 +8,12 @@
 //! live-α vectors (f32 `base[..V]` and `rft[..V] − small[..V]`, 4·V bytes each per guided token,
 //! counted with the base and the RFT model), which the session keeps in host memory: they count
 //! against the cpu whatever device the models are on; and the prefill's activations (the prompt's
-//! attention scores, rows × heads × prompt² f32 values, held about three times over while they
-//! are scaled, masked and normalised, plus the MLP's activations: the prefill of a long prompt
-//! needs more than the weights). Free memory: `MemAvailable` of /proc/meminfo for the cpu (other
-//! systems: skipped with a note), the GPU's free memory for `cuda:N`.
+//! attention scores, heads × prompt² f32 values held up to four times over while they are scaled,
+//! masked and normalised, the causal mask, and the MLP's activations: the prefill of a long prompt
+//! needs more than the weights). Each model is prefilled once, on one row, one after another, so
+//! a device needs the largest prefill of its models, not their sum. Free memory: `MemAvailable`
+//! of /proc/meminfo for the cpu (other systems: skipped with a note), the GPU's free memory for
+//! `cuda:N`.
 //! `PROXYTHINKER_FREE_MEMORY_BYTES=cpu:N,cuda:0:N` overrides the free figures (for tests).
 
 use candle_core::{DType, Device};
@@ -60,14 +62,18 @@ pub fn kv_row_bytes(checkpoint: &Checkpoint, dtype: DType, tokens: u64) -> u64 {
     tokens.saturating_mul(kv_bytes_per_token(t.num_hidden_layers as u64, t.num_key_value_heads as u64, t.head_dim as u64, dtype))
 }
 
-/// Peak activation bytes of the prefill of `rows` rows of `prompt_tokens` tokens: one layer's
-/// attention scores (f32, about three copies alive: scaled, masked, softmaxed) and its MLP
-/// (gate, up and their product in f32).
+/// Peak activation bytes of the prefill of `rows` rows of `prompt_tokens` tokens, in one layer:
+/// the attention scores (f32, up to four copies alive: the product, scaled, masked, softmaxed)
+/// with the causal mask repeated for the query heads of a key head, and the MLP (gate, up and
+/// their product, f32 as an upper bound).
 pub fn prefill_bytes(checkpoint: &Checkpoint, rows: u64, prompt_tokens: u64) -> u64 {
     let t = &checkpoint.config.text;
-    let scores = rows.saturating_mul(t.num_attention_heads as u64).saturating_mul(prompt_tokens.saturating_mul(prompt_tokens));
+    let square = prompt_tokens.saturating_mul(prompt_tokens);
+    let scores = rows.saturating_mul(t.num_attention_heads as u64).saturating_mul(square).saturating_mul(4);
+    let rep = (t.num_attention_heads / t.num_key_value_heads.max(1)).max(1) as u64;
+    let mask = rep.saturating_mul(square);
     let mlp = rows.saturating_mul(prompt_tokens).saturating_mul(3 * t.intermediate_size as u64 + 4 * t.hidden_size as u64);
-    scores.saturating_mul(3).saturating_add(mlp).saturating_mul(4)
+    scores.saturating_add(mask).saturating_add(mlp).saturating_mul(4)
 }
 
 /// What each model needs for a context of `context_tokens` (prompt + new tokens) of which
@@ -85,7 +91,8 @@ pub fn estimate(files: &TrioFiles, placement: &TrioPlacement, context_tokens: u6
             kv_cache: kv_row_bytes(ckpt, dtype, context_tokens).saturating_mul(rows.len() as u64),
             // base[..V] lives with the base model, rft[..V] − small[..V] with the RFT model.
             live_alpha: if role == Role::Small { 0 } else { v.saturating_mul(4).saturating_mul(guided_tokens) },
-            prefill: prefill_bytes(ckpt, rows.len() as u64, context_tokens.saturating_sub(guided_tokens)),
+            // Each model is prefilled once, on one row, and the three one after another.
+            prefill: prefill_bytes(ckpt, 1, context_tokens.saturating_sub(guided_tokens)),
         })
     })
 }
@@ -213,7 +220,8 @@ pub fn per_device(needs: &[ModelNeed]) -> Vec<DeviceNeed> {
         }
         d.weights = d.weights.saturating_add(n.weights);
         d.kv_cache = d.kv_cache.saturating_add(n.kv_cache);
-        d.prefill = d.prefill.saturating_add(n.prefill);
+        // Transient and one model at a time: a device needs the largest of its models' prefills.
+        d.prefill = d.prefill.max(n.prefill);
     }
     let live_alpha = needs.iter().fold(0u64, |acc, n| acc.saturating_add(n.live_alpha));
     if live_alpha > 0 {

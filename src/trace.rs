@@ -13,7 +13,7 @@
 //! replace a file ([`TraceWriter::create_new`]: the final step is a hard link, which fails if
 //! the name exists). `pandas.read_json(path, lines=True)` reads it.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -265,27 +265,72 @@ pub struct Trace {
 
 /// Reads a trace, with an error naming the line that is wrong.
 pub fn read(path: &Path) -> Result<Trace> {
+    read_with_progress(path, &mut |_, _| {})
+}
+
+/// [`read`], calling `progress(bytes read, file size)` every few megabytes. Lines are read one
+/// at a time and none may be longer than [`crate::limits::TRACE_LINE_BYTES`] (a file without
+/// newlines is refused at that point, not read whole); only regular files are read.
+pub fn read_with_progress(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Trace> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    if !meta.is_file() {
+        return Err(Error::invalid(format!("{}: not a regular file (a directory, device or FIFO); name a trace file", path.display())));
+    }
     let file = std::fs::File::open(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
     let not_trace = |line: usize, why: String| {
         Error::invalid(format!("{}: line {line} is not a proxythinker trace line: {why}", path.display()))
     };
-    let mut lines = BufReader::new(file).lines();
-    let first = lines.next().ok_or_else(|| not_trace(1, "the file is empty".into()))?.map_err(|e| not_trace(1, e.to_string()))?;
-    let header: Value = serde_json::from_str(&first).map_err(|e| not_trace(1, e.to_string()))?;
+    let limit = crate::limits::TRACE_LINE_BYTES;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut buf = Vec::new();
+    let (mut done, mut reported) = (0u64, 0u64);
+    // The next line (without its newline) into `buf`; false at the end of the file.
+    let mut next = |n: usize, buf: &mut Vec<u8>| -> Result<bool> {
+        buf.clear();
+        let read = (&mut reader)
+            .take(limit.get() + 1)
+            .read_until(b'\n', buf)
+            .map_err(|e| not_trace(n, e.to_string()))?;
+        if read == 0 {
+            return Ok(false);
+        }
+        done += read as u64;
+        if done - reported >= 8 << 20 {
+            reported = done;
+            progress(done, meta.len());
+        }
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+        } else if buf.len() as u64 > limit.get() {
+            return Err(not_trace(
+                n,
+                format!("longer than {} bytes (is it a trace?); raise {} if it really is one", limit.get(), limit.var),
+            ));
+        }
+        Ok(true)
+    };
+    if !next(1, &mut buf)? {
+        return Err(not_trace(1, "the file is empty".into()));
+    }
+    let header: Value = serde_json::from_slice(&buf).map_err(|e| not_trace(1, e.to_string()))?;
     let header = parse_header(header).map_err(|why| not_trace(1, why))?;
     let mut records = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let n = i + 2;
-        let line = line.map_err(|e| not_trace(n, e.to_string()))?;
-        if line.trim().is_empty() {
+    let mut n = 1;
+    loop {
+        n += 1;
+        if !next(n, &mut buf)? {
+            break;
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let mut v: Value = serde_json::from_str(&line).map_err(|e| not_trace(n, e.to_string()))?;
+        let mut v: Value = serde_json::from_slice(&buf).map_err(|e| not_trace(n, e.to_string()))?;
         if v["type"] != "token" {
             return Err(not_trace(n, "expected a token line".into()));
         }
         v.as_object_mut().map(|o| o.remove("type"));
         records.push(serde_json::from_value(v).map_err(|e| not_trace(n, e.to_string()))?);
     }
+    progress(meta.len(), meta.len());
     Ok(Trace { header, records })
 }

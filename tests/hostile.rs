@@ -22,7 +22,8 @@ fn tiny(name: &str) -> PathBuf {
 /// One request as a [`Server`] saw it.
 #[derive(Debug, Clone)]
 struct Seen {
-    port: u16,
+    /// The request line, for failure messages.
+    #[allow(dead_code)]
     line: String,
     authorization: Option<String>,
 }
@@ -62,7 +63,7 @@ impl Server {
                             }
                         }
                     }
-                    log.lock().unwrap().push(Seen { port, line: line.trim().to_string(), authorization });
+                    log.lock().unwrap().push(Seen { line: line.trim().to_string(), authorization });
                     handler(line.trim(), &mut stream);
                 });
             }
@@ -493,4 +494,110 @@ fn a_chat_template_that_loops_runs_out_of_fuel() {
     let (out, took) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi"], &[], 60);
     refused(&out, &["chat template", "loops or does far too much", "PROXYTHINKER_TEMPLATE_FUEL"]);
     assert!(took < Duration::from_secs(30), "{took:?}");
+}
+
+#[test]
+fn a_trace_line_without_end_is_refused_at_the_line_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    // 200 MB of zeros and no newline (sparse: costs no disk).
+    let path = dir.path().join("no_newline.jsonl");
+    std::fs::File::create(&path).unwrap().set_len(200 << 20).unwrap();
+    let started = Instant::now();
+    let err = proxythinker::trace::read(&path).unwrap_err().to_string();
+    assert!(err.contains("line 1") && err.contains("longer than 67108864 bytes") && err.contains("PROXYTHINKER_MAX_TRACE_LINE_BYTES"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // A record line past the limit, after a good header.
+    let a = proxythinker::tui::synthetic::app(2, (120, 40));
+    let long = dir.path().join("long.jsonl");
+    proxythinker::tui::trace_io::export(&a, &proxythinker::tui::synthetic::trace_header(&a), &long).unwrap();
+    let header_only: String = std::fs::read_to_string(&long).unwrap().lines().next().unwrap().to_string() + "\n";
+    std::fs::write(&long, &header_only).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&long).unwrap().set_len(header_only.len() as u64 + (100 << 20)).unwrap();
+    let err = proxythinker::trace::read(&long).unwrap_err().to_string();
+    assert!(err.contains("line 2") && err.contains("longer than"), "{err}");
+    // The FIFO case: refused, never opened.
+    let fifo = dir.path().join("fifo.jsonl");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let err = proxythinker::trace::read(&fifo).unwrap_err().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    let (out, _) = bounded(&["replay", fifo.to_str().unwrap()], &[], 20);
+    refused(&out, &["not a regular file"]);
+}
+
+// ---- the weak ones -----------------------------------------------------------------------------
+
+#[test]
+fn careless_command_lines_and_config_files_get_one_line_naming_the_real_source() {
+    let (out, _) = bounded(&[], &[], 10);
+    refused(&out, &["a subcommand is missing", "run", "demo", "replay"]);
+    // The UI with stdout redirected: no escape codes in the file.
+    let (out, _) = bounded(&["demo"], &[], 30);
+    refused(&out, &["stdout is not a terminal"]);
+    let mut args = trio_args("How many circles?");
+    args.extend(["--stop".into(), "".into()]);
+    let (out, _) = bounded(&strs(&args), &[], 30);
+    refused(&out, &["stop string 1", "is empty"]);
+    let dir = tempfile::tempdir().unwrap();
+    let run = strs(&trio_args("How many circles?")).iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (out, _) = bounded(&strs(&run), &[("PROXYTHINKER_CONFIG", dir.path().to_str().unwrap())], 30);
+    refused(&out, &["is a directory or special file", "PROXYTHINKER_CONFIG"]);
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "temperature = -1.0\n").unwrap();
+    let (out, _) = bounded(&strs(&run), &[("PROXYTHINKER_CONFIG", file.to_str().unwrap())], 30);
+    let err = refused(&out, &[&format!("temperature in {}", file.display())]);
+    assert!(!err.contains("--temperature"), "{err}");
+    std::fs::write(&file, format!("{} = 1\n", "k".repeat(8 << 20))).unwrap();
+    let (out, _) = bounded(&strs(&run), &[("PROXYTHINKER_CONFIG", file.to_str().unwrap())], 30);
+    let err = refused(&out, &["config.toml:1:1"]);
+    assert!(err.len() < 1000, "{} bytes: {}", err.len(), &err[..200]);
+}
+
+#[test]
+fn a_truncated_jpeg_is_refused_and_a_whole_one_is_not() {
+    let whole = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/orientation/portrait_exif6.jpg")).unwrap();
+    assert!(proxythinker::processor::SourceImage::from_bytes(&whole, Path::new("whole.jpg")).is_ok());
+    let cut = &whole[..whole.len() * 2 / 3];
+    let err = proxythinker::processor::SourceImage::from_bytes(cut, Path::new("cut.jpg")).unwrap_err().to_string();
+    assert!(err.contains("cut.jpg") && err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn a_shard_index_may_not_point_outside_the_checkpoint() {
+    let ckpt = checkpoint_with("qwen2_5_vl", "model.safetensors.index.json", br#"{"weight_map": {"lm_head.weight": "../outside/shard.safetensors"}}"#);
+    let (out, _) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi"], &[], 30);
+    refused(&out, &["../outside/shard.safetensors", "outside the checkpoint directory"]);
+}
+
+#[test]
+fn a_run_killed_while_decoding_leaves_no_temporary_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.jsonl");
+    let mut args = trio_args("How many circles?");
+    args.extend(["--max-new-tokens".into(), "3000".into(), "--ignore-eos".into(), "--trace".into(), trace.to_str().unwrap().into()]);
+    for signal in ["INT", "TERM"] {
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env("PROXYTHINKER_CONFIG", std::env::temp_dir().join("proxythinker-tests-no-config.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // The temporary file exists from before decoding on.
+        let started = Instant::now();
+        let temp = loop {
+            let found = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().ends_with(".tmp"));
+            if let Some(t) = found {
+                break t;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "no temporary trace file appeared");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap().success());
+        let status = child.wait().unwrap();
+        let number = if signal == "INT" { 2 } else { 15 };
+        assert_eq!(status.code(), Some(128 + number), "SIG{signal}: exit status 128 + signal");
+        assert!(!temp.exists(), "SIG{signal}: {} was left behind", temp.display());
+        assert!(!trace.exists());
+    }
 }

@@ -326,3 +326,51 @@ fn sigterm_and_sighup_give_the_terminal_back_and_exit_as_killed() {
         tmux.wait_for("the cleared screen", 10, |s| !s.contains("DEMO — synthetic"));
     }
 }
+
+#[test]
+fn a_long_paste_into_the_question_does_not_stall_the_ui() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let code = dir.path().join("code");
+    let tmux = Tmux::start("paste");
+    tmux.type_line(&format!(
+        "PROXYTHINKER_CACHE={} {BIN} demo --max-new-tokens 8 --ignore-eos; echo $? > {}",
+        quoted(&dir.path().join("cache")),
+        quoted(&code)
+    ));
+    tmux.wait_for("the session to finish", 120, |s| s.contains("· finished"));
+    tmux.send("e", true);
+    tmux.send("C-u", false);
+    // 2 KiB in one paste (bracketed, as the UI asked the terminal for), then Enter right after.
+    let question = format!("{} END", "word ".repeat(400));
+    assert!(tmux.run(&["set-buffer", "-b", "q", &question]).status.success());
+    assert!(tmux.run(&["paste-buffer", "-p", "-b", "q", "-t", "e2e"]).status.success());
+    tmux.send("Enter", false);
+    // Enter is not stuck behind the paste: the new question restarts the session at once.
+    // (The question panel changes only on Enter; the input line is drawn elsewhere.)
+    tmux.wait_for("the restart with the pasted question", 15, |s| s.contains("Question word word word"));
+    let screen = tmux.wait_for("the session to finish again", 60, |s| s.contains("· finished"));
+    assert!(screen.contains("Question word word word"), "the pasted question is the question:\n{screen}");
+    tmux.send("q", true);
+    assert_eq!(wait_for_file(&code, 20).trim(), "0");
+}
+
+#[test]
+fn opening_a_fifo_with_o_is_refused_and_the_ui_keeps_answering() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = dir.path().join("picture.png");
+    assert!(Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    let code = dir.path().join("code");
+    let tmux = Tmux::start("fifo");
+    tmux.type_line(&format!(
+        "PROXYTHINKER_CACHE={} {BIN} demo --max-new-tokens 8 --ignore-eos; echo $? > {}",
+        quoted(&dir.path().join("cache")),
+        quoted(&code)
+    ));
+    tmux.wait_for("the session to finish", 120, |s| s.contains("· finished"));
+    tmux.send("o", true);
+    tmux.send("C-u", false);
+    tmux.type_line(&fifo.display().to_string());
+    tmux.wait_for("the refusal on the status line", 10, |s| s.contains("is not a regular file"));
+    tmux.send("q", true);
+    assert_eq!(wait_for_file(&code, 10).trim(), "0", "q still quits");
+}

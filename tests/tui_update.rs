@@ -669,3 +669,29 @@ fn shift_is_ignored_where_the_character_already_holds_it() {
     let mut a = busy_app();
     assert!(update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::CONTROL))).is_empty());
 }
+
+#[test]
+fn a_paste_lands_whole_in_the_input_line_as_one_line() {
+    let mut a = app(3);
+    update(&mut a, ch('e'));
+    update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)));
+    let pasted = format!("{}\nsecond line\tq", "x".repeat(4096));
+    assert!(update(&mut a, Msg::Paste(pasted)).is_empty(), "a pasted q is text, not quit");
+    let text = a.input.as_ref().map(|i| i.text.clone()).unwrap_or_default();
+    assert_eq!(text, format!("{} second line q", "x".repeat(4096)));
+    assert!(matches!(update(&mut a, key(KeyCode::Enter)).as_slice(), [Effect::Restart { .. }]));
+    // Outside the input line a paste does nothing but say so.
+    assert!(update(&mut a, Msg::Paste("]]]q".into())).is_empty());
+    assert_eq!(a.alpha, 0.5);
+}
+
+#[test]
+fn ctrl_c_quits_from_the_input_line_and_control_chords_type_nothing() {
+    let mut a = app(3);
+    update(&mut a, ch('e'));
+    update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)));
+    update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('x'), KeyModifiers::CONTROL)));
+    assert_eq!(a.input.as_ref().map(|i| i.text.as_str()), Some(""));
+    let fx = update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
+    assert!(matches!(fx.as_slice(), [Effect::Quit]), "{fx:?}");
+}

@@ -86,6 +86,11 @@ impl SourceImage {
             ));
         };
         let name = format!("{format:?}").to_uppercase();
+        // The JPEG decoder fills a cut-off file with grey and says nothing (Pillow refuses it):
+        // a whole JPEG has its end-of-image marker after its last scan.
+        if format == image::ImageFormat::Jpeg && !jpeg_is_whole(bytes) {
+            return Err(Error::image(label, "the JPEG is truncated (no end-of-image marker after its last scan); download or export it again"));
+        }
         let decode_err = |e: image::ImageError| decode_error(label, &name, e);
         let mut decoder = reader.into_decoder().map_err(decode_err)?;
         // The header's size is checked before any pixel is decoded: a small file may declare a
@@ -183,6 +188,16 @@ fn xmp_orientation(xmp: &[u8]) -> Option<Orientation> {
         value.first().filter(|d| d.is_ascii_digit()).copied()
     })?;
     Orientation::from_exif(digit - b'0')
+}
+
+/// Whether a JPEG's end-of-image marker (`FF D9`) comes after its last start-of-scan (`FF DA`).
+fn jpeg_is_whole(bytes: &[u8]) -> bool {
+    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    match (last(0xDA), last(0xD9)) {
+        (Some(scan), Some(end)) => end > scan,
+        (None, Some(_)) => true,
+        _ => false,
+    }
 }
 
 fn decode_error(path: &Path, format: &str, e: image::ImageError) -> Error {

@@ -6,7 +6,8 @@
 //! without any I/O, [`view`] draws a frame from the state alone, and this module is the loop
 //! that glues them to the terminal and to the engine. The engine decodes on its own thread; the
 //! loop only ever polls it (`try_recv`) and waits at most one frame for input, so the UI never
-//! waits on decoding.
+//! waits on decoding; an image opened with `o` is read on a thread of its own and polled the same
+//! way. A signal (SIGTERM, SIGHUP, SIGINT) ends the loop within a frame ([`crate::interrupt`]).
 
 pub mod app;
 pub mod demo;
@@ -107,13 +108,32 @@ pub fn run_demo(args: &DemoArgs) -> Result<()> {
 pub fn run_replay(args: &ReplayArgs) -> Result<()> {
     // A path that names nothing is a command-line mistake; a file that is not a trace opens the
     // UI with the reason on the status line.
-    if !args.file.is_file() {
-        return Err(Error::invalid(format!(
-            "replay {}: no such file; give the path of a trace written by `run --trace` or by `x` in the UI",
-            args.file.display()
-        )));
+    match std::fs::metadata(&args.file) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => {
+            return Err(Error::invalid(format!(
+                "replay {}: not a regular file (a directory, device or FIFO); give the path of a trace file",
+                args.file.display()
+            )))
+        }
+        Err(_) => {
+            return Err(Error::invalid(format!(
+                "replay {}: no such file; give the path of a trace written by `run --trace` or by `x` in the UI",
+                args.file.display()
+            )))
+        }
     }
-    let (mut app, header) = trace_io::replay(&args.file);
+    // A big trace takes a while to read: say how far it is, before the terminal is taken over.
+    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut progress = |done: u64, total: u64| {
+        if show && total >= 8 << 20 {
+            eprint!("\rreading {}: {}%", args.file.display(), done.saturating_mul(100) / total);
+        }
+    };
+    let (mut app, header) = trace_io::replay_with_progress(&args.file, &mut progress);
+    if show && std::fs::metadata(&args.file).is_ok_and(|m| m.len() >= 8 << 20) {
+        eprint!("\r\x1b[K");
+    }
     if let Some(img) = app.info.image_path.as_deref() {
         app.image = Thumbnail::open(img).ok();
     }
@@ -182,12 +202,15 @@ struct Runtime {
     export_dir: PathBuf,
     /// The engine's thread has ended (and the status line said so).
     engine_gone: bool,
+    /// An image being read for `o`, on a thread of its own: a slow or stuck file must not freeze
+    /// the keys.
+    opening: Option<std::sync::mpsc::Receiver<Msg>>,
 }
 
 impl Runtime {
     fn new(plan: Option<Arc<SessionPlan>>) -> Runtime {
         let export_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        Runtime { engine: None, plan, first: None, replayed: None, export_dir, engine_gone: false }
+        Runtime { engine: None, plan, first: None, replayed: None, export_dir, engine_gone: false, opening: None }
     }
 
     /// The header of the session on screen: the plan describes a live one (its prompt prepared
@@ -237,6 +260,23 @@ impl Runtime {
         any
     }
 
+    /// Hands an opened image (or the reason it did not open) to `update`; `false` means quit.
+    fn poll_opening(&mut self, app: &mut App) -> (bool, bool) {
+        let Some(rx) = &self.opening else { return (false, true) };
+        let msg = match rx.try_recv() {
+            Ok(msg) => msg,
+            Err(TryRecvError::Empty) => return (false, true),
+            Err(TryRecvError::Disconnected) => Msg::Failed("reading the image stopped (see the log)".into()),
+        };
+        self.opening = None;
+        for e in update(app, msg) {
+            if !self.apply(app, e) {
+                return (true, false);
+            }
+        }
+        (true, true)
+    }
+
     fn shut_down(&mut self) {
         // Not joined: the process is about to exit, and a step in progress would delay it.
         if let Some(engine) = self.engine.take() {
@@ -264,15 +304,17 @@ impl Runtime {
             }
             Effect::OpenImage(path) => {
                 let path = expand_home(&path);
-                let msg = match Thumbnail::open(&path) {
-                    Ok(thumbnail) => Msg::ImageOpened { path, thumbnail },
-                    Err(e) => Msg::Failed(e.to_string()),
-                };
-                for e in update(app, msg) {
-                    if !self.apply(app, e) {
-                        return false;
-                    }
-                }
+                let (tx, rx) = std::sync::mpsc::channel();
+                update(app, Msg::Done(format!("opening {}…", path.display())));
+                // A later `o` replaces this one; the old thread's answer then goes nowhere.
+                self.opening = Some(rx);
+                std::thread::spawn(move || {
+                    let msg = match Thumbnail::open(&path) {
+                        Ok(thumbnail) => Msg::ImageOpened { path, thumbnail },
+                        Err(e) => Msg::Failed(e.to_string()),
+                    };
+                    let _ = tx.send(msg);
+                });
             }
             Effect::ExportTrace => {
                 let msg = match self.trace_header(app).and_then(|header| trace_io::export_new(app, &header, &self.export_dir)) {
@@ -298,6 +340,7 @@ fn to_msg(ev: TermEvent) -> Option<Msg> {
         TermEvent::Key(k) => Some(Msg::Key(k)),
         TermEvent::Mouse(m) => Some(Msg::Mouse(m)),
         TermEvent::Resize(w, h) => Some(Msg::Resize(w, h)),
+        TermEvent::Paste(text) => Some(Msg::Paste(text)),
         _ => None,
     }
 }
@@ -316,6 +359,11 @@ fn event_loop(terminal: &mut terminal::Term, app: &mut App, runtime: &mut Runtim
             return Ok(());
         }
         dirty |= runtime.poll_engine(app);
+        let (opened, go_on) = runtime.poll_opening(app);
+        if !go_on {
+            return Ok(());
+        }
+        dirty |= opened;
         if dirty {
             terminal.draw(|f| view::draw_with_graphics(f, app, graphics.as_mut())).map_err(io)?;
             dirty = false;

@@ -1,5 +1,5 @@
-//! Taking over the terminal and giving it back: raw mode, the alternate screen and mouse capture
-//! on entry; the reverse on quit, on error (a guard's `Drop`) and on panic (a hook that restores
+//! Taking over the terminal and giving it back: raw mode, the alternate screen, mouse capture and
+//! bracketed paste on entry; the reverse on quit, on error (a guard's `Drop`) and on panic (a hook that restores
 //! the terminal before the previous hook prints the panic) and on SIGTERM, SIGHUP and SIGINT
 //! ([`crate::interrupt`]). Logs go to a file, never the screen.
 
@@ -9,7 +9,7 @@ use std::sync::Once;
 use std::thread::ThreadId;
 
 use ratatui::backend::CrosstermBackend;
-use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+use ratatui::crossterm::event::{DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture};
 use ratatui::crossterm::execute;
 use ratatui::crossterm::terminal::{disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen};
 use ratatui::Terminal;
@@ -19,7 +19,7 @@ pub type Term = Terminal<CrosstermBackend<Stdout>>;
 /// Gives the terminal back. Safe to call more than once and when it was never taken.
 pub fn restore() {
     let _ = disable_raw_mode();
-    let _ = execute!(stdout(), DisableMouseCapture, LeaveAlternateScreen, ratatui::crossterm::cursor::Show);
+    let _ = execute!(stdout(), DisableBracketedPaste, DisableMouseCapture, LeaveAlternateScreen, ratatui::crossterm::cursor::Show);
 }
 
 /// Owns the terminal while the UI runs; gives it back when dropped (on every way out).
@@ -36,12 +36,20 @@ impl Drop for TerminalGuard {
 
 /// Installs the panic hook (once), then enters raw mode, the alternate screen and mouse capture.
 pub fn enter() -> std::io::Result<TerminalGuard> {
+    // Escape codes written into a file or pipe are no UI and garble what is there.
+    if !std::io::IsTerminal::is_terminal(&stdout()) {
+        return Err(std::io::Error::other(
+            "stdout is not a terminal (redirected to a file or pipe); run the UI in a terminal, or use `proxythinker run` for plain output",
+        ));
+    }
     install_panic_hook(std::thread::current().id());
     // A kill or a closed terminal window must give the terminal back too (see `interrupt`).
     crate::interrupt::install();
     crate::interrupt::set_ui_active(Some(restore));
     enable_raw_mode()?;
-    let entered = execute!(stdout(), EnterAlternateScreen, EnableMouseCapture)
+    // Bracketed paste: a paste arrives as one event, read whole (typed as keys, more than 1 KiB
+    // stalls in crossterm's reader until the next key).
+    let entered = execute!(stdout(), EnterAlternateScreen, EnableMouseCapture, EnableBracketedPaste)
         .and_then(|_| Terminal::new(CrosstermBackend::new(stdout())));
     match entered {
         Ok(terminal) => Ok(TerminalGuard { terminal }),

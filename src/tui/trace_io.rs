@@ -70,7 +70,12 @@ pub fn export_new(app: &App, header: &TraceHeader, dir: &Path) -> Result<PathBuf
 /// read as a trace still gives a (empty) state, with the reason on the status line: the UI
 /// opens either way.
 pub fn replay(path: &Path) -> (App, Option<TraceHeader>) {
-    match crate::trace::read(path) {
+    replay_with_progress(path, &mut |_, _| {})
+}
+
+/// [`replay`], reporting `progress(bytes read, file size)` while the trace is read.
+pub fn replay_with_progress(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> (App, Option<TraceHeader>) {
+    match crate::trace::read_with_progress(path, progress) {
         Ok(trace) => {
             let mut app = App::new(info_from_header(path, &trace.header), trace.header.alpha);
             for r in trace.records {

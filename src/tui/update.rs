@@ -23,6 +23,8 @@ pub enum Msg {
     Key(KeyEvent),
     Mouse(MouseEvent),
     Resize(u16, u16),
+    /// Text pasted in one piece (the terminal's bracketed paste).
+    Paste(String),
     Engine(Event),
     /// The image asked for with `o` was read.
     ImageOpened { path: PathBuf, thumbnail: Thumbnail },
@@ -69,6 +71,14 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         }
         Msg::Resize(w, h) => {
             app.screen = (w, h);
+            Vec::new()
+        }
+        Msg::Paste(text) => {
+            match app.input.as_mut() {
+                // One line: line breaks and other control characters become spaces.
+                Some(input) => input.text.extend(text.chars().map(|c| if c.is_control() { ' ' } else { c })),
+                None => app.set_status("pasted text ignored: press e (question) or o (image) first"),
+            }
             Vec::new()
         }
         Msg::Engine(ev) => {
@@ -252,6 +262,9 @@ fn input_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
             input.text.clear();
             Vec::new()
         }
+        // Ctrl-C quits here too (it is no `c`); other control chords type nothing.
+        KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => vec![Effect::Quit],
+        KeyCode::Char(_) if key.modifiers.contains(KeyModifiers::CONTROL) => Vec::new(),
         KeyCode::Char(c) => {
             input.text.push(c);
             Vec::new()
