@@ -13,6 +13,13 @@
 //! in `tests/fixtures/configs/`. They agree with the totals the Hub shows for those repositories
 //! (8.29 B for Qwen2.5-VL-7B, 3.75 B for the 3B, 73.4 B for the 72B, ...). The RFT models are
 //! fine-tunes that keep their base's architecture, so they have its count.
+//!
+//! **Quantized sizes**: [`ModelSpec::weight_bytes`] counts the text decoder's seven linear layers
+//! per decoder layer from the widths stated here, at the bytes per block of a `--quant` format
+//! and its fallback where a width does not fit the block (the rule is
+//! [`QuantFormat::for_width`]'s, as loading applies it); the table shows each preset's device
+//! total (weights + KV caches) unquantized, in q8_0 and in q4_k. Live α is kept in host RAM and
+//! shown apart.
 
 use candle_core::DType;
 use serde_json::json;

@@ -552,3 +552,30 @@ fn live_alpha_is_counted_in_host_memory_whatever_device_the_models_are_on() {
     let line = proxythinker::preflight::refusal(&per_device(&[need("base", gpu, 4000)])[1], 10, "test", 100);
     assert!(line.starts_with("not enough memory on cpu: the live-α store needs"), "{line}");
 }
+
+#[test]
+fn config_shows_each_models_quantization_and_where_it_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "quant = \"q8_0\"\nrft_quant = \"q4_k\"\n").unwrap();
+    let file = config.to_str().unwrap();
+    let out = bin().env("PROXYTHINKER_CONFIG", &config).args(["config", "--json", "--small-quant", "none"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let setting = |k: &str| (v["settings"][k]["value"].clone(), v["settings"][k]["from"].as_str().unwrap().to_string());
+    assert_eq!(setting("base_quant"), ("q8_0".into(), file.to_string()));
+    assert_eq!(setting("rft_quant"), ("q4_k".into(), file.to_string()));
+    assert_eq!(setting("small_quant"), ("none".into(), "command line".to_string()));
+    // --quant on the command line beats the file's per-model key; a model's own flag beats --quant.
+    let out = bin().env("PROXYTHINKER_CONFIG", &config).args(["config", "--json", "--quant", "q6_k", "--base-quant", "none"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["settings"]["rft_quant"]["value"], "q6_k");
+    assert_eq!(v["settings"]["rft_quant"]["from"], "command line");
+    assert_eq!(v["settings"]["base_quant"]["value"], "none");
+    // Without anything: none, by default.
+    let empty = dir.path().join("none.toml");
+    let out = bin().env("PROXYTHINKER_CONFIG", &empty).args(["config"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().find(|l| l.starts_with("base_quant ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("none") && line.ends_with("default"), "{line}");
+}

@@ -3,7 +3,8 @@
 //! `qwen2_vl` and `qwen2_5_vl` differ in their vision towers and share the text decoder in
 //! `text`. A [`VlModel`] is weights only: each sequence's state lives in a [`KvCache`] that the
 //! caller owns, so one set of weights decodes any number of sequences, and rows of equal length
-//! decode together in one batched forward.
+//! decode together in one batched forward. The text decoder's linear layers are
+//! [`linear::Linear`]s: plain, or quantized while the model loads ([`VlModel::new_quantized`]).
 
 pub mod cache;
 pub mod config;
