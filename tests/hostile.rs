@@ -460,7 +460,7 @@ fn special_files_are_no_images_and_never_block() {
         let (out, _) = bounded(&strs(&args), &[], 20);
         refused(&out, &["is not a regular file"]);
         // What the UI's `o` and a replayed trace's picture call.
-        let err = proxythinker::tui::picture::Thumbnail::open(special).err().expect("refused");
+        let err = proxythinker::tui::picture::Thumbnail::open(special).expect_err("refused");
         assert!(err.to_string().contains("is not a regular file"), "{err}");
     }
     // Bigger than the file-size limit (lowered for the test): refused, not read.

@@ -340,6 +340,8 @@ fn a_long_paste_into_the_question_does_not_stall_the_ui() {
     tmux.wait_for("the session to finish", 120, |s| s.contains("· finished"));
     tmux.send("e", true);
     tmux.send("C-u", false);
+    // The input line is open and empty before the paste arrives (a loaded machine may be slow to draw it).
+    tmux.wait_for("the emptied input line", 30, |s| s.lines().any(|l| l.trim_end().ends_with("question> ▏") || l.contains("question> ▏ ")));
     // 2 KiB in one paste (bracketed, as the UI asked the terminal for), then Enter right after.
     let question = format!("{} END", "word ".repeat(400));
     assert!(tmux.run(&["set-buffer", "-b", "q", &question]).status.success());

@@ -110,7 +110,9 @@ pub struct Client<'a> {
     data: ureq::Agent,
 }
 
-/// Why [`Client::get`] gave no response.
+/// Why [`Client::get`] gave no response. Kept unboxed: one per request, so its size costs nothing,
+/// and the callers match on the ureq error's variants directly.
+#[allow(clippy::large_enum_variant)]
 enum GetError {
     Http(ureq::Error),
     Other(String),
@@ -176,6 +178,7 @@ impl<'a> Client<'a> {
 
     /// GET `url` with `headers`, following up to [`MAX_REDIRECTS`] redirects; the token goes to
     /// each hop only if it is the Hub's own origin. `deadline` bounds each hop's whole exchange.
+    #[allow(clippy::result_large_err)]
     fn get(&self, url: &str, headers: &[(&str, String)], deadline: Option<std::time::Duration>) -> std::result::Result<ureq::Response, GetError> {
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
