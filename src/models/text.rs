@@ -253,7 +253,7 @@ impl TextDecoder {
         let (_, l, _) = embeds.dims3()?;
         let device = embeds.device();
         let rotary = Rotary::new(positions, &self.inv_freq, &self.cfg.mrope_section, embeds.dtype(), device)?;
-        let mask = if l > 1 { Some(self.causal_mask(l, cache.len(), device)?) } else { None };
+        let mask = if l > 1 { Some(causal_mask(self.cfg.num_attention_heads / self.cfg.num_key_value_heads, l, cache.len(), device)?) } else { None };
         let mut x = embeds.clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let residual = &x;
@@ -273,18 +273,18 @@ impl TextDecoder {
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.lm_head.forward(hidden)?.to_dtype(DType::F32)
     }
+}
 
-    /// Additive causal mask for `l` new tokens after `past` cached ones, with rows repeated for
-    /// every query head that shares a key head: shape (rep * l, past + l).
-    fn causal_mask(&self, l: usize, past: usize, device: &Device) -> candle_core::Result<Tensor> {
-        let rep = self.cfg.num_attention_heads / self.cfg.num_key_value_heads;
-        let s = past + l;
-        let mut m = Vec::with_capacity(rep * l * s);
-        for _ in 0..rep {
-            for i in 0..l {
-                m.extend((0..s).map(|j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }));
-            }
+/// Additive causal mask for `l` new tokens after `past` cached ones, with rows repeated for each
+/// of the `rep` query heads that share a key head: shape (rep * l, past + l). Every family's text
+/// decoder attends through it.
+pub(crate) fn causal_mask(rep: usize, l: usize, past: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let s = past + l;
+    let mut m = Vec::with_capacity(rep * l * s);
+    for _ in 0..rep {
+        for i in 0..l {
+            m.extend((0..s).map(|j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }));
         }
-        Tensor::from_vec(m, (rep * l, s), device)
     }
+    Tensor::from_vec(m, (rep * l, s), device)
 }

@@ -8,13 +8,13 @@
 //! and high frequencies alike. And DeepStack: the vision tower's intermediate features are added
 //! to the hidden states at the image positions after each of the first decoder layers.
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::{embedding, rms_norm, Embedding, Linear, RmsNorm, VarBuilder};
 
 use super::linear;
 use crate::models::cache::KvCache;
 use crate::models::config::TextConfig;
-use crate::models::text::{inv_freq, Rotary};
+use crate::models::text::{causal_mask, inv_freq, Rotary};
 
 /// Which position (0 = temporal, 1 = height, 2 = width) rotates each of the `half` frequencies.
 pub fn interleaved_axes(half: usize, mrope_section: &[usize]) -> Vec<usize> {
@@ -182,7 +182,7 @@ impl TextDecoder {
         let (rows, l, hidden) = embeds.dims3()?;
         let device = embeds.device();
         let rotary = Rotary::with_axes(positions, &self.inv_freq, &self.rotary_axes, embeds.dtype(), device)?;
-        let mask = if l > 1 { Some(self.causal_mask(l, cache.len(), device)?) } else { None };
+        let mask = if l > 1 { Some(causal_mask(self.cfg.num_attention_heads / self.cfg.num_key_value_heads, l, cache.len(), device)?) } else { None };
         let mut x = embeds.clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let h = layer.self_attn.forward(&layer.input_layernorm.forward(&x)?, &rotary, mask.as_ref(), cache, i)?;
@@ -203,20 +203,6 @@ impl TextDecoder {
     /// Language-model logits (rows, vocab) in f32 for final hidden states (rows, hidden).
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.lm_head.forward(hidden)?.to_dtype(DType::F32)
-    }
-
-    /// Additive causal mask for `l` new tokens after `past` cached ones, its rows repeated for
-    /// every query head that shares a key head: (rep · l, past + l).
-    fn causal_mask(&self, l: usize, past: usize, device: &Device) -> candle_core::Result<Tensor> {
-        let rep = self.cfg.num_attention_heads / self.cfg.num_key_value_heads;
-        let s = past + l;
-        let mut m = Vec::with_capacity(rep * l * s);
-        for _ in 0..rep {
-            for i in 0..l {
-                m.extend((0..s).map(|j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }));
-            }
-        }
-        Tensor::from_vec(m, (rep * l, s), device)
     }
 }
 
