@@ -150,19 +150,7 @@ impl VlModel {
     /// Runs the prompts of `rows` (all of one length) into the empty `cache` and returns the
     /// logits (rows, vocab) in f32 at each row's last prompt position.
     pub fn prefill(&self, rows: &[PromptInput], cache: &mut KvCache) -> Result<Tensor> {
-        let Some(first) = rows.first() else {
-            return Err(Error::invalid("prefill needs at least one prompt"));
-        };
-        let len = first.input_ids.len();
-        if len == 0 {
-            return Err(Error::invalid("the prompt is empty: give a prompt of at least one token"));
-        }
-        if rows.iter().any(|r| r.input_ids.len() != len) {
-            return Err(Error::invalid("prompts decoded as one batch must have the same number of tokens"));
-        }
-        if !cache.is_empty() || cache.num_layers() != self.config.text.num_hidden_layers {
-            return Err(Error::invalid("prefill needs an empty cache made by this model's new_cache()"));
-        }
+        let len = check_prefill_rows(rows, cache, self.config.text.num_hidden_layers)?;
         let vocab = self.config.text.vocab_size as u32;
         if let Some(bad) = rows.iter().flat_map(|r| r.input_ids.iter()).find(|&&t| t >= vocab) {
             return Err(Error::invalid(format!("token id {bad} is outside the model's vocabulary of {vocab}")));
@@ -310,4 +298,24 @@ pub fn mrope_positions(config: &ModelConfig, row: &PromptInput) -> Result<(Vec<[
     }
     let delta = current - ids.len() as i64;
     Ok((pos, delta, image_end))
+}
+
+/// Checks the rows of a prefill (at least one, none empty, all of one length) against an empty
+/// cache made for a model of `layers` decoder layers; the rows' length. Every family's prefill
+/// starts here.
+pub(crate) fn check_prefill_rows(rows: &[PromptInput], cache: &KvCache, layers: usize) -> Result<usize> {
+    let Some(first) = rows.first() else {
+        return Err(Error::invalid("prefill needs at least one prompt"));
+    };
+    let len = first.input_ids.len();
+    if len == 0 {
+        return Err(Error::invalid("the prompt is empty: give a prompt of at least one token"));
+    }
+    if rows.iter().any(|r| r.input_ids.len() != len) {
+        return Err(Error::invalid("prompts decoded as one batch must have the same number of tokens"));
+    }
+    if !cache.is_empty() || cache.num_layers() != layers {
+        return Err(Error::invalid("prefill needs an empty cache made by this model's new_cache()"));
+    }
+    Ok(len)
 }

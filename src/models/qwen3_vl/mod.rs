@@ -16,7 +16,7 @@ pub mod vision;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use super::{mrope_positions, Decoder, ImageInput, KvCache, ModelConfig, PromptInput};
+use super::{check_prefill_rows, mrope_positions, Decoder, ImageInput, KvCache, ModelConfig, PromptInput};
 use crate::error::{Error, Result};
 
 /// Every linear layer of the family is made here, so that its type can change in one place.
@@ -66,19 +66,7 @@ impl Qwen3VlModel {
     /// Runs the prompts of `rows` (all of one length) into the empty `cache`; the logits (rows,
     /// vocab) in f32 at each row's last prompt position.
     pub fn prefill(&self, rows: &[PromptInput], cache: &mut KvCache) -> Result<Tensor> {
-        let Some(first) = rows.first() else {
-            return Err(Error::invalid("prefill needs at least one prompt"));
-        };
-        let len = first.input_ids.len();
-        if len == 0 {
-            return Err(Error::invalid("the prompt is empty: give a prompt of at least one token"));
-        }
-        if rows.iter().any(|r| r.input_ids.len() != len) {
-            return Err(Error::invalid("prompts decoded as one batch must have the same number of tokens"));
-        }
-        if !cache.is_empty() || cache.num_layers() != self.config.text.num_hidden_layers {
-            return Err(Error::invalid("prefill needs an empty cache made by this model's new_cache()"));
-        }
+        let len = check_prefill_rows(rows, cache, self.config.text.num_hidden_layers)?;
         self.check_tokens(rows.iter().flat_map(|r| r.input_ids.iter()))?;
 
         let mut positions = Vec::with_capacity(rows.len());
