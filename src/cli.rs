@@ -608,9 +608,16 @@ pub fn run_grade(args: &GradeArgs) -> Result<()> {
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// The dataset: a JSON Lines file, one question per line (`id`, `question`, `answer`,
-    /// optional `image` and `choices`; other fields are kept and reported).
-    #[arg(long, value_name = "FILE")]
-    pub data: PathBuf,
+    /// optional `image` and `choices`; other fields are kept and reported), a parquet file or
+    /// directory, or a Hugging Face dataset repo (`AI4Math/MathVista`, `owner/name@revision`).
+    #[arg(long, value_name = "FILE|DIR|REPO")]
+    pub data: String,
+    /// The split of a Hub dataset or parquet directory (`testmini`, `test`); needed when it has several.
+    #[arg(long, value_name = "NAME")]
+    pub split: Option<String>,
+    /// The subset (configuration) of a Hub dataset whose split is in several.
+    #[arg(long, value_name = "NAME")]
+    pub subset: Option<String>,
     /// Where results.jsonl, summary.json and run.json go; the same command resumes there.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -661,10 +668,17 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     if let Some(bad) = alphas.iter().find(|a| !a.is_finite()) {
         return Err(Error::invalid(format!("--alphas: {bad} is not a finite number")));
     }
-    let data = dataset::read_jsonl(&args.data, args.skip_bad)?;
+    // The checks that need no files come before a dataset download.
+    let session = SessionRequest::new(settings, EVAL_PROBE_QUESTION)?;
+    let wanted = crate::eval::source::DataRequest {
+        data: args.data.clone(),
+        split: args.split.clone(),
+        subset: args.subset.clone(),
+        skip_bad: args.skip_bad,
+    };
+    let data = crate::eval::source::open(&wanted, &crate::hub::HubConfig::from_env(), &mut crate::hub::TerminalProgress::new())?;
     let questions = dataset::select(data.questions.clone(), args.shard, args.limit);
-    let request = SessionRequest::new(settings, EVAL_PROBE_QUESTION)?;
-    let dirs = request.settings().resolve_models()?;
+    let dirs = session.settings().resolve_models()?;
     // The preflight sizes the first question's context.
     let first = questions.first().map_or_else(
         || Ok(Inputs { question: EVAL_PROBE_QUESTION.into(), image: None }),
@@ -672,9 +686,13 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             Ok(Inputs { question: dataset::prompt_text(q), image: q.image.as_ref().map(|i| i.open()).transpose()? })
         },
     )?;
-    let plan = request.prepare(dirs, first)?;
+    let plan = session.prepare(dirs, first)?;
     let opts = run::EvalOptions { alphas, out: args.out.clone(), traces: args.traces, skip_bad: args.skip_bad };
     run::claim_out(&plan, &data, &opts)?;
+    // Per-question timings and warnings go to the log file; stderr has the progress bar.
+    if crate::logging::init_logging(&crate::dirs::log_file()).is_some() {
+        tracing::info!("eval: {} questions of {} into {}, α {:?}", questions.len(), data.path.display(), opts.out.display(), opts.alphas);
+    }
     for note in &plan.notes {
         eprintln!("{note}");
     }

@@ -149,6 +149,27 @@ pub struct RepoRef {
     pub repo: String,
     /// A branch, a tag or a commit (`main` when the reference names none).
     pub revision: String,
+    /// A model repo or a dataset repo: the Hub serves them under different paths, and the cache
+    /// keeps them apart (`models--…`, `datasets--…`).
+    pub kind: RepoKind,
+}
+
+/// What kind of repo a [`RepoRef`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RepoKind {
+    #[default]
+    Model,
+    Dataset,
+}
+
+impl RepoKind {
+    /// The plural the Hub's API and the cache use: `models` or `datasets`.
+    pub fn plural(self) -> &'static str {
+        match self {
+            RepoKind::Model => "models",
+            RepoKind::Dataset => "datasets",
+        }
+    }
 }
 
 fn valid_repo_part(s: &str) -> bool {
@@ -180,7 +201,12 @@ impl RepoRef {
         if !valid_repo_part(owner) || !valid_repo_part(name) || !valid_revision(revision) {
             return None;
         }
-        Some(RepoRef { repo: id.to_string(), revision: revision.to_string() })
+        Some(RepoRef { repo: id.to_string(), revision: revision.to_string(), kind: RepoKind::Model })
+    }
+
+    /// [`parse`](Self::parse) for a dataset repo.
+    pub fn parse_dataset(reference: &str) -> Option<RepoRef> {
+        Self::parse(reference).map(|r| RepoRef { kind: RepoKind::Dataset, ..r })
     }
 }
 
@@ -237,7 +263,7 @@ fn one_line(s: &str) -> String {
 /// Downloads (or finds in the cache) the files of a checkpoint in `repo` and returns the
 /// snapshot directory. Offline, only the cache is used.
 pub fn download(repo: &RepoRef, config: &HubConfig, progress: &mut dyn Progress) -> Result<PathBuf> {
-    let cache = RepoCache::new(&config.cache_dir, &repo.repo);
+    let cache = RepoCache::new(&config.cache_dir, repo);
     if config.offline {
         return cache.offline_snapshot(repo, &config.cache_dir);
     }
@@ -291,6 +317,67 @@ pub fn download(repo: &RepoRef, config: &HubConfig, progress: &mut dyn Progress)
         client.fetch(&cache, &commit, file, progress)?;
     }
     Ok(snapshot)
+}
+
+/// Downloads (or finds in the cache) the files of a dataset repo that `select` picks from the
+/// repo's file list, and returns the snapshot directory with the picked names. `select` sees
+/// every file at the revision and words its own refusal. Offline, the cached snapshot's files
+/// are listed instead (only what an earlier run fetched).
+pub fn download_dataset(
+    repo: &RepoRef,
+    config: &HubConfig,
+    progress: &mut dyn Progress,
+    select: &dyn Fn(&[String]) -> Result<Vec<String>>,
+) -> Result<(PathBuf, Vec<String>)> {
+    let cache = RepoCache::new(&config.cache_dir, repo);
+    let cached = || -> Result<(PathBuf, Vec<String>)> {
+        let Some(commit) = cache.commit_of(&repo.revision) else {
+            return Err(Error::invalid(format!(
+                "offline (HF_HUB_OFFLINE=1) and the dataset {repo} is not in the Hugging Face cache {}; download it where the Hub is reachable (or set HF_HUB_OFFLINE=0), or pass a local file",
+                config.cache_dir.display()
+            )));
+        };
+        let snapshot = cache.snapshot_dir(&commit);
+        let mut files = Vec::new();
+        list_files(&snapshot, &snapshot, &mut files);
+        files.sort();
+        let picked = select(&files)?;
+        Ok((snapshot, picked))
+    };
+    if config.offline {
+        return cached();
+    }
+    let client = client::Client::new(config, repo);
+    let info = match client.revision_info() {
+        Ok(info) => info,
+        Err(client::FetchError::Unreachable(msg)) => {
+            if let Ok(found) = cached() {
+                tracing::warn!("{repo}: {msg}; using the cached snapshot {}", found.0.display());
+                return Ok(found);
+            }
+            return Err(Error::invalid(msg));
+        }
+        Err(e) => return Err(Error::invalid(e.message())),
+    };
+    cache.write_ref(&repo.revision, &info.sha)?;
+    let picked = select(&info.siblings)?;
+    for file in &picked {
+        client.fetch(&cache, &info.sha, file, progress)?;
+    }
+    Ok((cache.snapshot_dir(&info.sha), picked))
+}
+
+/// Every file under `dir`, as paths relative to `root` with `/` between parts.
+fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            list_files(root, &path, out);
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            out.push(rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"));
+        }
+    }
 }
 
 /// The shard file names a `model.safetensors.index.json` lists, sorted and deduplicated.

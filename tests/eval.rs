@@ -17,7 +17,8 @@ fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_proxythinker"));
     c.env("PROXYTHINKER_CONFIG", std::env::temp_dir().join("proxythinker-tests-no-config.toml"))
         .env_remove("PROXYTHINKER_FREE_MEMORY_BYTES")
-        .env_remove("PROXYTHINKER_TEST_EVAL_ABORT_AFTER");
+        .env_remove("PROXYTHINKER_TEST_EVAL_ABORT_AFTER")
+        .env("PROXYTHINKER_CACHE", std::env::temp_dir().join("proxythinker-tests-cache"));
     c
 }
 

@@ -444,7 +444,7 @@ fn references_that_are_paths_stay_paths() {
     for id in ["Qwen/Qwen2.5-VL-3B-Instruct", "owner/name@v1.0", "owner/name@refs/pr/1"] {
         assert!(!hub::looks_like_a_path(id), "{id}");
     }
-    assert_eq!(RepoRef::parse("o/n"), Some(RepoRef { repo: "o/n".into(), revision: "main".into() }));
+    assert_eq!(RepoRef::parse("o/n"), Some(RepoRef { repo: "o/n".into(), revision: "main".into(), kind: proxythinker::hub::RepoKind::Model }));
     assert_eq!(RepoRef::parse("o/n@refs/pr/1").unwrap().revision, "refs/pr/1");
     for bad in ["o/n@", "o/-n", "o/n@../x", "o/n n", "o/n@a b"] {
         assert_eq!(RepoRef::parse(bad), None, "{bad}");

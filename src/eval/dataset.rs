@@ -41,6 +41,8 @@ pub struct Question {
 pub enum ImageRef {
     Path(PathBuf),
     Base64 { label: PathBuf, data: String },
+    /// The encoded picture itself (a parquet image column's `bytes`).
+    Bytes { label: PathBuf, data: std::sync::Arc<[u8]> },
 }
 
 impl ImageRef {
@@ -54,6 +56,7 @@ impl ImageRef {
                     .map_err(|e| Error::image(label, format!("the image field is not a path of an existing file nor valid base64 ({e})")))?;
                 SourceImage::from_bytes(&bytes, label)
             }
+            ImageRef::Bytes { label, data } => SourceImage::from_bytes(data, label),
         }
     }
 
@@ -61,7 +64,7 @@ impl ImageRef {
     pub fn label(&self) -> String {
         match self {
             ImageRef::Path(p) => p.display().to_string(),
-            ImageRef::Base64 { label, .. } => label.display().to_string(),
+            ImageRef::Base64 { label, .. } | ImageRef::Bytes { label, .. } => label.display().to_string(),
         }
     }
 }
@@ -78,7 +81,11 @@ pub struct BadLine {
 /// `skip_bad`; otherwise the first is an error).
 #[derive(Debug, Clone)]
 pub struct Dataset {
+    /// The file, or what names the dataset (`owner/name@commit:split`), for messages and the
+    /// run's identity.
     pub path: PathBuf,
+    /// The directory name of the paper's output layout (`MathVista-testmini`, or the file's stem).
+    pub name: String,
     pub questions: Vec<Question>,
     pub bad: Vec<BadLine>,
 }
@@ -135,18 +142,35 @@ pub fn read_jsonl(path: &Path, skip_bad: bool) -> Result<Dataset> {
     if questions.is_empty() && bad.is_empty() {
         return Err(Error::invalid(format!("--data {}: the file holds no questions", path.display())));
     }
-    Ok(Dataset { path: path.to_path_buf(), questions, bad })
+    let name = path.file_stem().map_or("dataset".into(), |s| s.to_string_lossy().into_owned());
+    Ok(Dataset { path: path.to_path_buf(), name, questions, bad })
 }
 
 /// One line as a question, or (its id, why not).
 fn parse_line(line: &str, n: usize, dir: &Path, where_: &str) -> std::result::Result<Question, (String, String)> {
     let fallback_id = format!("line-{n}");
     let v: Value = serde_json::from_str(line).map_err(|e| (fallback_id.clone(), format!("{where_}: not a JSON object ({e})")))?;
-    let Value::Object(mut obj) = v else {
+    let Value::Object(obj) = v else {
         return Err((fallback_id, format!("{where_}: not a JSON object")));
     };
-    let id = match obj.remove("id") {
-        None | Some(Value::Null) => fallback_id,
+    parse_record(obj, n, dir, where_, None)
+}
+
+/// One record (a JSON Lines object, or a parquet row turned into one) as a question, or (its id,
+/// why not). `image` is the picture when the caller found it already (a parquet image column);
+/// otherwise the `image` field is read as a path relative to `dir` or as base64.
+pub(crate) fn parse_record(
+    mut obj: serde_json::Map<String, Value>,
+    n: usize,
+    dir: &Path,
+    where_: &str,
+    image: Option<ImageRef>,
+) -> std::result::Result<Question, (String, String)> {
+    let fallback_id = format!("line-{n}");
+    // MathVista numbers its questions `pid`, MathVerse `sample_index`.
+    let own_id = obj.remove("id").filter(|v| !v.is_null());
+    let id = match own_id.or_else(|| ["pid", "sample_index"].iter().find_map(|k| obj.get(*k).filter(|v| !v.is_null()).cloned())) {
+        None => fallback_id,
         Some(v) => text_of(&v).ok_or_else(|| (fallback_id.clone(), format!("{where_}: field `id` must be a string or a number")))?,
     };
     let field = |obj: &mut serde_json::Map<String, Value>, name: &str| -> std::result::Result<String, (String, String)> {
@@ -179,7 +203,19 @@ fn parse_line(line: &str, n: usize, dir: &Path, where_: &str) -> std::result::Re
             .collect::<std::result::Result<Vec<_>, _>>()?,
         Some(_) => return Err((id, format!("{where_}: field `choices` must be a list of strings"))),
     };
-    let image = match obj.remove("image") {
+    let image = match image {
+        Some(found) => {
+            obj.remove("image");
+            Some(found)
+        }
+        None => read_image_field(&mut obj, dir, where_).map_err(|reason| (id.clone(), reason))?,
+    };
+    Ok(Question { id, line: n, question, answer, choices, image, prompt_as_given: asked_as_given.is_some(), extra: obj.into_iter().collect() })
+}
+
+/// The `image` field of a record: a path relative to `dir`, base64 text, or absent.
+fn read_image_field(obj: &mut serde_json::Map<String, Value>, dir: &Path, where_: &str) -> std::result::Result<Option<ImageRef>, String> {
+    Ok(match obj.remove("image") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.trim().is_empty() => None,
         Some(Value::String(s)) => {
@@ -189,12 +225,11 @@ fn parse_line(line: &str, n: usize, dir: &Path, where_: &str) -> std::result::Re
             } else if candidate.is_file() {
                 Some(ImageRef::Path(candidate))
             } else {
-                return Err((id, format!("{where_}: field `image`: {} is not a file", candidate.display())));
+                return Err(format!("{where_}: field `image`: {} is not a file", candidate.display()));
             }
         }
-        Some(_) => return Err((id, format!("{where_}: field `image` must be a path or base64 text"))),
-    };
-    Ok(Question { id, line: n, question, answer, choices, image, prompt_as_given: asked_as_given.is_some(), extra: obj.into_iter().collect() })
+        Some(_) => return Err(format!("{where_}: field `image` must be a path or base64 text")),
+    })
 }
 
 /// The prompt of a question before the suffix: the question as given, and for multiple choice

@@ -333,7 +333,7 @@ pub fn run(plan: &SessionPlan, dataset: &Dataset, questions: &[Question], opts: 
     let text = serde_json::to_string_pretty(&summary.to_json()).map_err(|e| Error::invalid(format!("summary: {e}")))?;
     let summary_path = opts.out.join("summary.json");
     std::fs::write(&summary_path, text + "\n").map_err(|source| Error::Io { path: summary_path, source })?;
-    write_paper_layout(&opts.out, &dataset.path, questions, &results)?;
+    write_paper_layout(&opts.out, &dataset.name, questions, &results)?;
     Ok(summary)
 }
 
@@ -350,8 +350,7 @@ fn running_accuracy(results: &[ResultLine], alphas: &[f32]) -> String {
 
 /// The paper's layout: one file per stream (and α) under `DIR/<dataset name>/`, one line per
 /// question in dataset order, with `prompt` and `generated_text`.
-fn write_paper_layout(out: &Path, data: &Path, questions: &[Question], results: &[ResultLine]) -> Result<()> {
-    let name = data.file_stem().map_or("dataset".into(), |s| s.to_string_lossy().into_owned());
+fn write_paper_layout(out: &Path, name: &str, questions: &[Question], results: &[ResultLine]) -> Result<()> {
     let dir = out.join(name);
     std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
     let mut files: BTreeMap<String, String> = BTreeMap::new();
@@ -418,12 +417,14 @@ pub struct Summary {
 }
 
 /// The fields a summary groups by, when the dataset has them.
-const CATEGORY_FIELDS: [&str; 4] = ["category", "skill", "skills", "subject"];
+/// MathVista keeps them under `metadata`, and MathVerse's `problem_version` is its main split.
+const CATEGORY_FIELDS: [&str; 6] = ["category", "skill", "skills", "subject", "task", "problem_version"];
 
 fn categories(l: &ResultLine) -> Vec<String> {
     let mut out = Vec::new();
+    let nested = l.fields.get("metadata").and_then(Value::as_object);
     for f in CATEGORY_FIELDS {
-        match l.fields.get(f) {
+        match l.fields.get(f).or_else(|| nested.and_then(|m| m.get(f))) {
             Some(Value::String(s)) => out.push(format!("{f}={s}")),
             Some(Value::Array(items)) => out.extend(items.iter().filter_map(|v| v.as_str()).map(|s| format!("{f}={s}"))),
             _ => {}

@@ -31,8 +31,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 }
 
 impl RepoCache {
-    pub fn new(cache_dir: &Path, repo: &str) -> Self {
-        RepoCache { dir: cache_dir.join(format!("models--{}", repo.replace('/', "--"))) }
+    pub fn new(cache_dir: &Path, repo: &RepoRef) -> Self {
+        RepoCache { dir: cache_dir.join(format!("{}--{}", repo.kind.plural(), repo.repo.replace('/', "--"))) }
     }
 
     pub fn blob(&self, etag: &str) -> PathBuf {

@@ -247,7 +247,7 @@ impl<'a> Client<'a> {
 
     /// The commit `revision` points at and the repo's files there.
     pub fn revision_info(&self) -> std::result::Result<RevisionInfo, FetchError> {
-        let url = format!("{}/api/models/{}/revision/{}", self.endpoint(), self.repo.repo, encode(&self.repo.revision, false));
+        let url = format!("{}/api/{}/{}/revision/{}", self.endpoint(), self.repo.kind.plural(), self.repo.repo, encode(&self.repo.revision, false));
         let resp = match self.get(&url, &[], Some(self.metadata_deadline())) {
             Ok(r) => r,
             Err(GetError::Http(ureq::Error::Status(code, resp))) => return Err(self.status_error(code, &resp, Subject::Repo)),
@@ -276,7 +276,11 @@ impl<'a> Client<'a> {
     /// The etag and size of `file` at `commit`, from a HEAD that does not follow the redirect to
     /// the CDN (the Hub's own answer carries `X-Linked-Etag` and `X-Linked-Size` for LFS files).
     fn file_meta(&self, commit: &str, file: &str) -> Result<FileMeta> {
-        let mut url = format!("{}/{}/resolve/{}/{}", self.endpoint(), self.repo.repo, commit, encode(file, true));
+        let prefix = match self.repo.kind {
+            super::RepoKind::Model => "",
+            super::RepoKind::Dataset => "datasets/",
+        };
+        let mut url = format!("{}/{prefix}{}/resolve/{}/{}", self.endpoint(), self.repo.repo, commit, encode(file, true));
         for _ in 0..5 {
             let req = self.authorize(self.meta.head(&url), &url).set("Accept-Encoding", "identity").timeout(self.metadata_deadline());
             let resp = match req.call() {

@@ -48,12 +48,7 @@ pub struct DemoFiles {
 /// The directory for cached files: `$PROXYTHINKER_CACHE` when set, else the platform's cache
 /// directory (`~/.cache/proxythinker` on Linux), else one under the temporary directory.
 pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PROXYTHINKER_CACHE").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    directories::ProjectDirs::from("", "", "proxythinker")
-        .map(|d| d.cache_dir().to_path_buf())
-        .unwrap_or_else(|| std::env::temp_dir().join("proxythinker"))
+    crate::dirs::cache_dir()
 }
 
 /// Writes the demo files under `root` (once: files already there with the same bytes are left

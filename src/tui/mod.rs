@@ -159,7 +159,7 @@ fn run_app(app: App, live: Option<(Arc<SessionPlan>, Inputs)>) -> Result<()> {
 
 /// Takes over the terminal and runs the loop until `q`.
 fn run_app_with(mut app: App, mut runtime: Runtime) -> Result<()> {
-    let log = terminal::init_logging(&terminal::log_file());
+    let log = crate::logging::init_logging(&crate::dirs::log_file());
     tracing::info!("starting the UI ({:?})", app.info.mode);
     // The terminal first: its panic hook must be in place before the engine thread exists.
     let mut guard = terminal::enter().map_err(|e| Error::invalid(format!("cannot use this terminal: {e}")))?;

@@ -4,7 +4,6 @@
 //! ([`crate::interrupt`]). Logs go to a file, never the screen.
 
 use std::io::{stdout, Stdout};
-use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::thread::ThreadId;
 
@@ -79,30 +78,4 @@ fn install_panic_hook(ui_thread: ThreadId) {
             }
         }));
     });
-}
-
-/// Where the log file goes: `logs/proxythinker.log` under the cache directory.
-pub fn log_file() -> PathBuf {
-    super::demo::cache_dir().join("logs").join("proxythinker.log")
-}
-
-/// Sends `tracing` output to the log file. Returns the file's path, or `None` when it cannot be
-/// written (the UI then runs without a log rather than printing on the screen).
-pub fn init_logging(path: &Path) -> Option<PathBuf> {
-    let dir = path.parent()?;
-    std::fs::create_dir_all(dir).ok()?;
-    let name = path.file_name()?.to_str()?;
-    // The builder, unlike `rolling::never`, reports an unwritable place instead of panicking.
-    let appender = tracing_appender::rolling::RollingFileAppender::builder()
-        .rotation(tracing_appender::rolling::Rotation::NEVER)
-        .filename_prefix(name)
-        .build(dir)
-        .ok()?;
-    tracing_subscriber::fmt()
-        .with_writer(appender)
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .try_init()
-        .ok()?;
-    Some(path.to_path_buf())
 }

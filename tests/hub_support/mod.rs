@@ -8,6 +8,8 @@
 //!   answer 302 to `/cdn/{sha256}` with `X-Linked-Etag: "<sha256>"`, `X-Linked-Size`,
 //!   `X-Repo-Commit`. Gated repos need `Authorization: Bearer <token>` here (401 without, 403 with a
 //!   wrong one), as on the Hub, while the API and the CDN stay open.
+//! - Dataset repos the same way under `/api/datasets/…` and `/datasets/{owner}/{name}/resolve/…`
+//!   (added with [`FakeHub::add_dataset`]; `*.parquet` files are LFS files).
 //! - `GET /cdn/{sha256}`: the LFS bytes, with `Range: bytes=N-` answered 206 + `Content-Range`.
 //!
 //! Test knobs: cut a file's transfer off halfway (n times), corrupt its bytes, answer 404 for a
@@ -63,7 +65,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 pub fn is_lfs(file: &str) -> bool {
-    file.ends_with(".safetensors") || file.ends_with(".bin")
+    file.ends_with(".safetensors") || file.ends_with(".bin") || file.ends_with(".parquet")
 }
 
 /// The files of a directory, by name.
@@ -140,6 +142,11 @@ impl FakeHub {
         r.commits.insert(commit.clone(), files);
         r.refs.insert(revision.to_string(), commit.clone());
         commit
+    }
+
+    /// [`add`](Self::add) for a dataset repo.
+    pub fn add_dataset(&self, repo: &str, revision: &str, files: BTreeMap<String, Vec<u8>>) -> String {
+        self.add(&format!("datasets/{repo}"), revision, files)
     }
 
     /// Files need `Authorization: Bearer <token>`.
@@ -339,12 +346,22 @@ fn serve_bytes(st: &mut State, req: &Req, file: &str, bytes: &[u8], mut resp: Re
 
 fn route(st: &mut State, req: &Req, base: &str) -> Response {
     let path = req.path.split('?').next().unwrap_or("");
-    if let Some(rest) = path.strip_prefix("/api/models/") {
+    // Dataset repos live under their own prefix, kept in the repo's key.
+    let (kind, api, path) = if let Some(rest) = path.strip_prefix("/api/datasets/") {
+        ("datasets/", Some(rest), path)
+    } else if let Some(rest) = path.strip_prefix("/api/models/") {
+        ("", Some(rest), path)
+    } else if path.starts_with("/datasets/") {
+        ("datasets/", None, &path["/datasets".len()..])
+    } else {
+        ("", None, path)
+    };
+    if let Some(rest) = api {
         let parts: Vec<&str> = rest.splitn(4, '/').collect();
         if parts.len() != 4 || parts[2] != "revision" || req.method != "GET" {
             return Response::error(404, "EntryNotFound", "no such API");
         }
-        let repo_id = format!("{}/{}", parts[0], parts[1]);
+        let repo_id = format!("{kind}{}/{}", parts[0], parts[1]);
         let rev = decode(parts[3]);
         let Some(repo) = st.repos.get(&repo_id) else {
             return Response::error(404, "RepoNotFound", "Repository not found");
@@ -368,7 +385,7 @@ fn route(st: &mut State, req: &Req, base: &str) -> Response {
     if parts.len() != 5 || parts[2] != "resolve" {
         return Response::error(404, "EntryNotFound", "not found");
     }
-    let repo_id = format!("{}/{}", parts[0], parts[1]);
+    let repo_id = format!("{kind}{}/{}", parts[0], parts[1]);
     let rev = decode(parts[3]);
     let file = decode(parts[4]);
     let Some(repo) = st.repos.get(&repo_id) else {
