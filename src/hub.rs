@@ -368,7 +368,7 @@ pub fn download_dataset(
 }
 
 /// Every file under `dir`, as paths relative to `root` with `/` between parts.
-fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+pub(crate) fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let path = entry.path();

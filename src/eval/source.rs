@@ -62,7 +62,7 @@ fn open_local(path: &Path, request: &DataRequest) -> Result<Dataset> {
     let is_parquet = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
     if path.is_dir() {
         let mut files = Vec::new();
-        collect(path, path, &mut files);
+        hub::list_files(path, path, &mut files);
         files.sort();
         let picked = pick_split(&files, request.split.as_deref(), request.subset.as_deref(), &path.display().to_string())
             .map_err(|e| match e {
@@ -87,18 +87,6 @@ fn open_local(path: &Path, request: &DataRequest) -> Result<Dataset> {
         return read_parquet(&[path.to_path_buf()], &path.display().to_string(), &stem, request.skip_bad);
     }
     read_jsonl(path, request.skip_bad)
-}
-
-fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let p = entry.path();
-        if p.is_dir() {
-            collect(root, &p, out);
-        } else if let Ok(rel) = p.strip_prefix(root) {
-            out.push(rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"));
-        }
-    }
 }
 
 /// The split and subset a parquet file's path says it holds: `data/testmini-00000-of-00001.parquet`

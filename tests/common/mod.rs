@@ -79,3 +79,17 @@ pub fn small_with_a_mismatched_tokenizer() -> tempfile::TempDir {
     std::fs::write(&tok_path, tok.to_string()).unwrap();
     dir
 }
+
+/// The stdout of a command that must have succeeded (its stderr in the failure message).
+pub fn ok(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The stderr of a command that must have failed with exit status 2 and a one-line message.
+pub fn one_line_error(out: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    stderr
+}
