@@ -2,7 +2,8 @@
 //! makes (text decoder like Qwen2.5-0.5B: hidden 896, 24 layers, 14 query / 2 key-value heads,
 //! intermediate 4864, vocabulary 151936, tied embeddings; vision tower 8 blocks × 640), or the
 //! smaller pair (`small`: hidden 512, 12 layers, 8 heads, intermediate 2048), for machines where
-//! torch cannot be installed.
+//! torch cannot be installed; `tiny` (hidden 128, 2 layers, 4 heads, intermediate 256) keeps the
+//! real vocabulary for live α's figures.
 //!
 //! ```sh
 //! cargo run --release --example make_random_model -- target/bench-model-rs [base|small] [SEED]
@@ -36,13 +37,16 @@ impl Normal {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let out = PathBuf::from(args.get(1).ok_or("usage: make_random_model OUT_DIR [base|small] [SEED]")?);
+    let out = PathBuf::from(args.get(1).ok_or("usage: make_random_model OUT_DIR [base|small|tiny] [SEED]")?);
     let size = args.get(2).map_or("base", String::as_str);
     let seed: u64 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(0);
     let (hidden, intermediate, layers, heads) = match size {
         "base" => (896, 4864, 24, 14),
         "small" => (512, 2048, 12, 8),
-        other => return Err(format!("unknown size {other:?}: use base or small").into()),
+        // The real vocabulary on a model that decodes in milliseconds: what live α's figures
+        // need (thousands of kept tokens, each record over V = 151,936).
+        "tiny" => (128, 256, 2, 4),
+        other => return Err(format!("unknown size {other:?}: use base, small or tiny").into()),
     };
     let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/qwen2_5_vl");
     std::fs::create_dir_all(&out)?;
@@ -62,7 +66,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ] {
         cfg[k] = v;
     }
-    cfg["rope_scaling"]["mrope_section"] = serde_json::json!([8, 12, 12]);
+    // Sections of half the head dimension (t, h, w), in Qwen2.5-VL's proportions.
+    let half = hidden / heads / 2;
+    cfg["rope_scaling"]["mrope_section"] = serde_json::json!([half / 4, half * 3 / 8, half * 3 / 8]);
     cfg["vision_config"] = serde_json::json!({
         "depth": 8, "hidden_size": 640, "hidden_act": "silu", "intermediate_size": 1710, "num_heads": 10,
         "in_chans": 3, "out_hidden_size": hidden, "patch_size": 14, "spatial_merge_size": 2,

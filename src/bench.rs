@@ -5,7 +5,8 @@
 //! - guided decoding alone: one row per model, the mix and the argmax on the models' device, one
 //!   token id back to the host per step (what the paper's native loop does);
 //! - the full session: three streams in lockstep with every record measured (what the UI runs),
-//!   then a change of α by 0.01 (what `]`/`}` cost before re-decoding starts);
+//!   then a change of α by 0.01 as the engine makes it (the time to the first re-decoded token,
+//!   then until every kept record is re-measured) and, for comparison, all at once;
 //! - with `--unbatched`, the session's five rows without the records, batched as the session
 //!   batches them (three forwards per step) and as five separate forwards per step: the batching
 //!   ratio.
@@ -53,10 +54,16 @@ pub struct BenchReport {
     /// any. In f32 on the CPU the two agree; in bf16 on a GPU the session's two-row forwards and
     /// the loop's one-row forwards may round differently, and random weights leave near-ties.
     pub first_divergence: Option<usize>,
-    /// Seconds a change of α (by 0.01) took after the session: deciding which tokens stay and
-    /// re-measuring the kept records, before any re-decoding.
+    /// Seconds a change of α (by 0.01) took after the session, done all at once: deciding which
+    /// tokens stay and re-measuring every kept record before any re-decoding (how the UI waited
+    /// before records were re-measured in the background).
     pub live_alpha_seconds: f64,
     pub live_alpha_kept_tokens: usize,
+    /// The same change done as the engine does it: seconds until the first re-decoded guided
+    /// token is out (deciding which tokens stay, then one step; deciding alone where every token
+    /// is kept), and then seconds until every kept record is re-measured.
+    pub live_alpha_first_token_seconds: f64,
+    pub live_alpha_all_fresh_seconds: f64,
 }
 
 /// Synchronises the device (a host copy of a scalar), so that host clocks time finished work.
@@ -168,9 +175,21 @@ pub fn run(plan: &SessionPlan, prompt: &PromptInput, unbatched: bool) -> Result<
     let session_sps = steps as f64 / t.elapsed().as_secs_f64();
     let session_tokens = session.tokens(StreamKind::Guided);
     let first_divergence = session_tokens.iter().zip(&guided_tokens).position(|(a, b)| a != b);
-    // Live α: the replay check and the refresh of every kept record (no re-decoding timed).
+    // Live α as the engine does it: decide, re-decode the first changed token, then re-measure
+    // the kept records; then, on the same stream, the all-at-once way for comparison.
     let t = Instant::now();
-    let kept = session.set_alpha(alpha + 0.01)?.unwrap_or(steps);
+    let changed = session.set_alpha_lazy(alpha + 0.01)?;
+    if changed.is_some() {
+        session.step()?;
+    }
+    let live_alpha_first_token_seconds = t.elapsed().as_secs_f64();
+    let kept = changed.unwrap_or(steps);
+    let t = Instant::now();
+    session.refresh_stale(kept, usize::MAX);
+    let live_alpha_all_fresh_seconds = t.elapsed().as_secs_f64();
+    session.run_to_end()?;
+    let t = Instant::now();
+    session.set_alpha(alpha)?;
     let live_alpha_seconds = t.elapsed().as_secs_f64();
     drop(session);
 
@@ -195,5 +214,7 @@ pub fn run(plan: &SessionPlan, prompt: &PromptInput, unbatched: bool) -> Result<
         first_divergence,
         live_alpha_seconds,
         live_alpha_kept_tokens: kept,
+        live_alpha_first_token_seconds,
+        live_alpha_all_fresh_seconds,
     })
 }

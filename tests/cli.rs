@@ -314,6 +314,8 @@ fn bench_reports_the_figures_the_readme_quotes() {
         "lockstep_batched_steps_per_second",
         "five_forwards_steps_per_second",
         "live_alpha_seconds",
+        "live_alpha_first_token_seconds",
+        "live_alpha_all_fresh_seconds",
     ] {
         // A NaN or infinite figure is written as null, so this also asks for a finite one.
         assert!(f32[key].as_f64().is_some_and(|v| v > 0.0 && v.is_finite()), "{key}: {}", f32[key]);

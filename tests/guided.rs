@@ -411,3 +411,93 @@ fn nan_logits_stop_only_that_stream_and_keep_what_came_before() {
     }
     assert_eq!(session.tokens(StreamKind::Base), &u32s(&case["base"])[..], "the base stream is unaffected");
 }
+
+#[test]
+fn lazy_alpha_decides_first_then_refreshes_nearest_first_and_ends_equal_to_a_fresh_run() {
+    let s = setup();
+    let prompt = s.prompt("How many circles are there? Answer with a number.", Some("images/252x196.png"));
+    let sampled = Sampling::Sample { temperature: 0.8, top_k: 20, top_p: 0.9, seed: 7 };
+    for sampling in [Sampling::Greedy, sampled] {
+        for (from, to) in [(0.5f32, 2.0f32), (1.0, 1.0001), (0.5, 0.0)] {
+            let mut eager = s.session(&prompt, from, sampling, 14);
+            eager.run_to_end().unwrap();
+            let mut live = s.session(&prompt, from, sampling, 14);
+            live.run_to_end().unwrap();
+            let before = live.guided_records().to_vec();
+            let diverged = live.set_alpha_lazy(to).unwrap();
+            assert_eq!(diverged, eager.set_alpha(to).unwrap(), "{sampling:?} α {from} → {to}: the same first change");
+            let kept = diverged.unwrap_or(14);
+            assert_eq!(live.guided_records().len(), kept);
+            // The kept records are marked and still hold the old α's measures.
+            assert_eq!(live.stale_count(), kept);
+            assert!(live.guided_records().iter().zip(&before).all(|(r, b)| r.stale && r.guided == b.guided));
+            // Nearest first: three records around step 5 (or the stream's end).
+            let near = 5.min(kept.saturating_sub(1));
+            let fresh = live.refresh_stale(near, 3);
+            let steps: Vec<usize> = fresh.iter().map(|r| r.step).collect();
+            let mut want: Vec<usize> = (0..kept).collect();
+            want.sort_by_key(|&i| (i.abs_diff(near), i));
+            want.truncate(3);
+            want.sort();
+            assert_eq!(steps, want, "{sampling:?} α {from} → {to}");
+            assert!(fresh.iter().all(|r| !r.stale));
+            assert_eq!(live.stale_count(), kept - fresh.len());
+            for r in &fresh {
+                assert_eq!(r, &eager.guided_records()[r.step], "a refreshed record is the eager one");
+            }
+            // Decoding goes on with stale records left; refreshing the rest gives a fresh run's.
+            live.run_to_end().unwrap();
+            live.refresh_stale(0, usize::MAX);
+            assert_eq!(live.stale_count(), 0);
+            let mut fresh_run = s.session(&prompt, to, sampling, 14);
+            fresh_run.run_to_end().unwrap();
+            assert_eq!(live.guided_records(), fresh_run.guided_records(), "{sampling:?} α {from} → {to}");
+            // A fresh record's trace line does not carry the marker.
+            assert!(!serde_json::to_string(&live.guided_records()[0]).unwrap().contains("stale"));
+        }
+    }
+}
+
+#[test]
+fn the_engine_re_measures_kept_records_after_an_alpha_change_and_they_end_as_a_fresh_run() {
+    let s = Arc::new(setup());
+    let prompt = s.prompt("What is in the picture?", Some("images/56x56.png"));
+    let (s2, p2) = (s.clone(), prompt.clone());
+    let engine = Engine::spawn(move || {
+        let settings = Settings { alpha: 0.5, sampling: Sampling::Greedy, max_new_tokens: 10, stop_strings: vec![], stop_at_eos: false };
+        Session::new(s2.trio.clone(), s2.files.base().1.clone(), p2.clone(), settings, vec![])
+    });
+    // The records as the UI keeps them: kept on a reset, replaced when refreshed.
+    let mut records: Vec<proxythinker::engine::GuidedRecord> = Vec::new();
+    let mut refreshed = 0;
+    let mut apply = |ev: Event, records: &mut Vec<proxythinker::engine::GuidedRecord>| -> bool {
+        match ev {
+            Event::Record(Record::Guided(g)) => records.push(g),
+            Event::GuidedReset { kept, .. } => *records = kept,
+            Event::Refreshed(fresh) => {
+                for r in fresh {
+                    refreshed += 1;
+                    let step = r.step;
+                    records[step] = r;
+                }
+            }
+            Event::Finished => return true,
+            Event::Error(e) => panic!("{e}"),
+            _ => {}
+        }
+        false
+    };
+    while !apply(engine.events.recv_timeout(std::time::Duration::from_secs(60)).unwrap(), &mut records) {}
+    // 0.5 → 0.5001 keeps every token (the fixture's stream does not change), so the session is
+    // finished at once and the records are re-measured after `Finished`.
+    engine.commands.send(Command::SetAlpha(0.5001)).unwrap();
+    let mut finished = false;
+    while !finished || records.iter().any(|r| r.stale) {
+        finished |= apply(engine.events.recv_timeout(std::time::Duration::from_secs(60)).unwrap(), &mut records);
+    }
+    let mut fresh = s.session(&prompt, 0.5001, Sampling::Greedy, 10);
+    fresh.run_to_end().unwrap();
+    assert_eq!(records.iter().map(|r| r.token).collect::<Vec<_>>(), fresh.tokens(StreamKind::Guided));
+    assert_eq!(records, fresh.guided_records());
+    assert_eq!(refreshed, 10, "every kept record was re-measured once");
+}

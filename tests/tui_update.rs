@@ -695,3 +695,38 @@ fn ctrl_c_quits_from_the_input_line_and_control_chords_type_nothing() {
     let fx = update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
     assert!(matches!(fx.as_slice(), [Effect::Quit]), "{fx:?}");
 }
+
+#[test]
+fn refreshed_records_replace_the_stale_ones_of_their_step_and_the_pane_says_how_many_are_left() {
+    let mut a = app(6);
+    update(&mut a, ch(']'));
+    let kept: Vec<_> = a.guided.iter().cloned().map(|mut r| {
+        r.stale = true;
+        r
+    }).collect();
+    update(&mut a, Msg::Engine(Event::GuidedReset { alpha: 0.6, changed_from: None, kept }));
+    assert_eq!(a.guided.iter().filter(|r| r.stale).count(), 6);
+    let backend = ratatui::backend::TestBackend::new(200, 50);
+    let mut term = ratatui::Terminal::new(backend).unwrap();
+    let screen = |term: &mut ratatui::Terminal<ratatui::backend::TestBackend>, a: &mut App| -> String {
+        term.draw(|f| proxythinker::tui::view::draw(f, a)).unwrap();
+        term.backend().buffer().content().iter().map(|c| c.symbol()).collect()
+    };
+    assert!(screen(&mut term, &mut a).contains("· 6 re-measuring"));
+    // Two come back re-measured (a new measure); one for a token no longer at its step is ignored.
+    let mut fresh: Vec<_> = [1usize, 4].iter().map(|&i| {
+        let mut r = a.guided[i].clone();
+        r.stale = false;
+        r.kl_guided_base = 9.0;
+        r
+    }).collect();
+    let mut wrong = a.guided[2].clone();
+    wrong.token += 1;
+    wrong.stale = false;
+    fresh.push(wrong);
+    update(&mut a, Msg::Engine(Event::Refreshed(fresh)));
+    let stale: Vec<usize> = a.guided.iter().filter(|r| r.stale).map(|r| r.step).collect();
+    assert_eq!(stale, [0, 2, 3, 5]);
+    assert_eq!((a.guided[1].kl_guided_base, a.guided[4].kl_guided_base), (9.0, 9.0));
+    assert!(screen(&mut term, &mut a).contains("· 4 re-measuring"));
+}

@@ -24,6 +24,10 @@ pub enum Event {
     /// is kept). The `kept` records stay (their α-dependent measures refreshed); everything from
     /// `changed_from` on is gone and will be decoded again. A refused command answers `Error`.
     GuidedReset { alpha: f32, changed_from: Option<usize>, kept: Vec<GuidedRecord> },
+    /// Kept guided records re-measured at the α in force after a change of α (they arrived
+    /// [`stale`](GuidedRecord::stale) in the `GuidedReset`), in step order; each replaces the
+    /// record of its step.
+    Refreshed(Vec<GuidedRecord>),
     /// After each step: the step count and the decoding rate over the last second.
     Progress { step: usize, tokens_per_second: f64 },
     /// Every stream has ended (the engine waits for commands). Sent again whenever a command
@@ -41,6 +45,8 @@ pub enum Command {
     SetAlpha(f32),
     /// Force a token at a guided step.
     Force { step: usize, token: u32 },
+    /// The guided step the user is looking at: stale records nearest it are re-measured first.
+    Focus(usize),
     Stop,
 }
 
@@ -49,6 +55,25 @@ pub struct Engine {
     pub commands: Sender<Command>,
     pub events: Receiver<Event>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Stale records re-measured between two decoding steps: enough to finish thousands within
+/// seconds, few enough that a step is not held up long (a record costs about a millisecond at
+/// V = 151,936 per core).
+const REFRESH_BATCH: usize = 32;
+
+/// A `SetAlpha` followed, in the queue, by more of them becomes the last one: each would replay
+/// the kept stream only for the next to replay it again. Any other command read on the way is
+/// kept, in order, in `backlog`, and ends the coalescing (an α after a `Force` is a new request).
+fn coalesce_alpha(cmd: Command, commands: &Receiver<Command>, backlog: &mut std::collections::VecDeque<Command>) -> Command {
+    let Command::SetAlpha(mut alpha) = cmd else { return cmd };
+    while let Ok(next) = commands.try_recv() {
+        match next {
+            Command::SetAlpha(a) if backlog.is_empty() => alpha = a,
+            other => backlog.push_back(other),
+        }
+    }
+    Command::SetAlpha(alpha)
 }
 
 /// The reset that answers a command the session took, then `Finished` if nothing is left to decode.
@@ -81,10 +106,15 @@ impl Engine {
             };
             let mut paused = false;
             let mut window = (Instant::now(), 0usize);
+            let mut focus = 0usize;
+            // Commands read ahead while coalescing α presses, in the order they came.
+            let mut backlog: std::collections::VecDeque<Command> = std::collections::VecDeque::new();
             loop {
-                // Commands first; block for one only when there is nothing to decode.
-                let idle = paused || session.is_done();
-                let cmd = if idle {
+                // Commands first; block for one only when there is nothing to decode or re-measure.
+                let idle = (paused || session.is_done()) && session.stale_count() == 0;
+                let cmd = if let Some(c) = backlog.pop_front() {
+                    Some(c)
+                } else if idle {
                     match cmd_rx.recv_timeout(Duration::from_millis(200)) {
                         Ok(c) => Some(c),
                         Err(RecvTimeoutError::Timeout) => continue,
@@ -93,6 +123,8 @@ impl Engine {
                 } else {
                     cmd_rx.try_recv().ok()
                 };
+                // Rapid α presses: only the last α asked for is replayed.
+                let cmd = cmd.map(|c| coalesce_alpha(c, &cmd_rx, &mut backlog));
                 if let Some(cmd) = cmd {
                     let outcome = match cmd {
                         Command::Stop => return,
@@ -104,7 +136,16 @@ impl Engine {
                             paused = false;
                             Ok(())
                         }
-                        Command::SetAlpha(a) => session.set_alpha(a).map(|changed_from| report_reset(&session, changed_from, &ev_tx)),
+                        Command::Focus(step) => {
+                            focus = step;
+                            Ok(())
+                        }
+                        Command::SetAlpha(a) => session.set_alpha_lazy(a).map(|changed_from| {
+                            // Re-measuring starts where the stream changed (or its end), where the
+                            // user is looking unless the UI says otherwise.
+                            focus = changed_from.unwrap_or(session.tokens(StreamKind::Guided).len());
+                            report_reset(&session, changed_from, &ev_tx)
+                        }),
                         Command::Force { step, token } => {
                             session.force(step, token).map(|()| report_reset(&session, Some(step), &ev_tx))
                         }
@@ -113,6 +154,17 @@ impl Engine {
                         let _ = ev_tx.send(Event::Error(e.to_string()));
                     }
                     continue;
+                }
+                // Stale records are re-measured a batch at a time between decoding steps, so that
+                // decoding resumes at once and the records follow within seconds.
+                if session.stale_count() > 0 {
+                    let fresh = session.refresh_stale(focus, REFRESH_BATCH);
+                    if !fresh.is_empty() && ev_tx.send(Event::Refreshed(fresh)).is_err() {
+                        return;
+                    }
+                    if paused || session.is_done() {
+                        continue;
+                    }
                 }
                 match session.step() {
                     Ok(records) => {
@@ -151,5 +203,27 @@ impl Drop for Engine {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_alpha_presses_coalesce_to_the_last_and_other_commands_keep_their_order() {
+        let (tx, rx) = channel();
+        for c in [Command::SetAlpha(0.6), Command::SetAlpha(0.7), Command::Pause, Command::SetAlpha(0.9), Command::Resume] {
+            tx.send(c).unwrap();
+        }
+        let mut backlog = std::collections::VecDeque::new();
+        let first = coalesce_alpha(Command::SetAlpha(0.5), &rx, &mut backlog);
+        assert!(matches!(first, Command::SetAlpha(a) if a == 0.7), "{first:?}");
+        let rest: Vec<String> = backlog.iter().map(|c| format!("{c:?}")).collect();
+        assert_eq!(rest, ["Pause", "SetAlpha(0.9)", "Resume"]);
+        // Anything else passes through untouched and reads nothing.
+        tx.send(Command::SetAlpha(1.0)).unwrap();
+        assert!(matches!(coalesce_alpha(Command::Stop, &rx, &mut backlog), Command::Stop));
+        assert!(matches!(rx.try_recv(), Ok(Command::SetAlpha(a)) if a == 1.0));
     }
 }

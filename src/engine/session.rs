@@ -11,7 +11,9 @@
 //! host memory, so that a long session does not take GPU memory from the models): 8·V bytes per
 //! token. Setting α replays those vectors, keeps every guided
 //! token whose choice would not change, truncates the caches at the first that would, and decodes
-//! on from there. The base-only and RFT-only streams do not depend on α: while the guided stream
+//! on from there. Only the choice is replayed at once (one pass over V per kept token, stopping
+//! at the first change); the kept records' measures at the new α are recomputed afterwards,
+//! a batch at a time, nearest where the user looks first ([`Session::refresh_stale`]). The base-only and RFT-only streams do not depend on α: while the guided stream
 //! re-decodes, their rows are fed their own recorded tokens again, so they are kept as they were.
 
 use std::collections::BTreeMap;
@@ -94,6 +96,11 @@ pub struct GuidedRecord {
     pub base_rank: usize,
     /// Whether guidance changed the argmax away from the base model's.
     pub flipped: bool,
+    /// The α-dependent measures (`guided`, `kl_guided_base`, `js_guided_base`, `flipped`) are
+    /// from an earlier α: after a change of α the kept records are re-measured in the background
+    /// while decoding resumes (see [`Session::set_alpha_lazy`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 /// What the base-only and RFT-only streams record per token.
@@ -195,6 +202,7 @@ impl Measure<'_> {
         rec.js_guided_base = guidance::js(&lg, &lb) as f32;
         rec.flipped = guidance::argmax(mixed) != guidance::argmax(b);
         rec.guided = guided;
+        rec.stale = false;
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -226,6 +234,7 @@ impl Measure<'_> {
             rft: rft.0,
             small: small.0,
             guided: guided.0,
+            stale: false,
         }
     }
 }
@@ -485,52 +494,114 @@ impl Session {
         Ok(all)
     }
 
-    /// Sets α. Returns the guided step from which the stream changes (and was truncated), or
-    /// `None` when every guided token decoded so far is kept.
+    /// Sets α and brings every kept record up to date before returning: [`set_alpha_lazy`]
+    /// followed by [`refresh_stale`] of all of them. Returns the guided step from which the
+    /// stream changes (and was truncated), or `None` when every guided token so far is kept.
+    ///
+    /// [`set_alpha_lazy`]: Self::set_alpha_lazy
+    /// [`refresh_stale`]: Self::refresh_stale
     pub fn set_alpha(&mut self, alpha: f32) -> Result<Option<usize>> {
+        let changed = self.set_alpha_lazy(alpha)?;
+        self.refresh_stale(0, usize::MAX);
+        Ok(changed)
+    }
+
+    /// Sets α, deciding only which guided tokens survive: the first kept step whose choice
+    /// changes at the new α truncates the stream (and every cache) there, so decoding can resume
+    /// at once. The kept records' α-dependent measures are left [`stale`](GuidedRecord::stale)
+    /// for [`refresh_stale`](Self::refresh_stale). Returns the step from which the stream
+    /// changes, or `None` when every guided token so far is kept.
+    ///
+    /// Deciding needs one pass over each kept step's `base[..V]` and `rft[..V] − small[..V]`
+    /// (greedy: the argmax of the mix, with no softmax and no copy), spread over every core with
+    /// the lowest changed step shared, so the work stops at the first change.
+    pub fn set_alpha_lazy(&mut self, alpha: f32) -> Result<Option<usize>> {
         if !alpha.is_finite() {
             return Err(Error::invalid(format!("α must be a finite number, got {alpha}")));
         }
-        // Thousands of tokens may be kept, each with two vectors of V entries: they are replayed a
-        // batch at a time, each batch re-measured on every core, stopping at the first change.
-        const BATCH: usize = 64;
-        let n = self.replay.len().min(self.guided.records.len());
-        let (measure, sampling) = (Measure(&self.tokenizer), self.settings.sampling);
-        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-        let mut diverge = None;
-        'batches: for start in (0..n).step_by(BATCH) {
-            let end = (start + BATCH).min(n);
-            let vectors = &self.replay[start..end];
-            // Each kept step's token at the new α (a forced one stays) and its record re-measured.
-            let mut replayed: Vec<(u32, GuidedRecord)> = self.guided.records[start..end].iter().map(|r| (0, r.clone())).collect();
-            let chunk = replayed.len().div_ceil(threads).max(1);
-            let forced = &self.forced;
-            std::thread::scope(|scope| {
-                for (k, (out, vectors)) in replayed.chunks_mut(chunk).zip(vectors.chunks(chunk)).enumerate() {
-                    scope.spawn(move || {
-                        for (i, ((t, rec), (b, d))) in out.iter_mut().zip(vectors).enumerate() {
-                            let j = start + k * chunk + i;
-                            let mixed = guidance::combine(b, d, alpha);
-                            *t = forced.get(&j).copied().unwrap_or_else(|| guidance::choose(&mixed, &sampling, j));
-                            measure.refresh(rec, b, &mixed);
-                        }
-                    });
-                }
-            });
-            for (k, (t, rec)) in replayed.into_iter().enumerate() {
-                if t != self.guided.tokens[start + k] {
-                    diverge = Some(start + k);
-                    break 'batches;
-                }
-                self.guided.records[start + k] = rec;
-            }
-        }
-        // In force from here on: a replay that failed above leaves the old α (and the engine says so).
+        let old = self.settings.alpha;
+        let diverge = self.first_change(alpha);
         self.settings.alpha = alpha;
         if let Some(j) = diverge {
             self.rewind_guided(j)?;
         }
+        if alpha.to_bits() != old.to_bits() {
+            for rec in &mut self.guided.records {
+                rec.stale = true;
+            }
+        }
         Ok(diverge)
+    }
+
+    /// The first kept guided step whose token changes at `alpha` (forced tokens stay).
+    fn first_change(&self, alpha: f32) -> Option<usize> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let n = self.replay.len().min(self.guided.records.len());
+        if n == 0 {
+            return None;
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n);
+        let first = AtomicUsize::new(n);
+        let (sampling, forced, replay, tokens) = (self.settings.sampling, &self.forced, &self.replay, &self.guided.tokens);
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                let first = &first;
+                scope.spawn(move || {
+                    // Each thread takes every `threads`-th step in increasing order, so every
+                    // step below the lowest change found is checked by someone.
+                    let mut j = t;
+                    while j < n && j < first.load(Ordering::Relaxed) {
+                        let (b, d) = &replay[j];
+                        let token = forced.get(&j).copied().unwrap_or_else(|| guidance::choose_mixed(b, d, alpha, &sampling, j));
+                        if token != tokens[j] {
+                            first.fetch_min(j, Ordering::Relaxed);
+                            break;
+                        }
+                        j += threads;
+                    }
+                });
+            }
+        });
+        let first = first.into_inner();
+        (first < n).then_some(first)
+    }
+
+    /// How many guided records hold measures of an earlier α.
+    pub fn stale_count(&self) -> usize {
+        self.guided.records.iter().filter(|r| r.stale).count()
+    }
+
+    /// Re-measures up to `max` stale guided records at the α in force, those nearest step `near`
+    /// first, on every core, and returns them (fresh) in step order.
+    pub fn refresh_stale(&mut self, near: usize, max: usize) -> Vec<GuidedRecord> {
+        let mut todo: Vec<usize> = (0..self.guided.records.len().min(self.replay.len()))
+            .filter(|&i| self.guided.records[i].stale)
+            .collect();
+        if todo.is_empty() || max == 0 {
+            return Vec::new();
+        }
+        todo.sort_by_key(|&i| (i.abs_diff(near), i));
+        todo.truncate(max);
+        todo.sort_unstable();
+        let (measure, alpha) = (Measure(&self.tokenizer), self.settings.alpha);
+        let mut work: Vec<GuidedRecord> = todo.iter().map(|&i| self.guided.records[i].clone()).collect();
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+        let chunk = work.len().div_ceil(threads).max(1);
+        let replay = &self.replay;
+        std::thread::scope(|scope| {
+            for (recs, steps) in work.chunks_mut(chunk).zip(todo.chunks(chunk)) {
+                scope.spawn(move || {
+                    for (rec, &j) in recs.iter_mut().zip(steps) {
+                        let (b, d) = &replay[j];
+                        measure.refresh(rec, b, &guidance::combine(b, d, alpha));
+                    }
+                });
+            }
+        });
+        for (rec, &j) in work.iter().zip(&todo) {
+            self.guided.records[j] = rec.clone();
+        }
+        work
     }
 
     /// Forces `token` at guided step `step` (at most the next step): the stream is truncated

@@ -19,6 +19,30 @@ pub fn combine(base: &[f32], delta: &[f32], alpha: f32) -> Vec<f32> {
     base[..delta.len()].iter().zip(delta).map(|(b, d)| b + alpha * d).collect()
 }
 
+/// The index of the largest `base[i] + α · delta[i]`, the same values [`combine`] computes (first
+/// on ties, NaN never wins, as [`argmax`]), in one pass with nothing allocated.
+pub fn argmax_mixed(base: &[f32], delta: &[f32], alpha: f32) -> u32 {
+    let mut best = 0;
+    let mut best_value = f32::NAN;
+    for (i, (b, d)) in base[..delta.len()].iter().zip(delta).enumerate() {
+        let v = b + alpha * d;
+        if i == 0 || v > best_value {
+            best = i;
+            best_value = v;
+        }
+    }
+    best as u32
+}
+
+/// [`choose`] on `combine(base, delta, alpha)`: the same token, without building the mix when
+/// decoding is greedy.
+pub fn choose_mixed(base: &[f32], delta: &[f32], alpha: f32, sampling: &Sampling, step: usize) -> u32 {
+    match sampling {
+        Sampling::Greedy => argmax_mixed(base, delta, alpha),
+        Sampling::Sample { .. } => choose(&combine(base, delta, alpha), sampling, step),
+    }
+}
+
 /// How the next token is chosen from logits.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
@@ -212,6 +236,28 @@ mod tests {
         assert_eq!(d, vec![0.5, -1.0, 1.0]);
         assert_eq!(combine(&base, &d, 2.0), vec![2.0, 0.0, 5.0]);
         assert_eq!(combine(&base, &d, 0.0), vec![1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn the_mix_choice_without_the_mix_is_the_choice_on_the_mix() {
+        let base: Vec<f32> = (0..400).map(|i| ((i as f32) * 0.731).sin() * 4.0).collect();
+        let delta: Vec<f32> = (0..400).map(|i| ((i as f32) * 1.37).cos() * 2.0).collect();
+        let sampled = Sampling::Sample { temperature: 0.8, top_k: 20, top_p: 0.9, seed: 3 };
+        for alpha in [0.0f32, 0.25, 0.5, 1.0, 2.0, -1.0, 7.5] {
+            let mixed = combine(&base, &delta, alpha);
+            assert_eq!(argmax_mixed(&base, &delta, alpha), argmax(&mixed), "α {alpha}");
+            for step in 0..20 {
+                for s in [Sampling::Greedy, sampled] {
+                    assert_eq!(choose_mixed(&base, &delta, alpha, &s, step), choose(&mixed, &s, step), "α {alpha} {s:?}");
+                }
+            }
+        }
+        // Ties go to the first; a NaN never wins (also at index 0, as argmax keeps it).
+        assert_eq!(argmax_mixed(&[1.0, 2.0, 2.0], &[1.0, 0.0, 0.0], 1.0), 0);
+        assert_eq!(argmax_mixed(&[1.0, f32::NAN, 3.0], &[0.0, 0.0, 0.0], 1.0), 2);
+        assert_eq!(argmax_mixed(&[f32::NAN, 5.0], &[0.0, 0.0], 1.0), argmax(&[f32::NAN, 5.0]));
+        // The base may be longer than the shared vocabulary: only V entries count.
+        assert_eq!(argmax_mixed(&[1.0, 0.0, 99.0], &[0.0, 0.5], 1.0), 0);
     }
 
     #[test]

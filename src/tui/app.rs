@@ -252,6 +252,18 @@ impl App {
         self.clamp_cursor();
     }
 
+    /// Replaces kept records by their re-measured versions (a record past the stream's end, cut
+    /// by a later change, is dropped).
+    pub fn refresh_guided(&mut self, records: Vec<GuidedRecord>) {
+        for r in records {
+            if let Some(slot) = self.guided.get_mut(r.step) {
+                if slot.token == r.token {
+                    *slot = r;
+                }
+            }
+        }
+    }
+
     /// Empties every stream (a restart).
     pub fn clear_streams(&mut self) {
         self.base.clear();

@@ -71,6 +71,7 @@ pub fn guided_record(step: usize, seed: u64) -> GuidedRecord {
         js_guided_base: rng.unit() * 0.69,
         base_rank: 1 + (rng.next() % 50) as usize * usize::from(flipped),
         flipped,
+        stale: false,
     }
 }
 

@@ -324,6 +324,7 @@ fn engine_event(app: &mut App, ev: Event) {
                 app.run = RunState::Running;
             }
         }
+        Event::Refreshed(records) => app.refresh_guided(records),
         Event::Progress { step, tokens_per_second } => {
             app.step = step;
             app.tokens_per_second = tokens_per_second;

@@ -60,7 +60,13 @@ impl Widget for StreamPane<'_> {
         let title = format!(" {} · {} ", self.pane.title(), self.caption());
         // Narrow panes (80-column terminals) get a shorter count and ramp, so both still fit.
         let wide = area.width >= 40;
-        let count = if wide { format!(" {} tokens ", app.len(self.pane)) } else { format!(" {} ", app.len(self.pane)) };
+        let mut count = if wide { format!(" {} tokens ", app.len(self.pane)) } else { format!(" {} ", app.len(self.pane)) };
+        let stale = if self.pane == Pane::Guided { app.guided.iter().filter(|r| r.stale).count() } else { 0 };
+        if stale > 0 {
+            // After a change of α the kept records' measures (the heat) are the old α's until the
+            // engine has re-measured them: dimmed until then.
+            count.push_str(&format!("· {stale} re-measuring "));
+        }
         let bottom_scale = legend("0", &self.scale_top(), if wide { 8 } else { 4 });
         let block = Block::default()
             .borders(Borders::ALL)
@@ -93,6 +99,9 @@ impl Widget for StreamPane<'_> {
                 let mut style = Style::default().bg(heat(level)).fg(ink(level));
                 if self.pane == Pane::Guided && app.guided.get(i).is_some_and(|r| r.forced) {
                     style = style.add_modifier(forced_style);
+                }
+                if self.pane == Pane::Guided && app.guided.get(i).is_some_and(|r| r.stale) {
+                    style = style.add_modifier(Modifier::DIM);
                 }
                 if i == app.cursor {
                     style = Style::default().bg(Color::White).fg(Color::Black).add_modifier(Modifier::BOLD);
