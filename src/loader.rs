@@ -182,17 +182,22 @@ impl Checkpoint {
         })
     }
 
+    /// The layout of the first file that shows one; every file's header is read (and so checked,
+    /// see [`safetensors_header`]) before any weights are.
     fn detect_layout(files: &[PathBuf]) -> Result<WeightLayout> {
+        let mut layout = None;
         for f in files {
             let names = safetensors_names(f)?;
-            if names.iter().any(|n| n.starts_with("model.language_model.")) {
-                return Ok(WeightLayout::Transformers5);
+            if layout.is_some() {
+                continue;
             }
-            if names.iter().any(|n| n.starts_with("model.layers.") || n.starts_with("model.embed_tokens.")) {
-                return Ok(WeightLayout::Hub);
+            if names.iter().any(|n| n.starts_with("model.language_model.")) {
+                layout = Some(WeightLayout::Transformers5);
+            } else if names.iter().any(|n| n.starts_with("model.layers.") || n.starts_with("model.embed_tokens.")) {
+                layout = Some(WeightLayout::Hub);
             }
         }
-        Ok(WeightLayout::Hub)
+        Ok(layout.unwrap_or(WeightLayout::Hub))
     }
 
     fn find_chat_template(dir: &Path, tokenizer_config: Option<&Value>, tc_path: &Path) -> Result<Option<String>> {
@@ -482,9 +487,23 @@ pub fn safetensors_header(path: &Path) -> Result<Vec<TensorEntry>> {
             .and_then(|s| s.as_array())
             .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect::<Option<Vec<_>>>())
             .ok_or_else(|| Error::weights(path, format!("the header entry of {name} has no valid shape; download it again")))?;
+        // Integer or boolean weights would be converted to floats and give garbage (all-NaN
+        // logits), not an error: refuse them by name (GPTQ/AWQ checkpoints store I32 here).
+        let dtype = t.get("dtype").and_then(Value::as_str).unwrap_or("");
+        if is_parameter(name) && matches!(dtype, "BOOL" | "U8" | "I8" | "U16" | "I16" | "U32" | "I32" | "U64" | "I64") {
+            return Err(Error::weights(
+                path,
+                format!("tensor {name} is {dtype}, an integer type, where a floating-point weight (F32, F16 or BF16) belongs; is it a quantized (GPTQ/AWQ) or damaged checkpoint? use an unquantized one"),
+            ));
+        }
         out.push(TensorEntry { name: name.clone(), shape });
     }
     Ok(out)
+}
+
+/// Whether a tensor is one of a model's weights (not a buffer such as `position_ids`).
+fn is_parameter(name: &str) -> bool {
+    name.ends_with(".weight") || name.ends_with(".bias")
 }
 
 /// Tensor names in one safetensors file, from its header alone.

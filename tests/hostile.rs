@@ -561,6 +561,39 @@ fn a_truncated_jpeg_is_refused_and_a_whole_one_is_not() {
     assert!(err.contains("cut.jpg") && err.contains("truncated"), "{err}");
 }
 
+/// The fixture's model.safetensors with `tensor` relabelled as `dtype` (same element size, so
+/// the file stays well formed: only the header says integers).
+fn weights_relabelled(tensor: &str, dtype: &str) -> Vec<u8> {
+    let bytes = std::fs::read(tiny("qwen2_5_vl").join("model.safetensors")).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    assert_eq!(header[tensor]["dtype"], "F32", "{tensor} in the fixture");
+    header[tensor]["dtype"] = dtype.into();
+    let mut text = header.to_string().into_bytes();
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(text);
+    out.extend(&bytes[8 + len..]);
+    out
+}
+
+#[test]
+fn integer_weights_are_refused_naming_the_tensor_its_dtype_and_the_file() {
+    for (tensor, dtype) in [("lm_head.weight", "I32"), ("model.layers.0.self_attn.q_proj.bias", "U32")] {
+        let ckpt = checkpoint_with("qwen2_5_vl", "model.safetensors", &weights_relabelled(tensor, dtype));
+        let file = ckpt.path().join("model.safetensors");
+        let (out, _) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi"], &[], 30);
+        refused(&out, &[file.to_str().unwrap(), tensor, dtype, "integer"]);
+        // The library refuses it when the checkpoint opens, before any weights are read.
+        let err = proxythinker::loader::Checkpoint::open(ckpt.path()).unwrap_err().to_string();
+        assert!(err.contains(tensor) && err.contains(dtype), "{err}");
+    }
+    // The fixture itself (F32 throughout) opens.
+    proxythinker::loader::Checkpoint::open(&tiny("qwen2_5_vl")).unwrap();
+}
+
 #[test]
 fn a_shard_index_may_not_point_outside_the_checkpoint() {
     let ckpt = checkpoint_with("qwen2_5_vl", "model.safetensors.index.json", br#"{"weight_map": {"lm_head.weight": "../outside/shard.safetensors"}}"#);
