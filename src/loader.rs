@@ -496,6 +496,32 @@ pub fn safetensors_header(path: &Path) -> Result<Vec<TensorEntry>> {
                 format!("tensor {name} is {dtype}, an integer type, where a floating-point weight (F32, F16 or BF16) belongs; is it a quantized (GPTQ/AWQ) or damaged checkpoint? use an unquantized one"),
             ));
         }
+        // The shape must account for exactly the bytes the entry spans, inside the file: a
+        // hostile [2³², 2³²] is refused here rather than overflow the memory arithmetic later.
+        let elem = match dtype {
+            "F64" | "I64" | "U64" => Some(8u64),
+            "F32" | "I32" | "U32" => Some(4),
+            "F16" | "BF16" | "I16" | "U16" => Some(2),
+            "BOOL" | "U8" | "I8" | "F8_E4M3" | "F8_E5M2" => Some(1),
+            _ => None, // left to the loader, which names the dtype it cannot read
+        };
+        let span = t.get("data_offsets").and_then(Value::as_array).and_then(|a| match a.as_slice() {
+            [b, e] => Some((b.as_u64()?, e.as_u64()?)),
+            _ => None,
+        });
+        let data = size - 8 - len;
+        let Some((begin, end)) = span.filter(|&(b, e)| b <= e && e <= data) else {
+            return Err(Error::weights(path, format!("the header entry of {name} has no valid data_offsets inside the file; download it again")));
+        };
+        if let Some(elem) = elem {
+            let need = shape.iter().try_fold(elem, |n, &d| n.checked_mul(d as u64));
+            if need != Some(end - begin) {
+                return Err(Error::weights(
+                    path,
+                    format!("tensor {name} of shape {shape:?} in {dtype} does not fit the {} bytes the file holds for it; download it again", end - begin),
+                ));
+            }
+        }
         out.push(TensorEntry { name: name.clone(), shape });
     }
     Ok(out)

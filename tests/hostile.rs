@@ -564,11 +564,16 @@ fn a_truncated_jpeg_is_refused_and_a_whole_one_is_not() {
 /// The fixture's model.safetensors with `tensor` relabelled as `dtype` (same element size, so
 /// the file stays well formed: only the header says integers).
 fn weights_relabelled(tensor: &str, dtype: &str) -> Vec<u8> {
+    weights_with_header(tensor, |entry| entry["dtype"] = dtype.into())
+}
+
+/// The fixture's model.safetensors with the header entry of `tensor` changed by `edit`.
+fn weights_with_header(tensor: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
     let bytes = std::fs::read(tiny("qwen2_5_vl").join("model.safetensors")).unwrap();
     let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
     assert_eq!(header[tensor]["dtype"], "F32", "{tensor} in the fixture");
-    header[tensor]["dtype"] = dtype.into();
+    edit(&mut header[tensor]);
     let mut text = header.to_string().into_bytes();
     while text.len() % 8 != 0 {
         text.push(b' ');
@@ -592,6 +597,22 @@ fn integer_weights_are_refused_naming_the_tensor_its_dtype_and_the_file() {
     }
     // The fixture itself (F32 throughout) opens.
     proxythinker::loader::Checkpoint::open(&tiny("qwen2_5_vl")).unwrap();
+}
+
+#[test]
+fn a_header_shape_past_its_bytes_is_refused_before_any_arithmetic() {
+    // [2³², 2³²] elements would wrap the preflight's byte counts (it panicked in debug builds).
+    for tensor in ["model.embed_tokens.weight", "model.layers.0.mlp.down_proj.weight"] {
+        let bytes = weights_with_header(tensor, |e| e["shape"] = serde_json::json!([1u64 << 32, 1u64 << 32]));
+        let ckpt = checkpoint_with("qwen2_5_vl", "model.safetensors", &bytes);
+        let (out, _) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi"], &[], 30);
+        refused(&out, &[tensor, "[4294967296, 4294967296]", "does not fit", "download it again"]);
+    }
+    // Offsets past the end of the file.
+    let bytes = weights_with_header("lm_head.weight", |e| e["data_offsets"] = serde_json::json!([0, 1u64 << 40]));
+    let ckpt = checkpoint_with("qwen2_5_vl", "model.safetensors", &bytes);
+    let (out, _) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi"], &[], 30);
+    refused(&out, &["lm_head.weight", "no valid data_offsets"]);
 }
 
 #[test]
