@@ -575,7 +575,7 @@ fn weights_with_header(tensor: &str, edit: impl FnOnce(&mut serde_json::Value)) 
     assert_eq!(header[tensor]["dtype"], "F32", "{tensor} in the fixture");
     edit(&mut header[tensor]);
     let mut text = header.to_string().into_bytes();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(b' ');
     }
     let mut out = (text.len() as u64).to_le_bytes().to_vec();
