@@ -11,7 +11,8 @@
 //! sees half a trace; the temporary file is created before decoding starts, so an unwritable
 //! path, a directory or a special file at the target fails at once. The UI's exports never
 //! replace a file ([`TraceWriter::create_new`]: the final step is a hard link, which fails if
-//! the name exists). `pandas.read_json(path, lines=True)` reads it.
+//! the name exists). [`TraceReader`] reads one back a record at a time (`replay` keeps what it
+//! reads and nothing more); [`read`] collects them all. `pandas.read_json(path, lines=True)` reads it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -295,6 +296,12 @@ pub const PROGRESS_EVERY: u64 = 8 << 20;
 ///
 /// [`next_record`]: TraceReader::next_record
 pub struct TraceReader {
+    lines: Lines,
+    pub header: TraceHeader,
+}
+
+/// A trace file's lines, one at a time, each under the line limit.
+struct Lines {
     path: PathBuf,
     reader: BufReader<std::fs::File>,
     buf: Vec<u8>,
@@ -303,7 +310,33 @@ pub struct TraceReader {
     limit: crate::limits::Limit,
     size: u64,
     done: u64,
-    pub header: TraceHeader,
+}
+
+impl Lines {
+    fn not_trace(&self, why: String) -> Error {
+        Error::invalid(format!("{}: line {} is not a proxythinker trace line: {why}", self.path.display(), self.line.max(1)))
+    }
+
+    /// The next line (without its newline) into `buf`; false at the end of the file.
+    fn next(&mut self) -> Result<bool> {
+        self.buf.clear();
+        self.line += 1;
+        let limit = self.limit.get();
+        let read = (&mut self.reader).take(limit + 1).read_until(b'\n', &mut self.buf).map_err(|e| self.not_trace(e.to_string()))?;
+        if read == 0 {
+            return Ok(false);
+        }
+        self.done += read as u64;
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+        } else if self.buf.len() as u64 > limit {
+            return Err(self.not_trace(format!(
+                "longer than {limit} bytes (is it a trace?); raise {} if it really is one",
+                self.limit.var
+            )));
+        }
+        Ok(true)
+    }
 }
 
 /// The two tags of a token line, read without building the rest of it.
@@ -323,8 +356,7 @@ impl TraceReader {
             return Err(Error::invalid(format!("{}: not a regular file (a directory, device or FIFO); name a trace file", path.display())));
         }
         let file = std::fs::File::open(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-        let placeholder = HeaderV1::default().upgrade();
-        let mut r = TraceReader {
+        let mut lines = Lines {
             path: path.to_path_buf(),
             reader: BufReader::with_capacity(1 << 20, file),
             buf: Vec::new(),
@@ -332,77 +364,52 @@ impl TraceReader {
             limit: crate::limits::TRACE_LINE_BYTES,
             size: meta.len(),
             done: 0,
-            header: placeholder,
         };
-        if !r.next_line()? {
-            return Err(r.not_trace("the file is empty".into()));
+        if !lines.next()? {
+            return Err(lines.not_trace("the file is empty".into()));
         }
-        let header: Value = serde_json::from_slice(&r.buf).map_err(|e| r.not_trace(e.to_string()))?;
-        r.header = parse_header(header).map_err(|why| r.not_trace(why))?;
-        Ok(r)
+        let header: Value = serde_json::from_slice(&lines.buf).map_err(|e| lines.not_trace(e.to_string()))?;
+        let header = parse_header(header).map_err(|why| lines.not_trace(why))?;
+        Ok(TraceReader { lines, header })
     }
 
     /// Bytes of the file read so far.
     pub fn bytes_read(&self) -> u64 {
-        self.done
+        self.lines.done
     }
 
     /// The file's size when it was opened.
     pub fn file_size(&self) -> u64 {
-        self.size
+        self.lines.size
     }
 
     /// The length of the last line read, its newline included.
     pub fn last_line_bytes(&self) -> u64 {
-        self.buf.len() as u64 + 1
-    }
-
-    fn not_trace(&self, why: String) -> Error {
-        Error::invalid(format!("{}: line {} is not a proxythinker trace line: {why}", self.path.display(), self.line.max(1)))
-    }
-
-    /// The next line (without its newline) into `buf`; false at the end of the file.
-    fn next_line(&mut self) -> Result<bool> {
-        self.buf.clear();
-        self.line += 1;
-        let limit = self.limit.get();
-        let read = (&mut self.reader).take(limit + 1).read_until(b'\n', &mut self.buf).map_err(|e| self.not_trace(e.to_string()))?;
-        if read == 0 {
-            return Ok(false);
-        }
-        self.done += read as u64;
-        if self.buf.last() == Some(&b'\n') {
-            self.buf.pop();
-        } else if self.buf.len() as u64 > limit {
-            return Err(self.not_trace(format!(
-                "longer than {limit} bytes (is it a trace?); raise {} if it really is one",
-                self.limit.var
-            )));
-        }
-        Ok(true)
+        self.lines.buf.len() as u64 + 1
     }
 
     /// The next record; `None` at the end of the trace. Blank lines are skipped.
     pub fn next_record(&mut self) -> Result<Option<Record>> {
+        let l = &mut self.lines;
         loop {
-            if !self.next_line()? {
+            if !l.next()? {
                 return Ok(None);
             }
-            if self.buf.iter().all(u8::is_ascii_whitespace) {
+            if l.buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let tags: Tags = serde_json::from_slice(&self.buf).map_err(|e| self.not_trace(e.to_string()))?;
+            let tags: Tags = serde_json::from_slice(&l.buf).map_err(|e| l.not_trace(e.to_string()))?;
             if tags.kind.as_deref() != Some("token") {
-                return Err(self.not_trace("expected a token line".into()));
+                return Err(l.not_trace("expected a token line".into()));
             }
             let parsed = match tags.stream.as_deref() {
-                Some("base") => serde_json::from_slice(&self.buf).map(Record::Base),
-                Some("rft") => serde_json::from_slice(&self.buf).map(Record::Rft),
-                Some("guided") => serde_json::from_slice(&self.buf).map(Record::Guided),
-                Some(other) => return Err(self.not_trace(format!("unknown stream {other:?}; expected base, rft or guided"))),
-                None => return Err(self.not_trace("a token line without its `stream`".into())),
+                Some("base") => serde_json::from_slice(&l.buf).map(Record::Base),
+                Some("rft") => serde_json::from_slice(&l.buf).map(Record::Rft),
+                Some("guided") => serde_json::from_slice(&l.buf).map(Record::Guided),
+                Some(other) => return Err(l.not_trace(format!("unknown stream {other:?}; expected base, rft or guided"))),
+                None => return Err(l.not_trace("a token line without its `stream`".into())),
             };
-            return parsed.map(Some).map_err(|e| self.not_trace(e.to_string()));
+            return parsed.map(Some).map_err(|e| l.not_trace(e.to_string()));
         }
     }
 }
