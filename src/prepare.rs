@@ -56,6 +56,16 @@ pub fn prepare_prompt(
     if question.trim().is_empty() {
         return Err(Error::invalid("the prompt is empty: pass a question with --prompt"));
     }
+    // Far past any model's context, and tokenizing it would cost gigabytes before that is known.
+    let cap = crate::limits::PROMPT_BYTES;
+    if question.len() as u64 > cap.get() {
+        return Err(Error::invalid(format!(
+            "the question is {} bytes, over the prompt limit of {} bytes (far past any model's context); shorten it, or raise {}",
+            question.len(),
+            cap.get(),
+            cap.var
+        )));
+    }
     let mut images = Vec::new();
     let mut counts = Vec::new();
     if let Some(source) = image {

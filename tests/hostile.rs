@@ -317,6 +317,27 @@ fn a_template_that_renders_megabytes_is_refused_by_the_context() {
 }
 
 #[test]
+fn a_template_that_writes_gigabytes_stops_at_the_prompt_limit() {
+    // Each `"x" * 100000000` is one instruction (minijinja's own cap per string): fuel alone let
+    // this render 10 GB into memory and abort.
+    let ckpt = checkpoint_with("qwen2_5_vl", "chat_template.jinja", b"{% for i in range(100) %}{{ 'x' * 100000000 }}{% endfor %}{{ messages[0].content[0].text }}");
+    let (out, took) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi"], &[], 60);
+    refused(&out, &["rendered more than 4194304 bytes", "PROXYTHINKER_MAX_PROMPT_BYTES"]);
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}
+
+#[test]
+fn a_question_over_the_prompt_limit_is_refused_before_it_is_tokenized() {
+    let question = "circles ".repeat(250);
+    let (out, _) = bounded(
+        &["logits", "--model", tiny("qwen2_5_vl").to_str().unwrap(), "--prompt", &question],
+        &[("PROXYTHINKER_MAX_PROMPT_BYTES", "1000")],
+        30,
+    );
+    refused(&out, &["the question is 2000 bytes", "over the prompt limit of 1000 bytes", "PROXYTHINKER_MAX_PROMPT_BYTES"]);
+}
+
+#[test]
 fn the_preflight_counts_the_prefill() {
     // A prompt inside the context whose prefill alone needs more than the free memory given.
     let question = "circles ".repeat(600);
