@@ -338,6 +338,16 @@ fn a_question_over_the_prompt_limit_is_refused_before_it_is_tokenized() {
 }
 
 #[test]
+fn a_prompt_of_megabytes_is_refused_from_its_first_bytes() {
+    // 4 MB rendered (just under the prompt limit): tokenizing it all took 1.2 GB and 12 s; a
+    // prefix of 8 bytes per token of context already shows it cannot fit.
+    let ckpt = checkpoint_with("qwen2_5_vl", "chat_template.jinja", b"{{ 'x ' * 2090000 }}{{ messages[0].content[0].text }}");
+    let (out, took) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi"], &[], 60);
+    refused(&out, &["the prompt is more than", "tokens but", "reads at most 4096", "the first 32767 of the prompt's 4180", "bytes alone"]);
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}
+
+#[test]
 fn the_preflight_counts_the_prefill() {
     // A prompt inside the context whose prefill alone needs more than the free memory given.
     let question = "circles ".repeat(600);
