@@ -31,5 +31,6 @@ pub mod processor;
 pub mod trace;
 pub mod trio;
 pub mod tui;
+pub mod weights;
 
 pub use error::{Error, Result};

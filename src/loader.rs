@@ -6,7 +6,7 @@
 //! `chat_template.jinja`, `chat_template.json` or `tokenizer_config.json`),
 //! `preprocessor_config.json` and `generation_config.json`. [`Checkpoint::open`] finds and
 //! checks all of them before any weights are read, so that a broken directory is reported in one
-//! line naming the file and what to do. Weights are memory-mapped and may be named as on the Hub
+//! line naming the file and what to do. Weights are read tensor by tensor ([`crate::weights`]) and may be named as on the Hub
 //! (`model.layers.*`, `visual.*`, `lm_head.*`) or as transformers 5 saves them
 //! (`model.language_model.*`, `model.visual.*`).
 
@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::models::linear::is_quantized_weight;
 use crate::models::{Decoder, Family, ModelConfig, QuantFormat, Quantization, VlModel};
 use crate::processor::image::ImageProcessorConfig;
+use crate::weights::SafetensorsFiles;
 
 /// How tensor names in the safetensors files are spelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,12 +362,17 @@ impl Checkpoint {
         })
     }
 
-    /// Loads a Qwen3-VL checkpoint (memory-mapped). Its weights are named as transformers names
+    /// The weights as a `VarBuilder` that reads each tensor from its file when the model asks
+    /// for it (see [`crate::weights`]: the peak is the model plus about one tensor).
+    fn var_builder(&self, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+        let files = SafetensorsFiles::open(&self.weight_files)?;
+        Ok(VarBuilder::from_backend(Box::new(files), dtype, device.clone()))
+    }
+
+    /// Loads a Qwen3-VL checkpoint. Its weights are named as transformers names
     /// them in memory, so no renaming.
     fn load_qwen3_vl(&self, dtype: DType, device: &Device) -> Result<crate::models::qwen3_vl::Qwen3VlModel> {
-        // SAFETY: as in `load_model`.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&self.weight_files, dtype, device) }
-            .map_err(|e| Error::weights(&self.dir, format!("cannot read the safetensors files: {}", first_line(&e))))?;
+        let vb = self.var_builder(dtype, device)?;
         crate::models::qwen3_vl::Qwen3VlModel::new(&self.config, vb).map_err(|e| {
             let message = first_line(&e);
             let hint = if is_out_of_memory(&message) {
@@ -378,7 +384,7 @@ impl Checkpoint {
         })
     }
 
-    /// Loads the weights (memory-mapped) into a Qwen2-VL or Qwen2.5-VL model of the given dtype
+    /// Loads the weights into a Qwen2-VL or Qwen2.5-VL model of the given dtype
     /// on the given device.
     pub fn load_model(&self, dtype: DType, device: &Device) -> Result<VlModel> {
         self.load_model_quantized(dtype, device, Quantization::default())
@@ -387,10 +393,7 @@ impl Checkpoint {
     /// [`load_model`](Self::load_model) with the text decoder's linear layers quantized as
     /// `quant` says, while they load (in-situ).
     pub fn load_model_quantized(&self, dtype: DType, device: &Device, quant: Quantization) -> Result<VlModel> {
-        // SAFETY: the files are memory-mapped read-only; like every safetensors loader we rely on
-        // them not being modified while the model is alive.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&self.weight_files, dtype, device) }
-            .map_err(|e| Error::weights(&self.dir, format!("cannot read the safetensors files: {}", first_line(&e))))?;
+        let vb = self.var_builder(dtype, device)?;
         let vb = match self.layout {
             WeightLayout::Hub => vb,
             WeightLayout::Transformers5 => vb.rename_f(|name: &str| {
@@ -461,75 +464,18 @@ impl TensorEntry {
     }
 }
 
-/// The tensors of one safetensors file, from its header alone (no weights read).
+/// The tensors of one safetensors file, from its header alone (no weights read), in file order.
 pub fn safetensors_header(path: &Path) -> Result<Vec<TensorEntry>> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len)
-        .map_err(|_| Error::weights(path, "too short to be a safetensors file; download it again"))?;
-    let len = u64::from_le_bytes(len);
-    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if len > 100_000_000 || len + 8 > size {
-        return Err(Error::weights(path, "not a safetensors file (bad header length); download it again"));
-    }
-    let mut header = vec![0u8; len as usize];
-    f.read_exact(&mut header).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    let v: Value = serde_json::from_slice(&header)
-        .map_err(|_| Error::weights(path, "not a safetensors file (header is not JSON); download it again"))?;
-    let Some(o) = v.as_object() else {
-        return Err(Error::weights(path, "not a safetensors file (header is not a JSON object); download it again"));
-    };
-    let mut out = Vec::new();
-    for (name, t) in o.iter().filter(|(k, _)| *k != "__metadata__") {
-        let shape = t
-            .get("shape")
-            .and_then(|s| s.as_array())
-            .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect::<Option<Vec<_>>>())
-            .ok_or_else(|| Error::weights(path, format!("the header entry of {name} has no valid shape; download it again")))?;
-        // Integer or boolean weights would be converted to floats and give garbage (all-NaN
-        // logits), not an error: refuse them by name (GPTQ/AWQ checkpoints store I32 here).
-        let dtype = t.get("dtype").and_then(Value::as_str).unwrap_or("");
-        if is_parameter(name) && matches!(dtype, "BOOL" | "U8" | "I8" | "U16" | "I16" | "U32" | "I32" | "U64" | "I64") {
-            return Err(Error::weights(
-                path,
-                format!("tensor {name} is {dtype}, an integer type, where a floating-point weight (F32, F16 or BF16) belongs; is it a quantized (GPTQ/AWQ) or damaged checkpoint? use an unquantized one"),
-            ));
-        }
-        // The shape must account for exactly the bytes the entry spans, inside the file: a
-        // hostile [2³², 2³²] is refused here rather than overflow the memory arithmetic later.
-        let elem = match dtype {
-            "F64" | "I64" | "U64" => Some(8u64),
-            "F32" | "I32" | "U32" => Some(4),
-            "F16" | "BF16" | "I16" | "U16" => Some(2),
-            "BOOL" | "U8" | "I8" | "F8_E4M3" | "F8_E5M2" => Some(1),
-            _ => None, // left to the loader, which names the dtype it cannot read
-        };
-        let span = t.get("data_offsets").and_then(Value::as_array).and_then(|a| match a.as_slice() {
-            [b, e] => Some((b.as_u64()?, e.as_u64()?)),
-            _ => None,
-        });
-        let data = size - 8 - len;
-        let Some((begin, end)) = span.filter(|&(b, e)| b <= e && e <= data) else {
-            return Err(Error::weights(path, format!("the header entry of {name} has no valid data_offsets inside the file; download it again")));
-        };
-        if let Some(elem) = elem {
-            let need = shape.iter().try_fold(elem, |n, &d| n.checked_mul(d as u64));
-            if need != Some(end - begin) {
-                return Err(Error::weights(
-                    path,
-                    format!("tensor {name} of shape {shape:?} in {dtype} does not fit the {} bytes the file holds for it; download it again", end - begin),
-                ));
-            }
-        }
-        out.push(TensorEntry { name: name.clone(), shape });
-    }
-    Ok(out)
-}
-
-/// Whether a tensor is one of a model's weights (not a buffer such as `position_ids`).
-fn is_parameter(name: &str) -> bool {
-    name.ends_with(".weight") || name.ends_with(".bias")
+    let (metadata, _) = crate::weights::read_header(path)?;
+    let tensors = metadata.tensors();
+    Ok(metadata
+        .offset_keys()
+        .into_iter()
+        .map(|name| {
+            let shape = tensors[&name].shape.clone();
+            TensorEntry { name, shape }
+        })
+        .collect())
 }
 
 /// Tensor names in one safetensors file, from its header alone.

@@ -176,10 +176,57 @@ impl Linear {
     }
 }
 
+/// Rows at or below which a plain product on the CPU is split over the cores by output features.
+/// Decoding multiplies one row per stream, and gemm runs a product that thin on one thread, so
+/// without the split a decode step used one core however many the machine has. Prefill's
+/// products are wide enough for gemm's own threading.
+const THIN_ROWS: usize = 8;
+
+/// Output features per task below which splitting costs more than it saves.
+const MIN_FEATURES_PER_TASK: usize = 64;
+
+/// `x·Wᵀ` for a thin `x` on the CPU, computed as one product per block of W's rows on candle's
+/// thread pool and joined; None where the plain product is the better choice (a GPU, many rows,
+/// a narrow layer, one thread).
+fn thin_product(x: &Tensor, weight: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    use rayon::prelude::*;
+    if !x.device().is_cpu() {
+        return Ok(None);
+    }
+    let (out_features, in_features) = weight.dims2()?;
+    let rows = x.elem_count() / in_features.max(1);
+    let threads = candle_core::utils::get_num_threads();
+    if rows == 0 || rows > THIN_ROWS || threads < 2 || out_features < threads * MIN_FEATURES_PER_TASK {
+        return Ok(None);
+    }
+    // Blocks a multiple of 16 rows long keep each task's gemm on its full-width kernels.
+    let block = out_features.div_ceil(threads).next_multiple_of(16);
+    let x2 = x.reshape((rows, in_features))?.contiguous()?;
+    let parts = (0..out_features.div_ceil(block))
+        .into_par_iter()
+        .map(|i| {
+            let start = i * block;
+            x2.matmul(&weight.narrow(0, start, block.min(out_features - start))?.t()?)
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let y = Tensor::cat(&parts, 1)?;
+    let mut dims = x.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = out_features;
+    }
+    Ok(Some(y.reshape(dims)?))
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Linear::Plain(l) => l.forward(x),
+            Linear::Plain(l) => match thin_product(x, l.weight())? {
+                Some(y) => match l.bias() {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                },
+                None => l.forward(x),
+            },
             Linear::Quantized { weight, bias, .. } => {
                 // The block kernels take f32 on every backend; bf16/f16 activations go through f32
                 // and come back, which costs little next to the product.
@@ -229,6 +276,30 @@ mod tests {
         assert_eq!(QuantFormat::Q6K.weight_bytes(1, 256, DType::F32), 210);
         assert_eq!(QuantFormat::Q4K.weight_bytes(2, 512, DType::F32), 4 * 144);
         assert_eq!(QuantFormat::None.weight_bytes(3, 4, DType::BF16), 24);
+    }
+
+    #[test]
+    fn thin_products_are_split_over_the_cores_and_equal_the_plain_product() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (1000, 96), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, 1000, &dev).unwrap();
+        let layer = Linear::Plain(candle_nn::Linear::new(w.clone(), Some(b.clone())));
+        for shape in [(1, 1, 96), (3, 1, 96), (1, 8, 96), (2, 9, 96)] {
+            let x = Tensor::randn(0f32, 1.0, shape, &dev).unwrap();
+            let want = x.broadcast_matmul(&w.t().unwrap()).unwrap().broadcast_add(&b).unwrap();
+            let got = layer.forward(&x).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-4, "{shape:?}: {diff}");
+            let split = thin_product(&x, &w).unwrap().is_some();
+            let rows = shape.0 * shape.1;
+            if candle_core::utils::get_num_threads() >= 2 {
+                assert_eq!(split, rows <= THIN_ROWS, "{shape:?}");
+            }
+        }
+        // A layer too narrow to be worth it stays one product.
+        let narrow = Tensor::randn(0f32, 1.0, (32, 96), &dev).unwrap();
+        assert!(thin_product(&Tensor::ones((1, 96), DType::F32, &dev).unwrap(), &narrow).unwrap().is_none());
     }
 
     #[test]
