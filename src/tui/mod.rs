@@ -8,6 +8,10 @@
 //! loop only ever polls it (`try_recv`) and waits at most one frame for input, so the UI never
 //! waits on decoding; an image opened with `o` is read on a thread of its own and polled the same
 //! way. A signal (SIGTERM, SIGHUP, SIGINT) ends the loop within a frame ([`crate::interrupt`]).
+//! Input is read with crossterm's poll(2) source (its `use-dev-tty` feature): the default mio
+//! source is edge-triggered and reads 1 KiB per readiness, so the rest of an unbracketed paste
+//! sat unread (and the keys after it with it) until another key arrived. All waiting input is
+//! handled before the next frame is drawn.
 
 pub mod app;
 pub mod demo;
