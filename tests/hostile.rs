@@ -391,6 +391,17 @@ fn a_trace_that_cannot_be_finished_says_so_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn an_export_that_cannot_be_written_names_the_export_not_the_trace_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let gone = dir.path().join("no-such-dir");
+    let a = proxythinker::tui::synthetic::app(3, (120, 40));
+    let err = proxythinker::tui::trace_io::export_new(&a, &proxythinker::tui::synthetic::trace_header(&a), &gone).unwrap_err().to_string();
+    assert!(err.starts_with("the export ") && err.contains("no-such-dir") && err.contains("cannot write there"), "{err}");
+    assert!(!err.contains("--trace"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
 fn a_closed_stdout_is_a_write_error_naming_stdout() {
     let mut args = trio_args("How many circles?");
     args.extend(["--max-new-tokens".into(), "2".into()]);
