@@ -183,17 +183,22 @@ impl Checkpoint {
         })
     }
 
+    /// The layout of the first file that shows one; every file's header is read (and so checked,
+    /// see [`safetensors_header`]) before any weights are.
     fn detect_layout(files: &[PathBuf]) -> Result<WeightLayout> {
+        let mut layout = None;
         for f in files {
             let names = safetensors_names(f)?;
-            if names.iter().any(|n| n.starts_with("model.language_model.")) {
-                return Ok(WeightLayout::Transformers5);
+            if layout.is_some() {
+                continue;
             }
-            if names.iter().any(|n| n.starts_with("model.layers.") || n.starts_with("model.embed_tokens.")) {
-                return Ok(WeightLayout::Hub);
+            if names.iter().any(|n| n.starts_with("model.language_model.")) {
+                layout = Some(WeightLayout::Transformers5);
+            } else if names.iter().any(|n| n.starts_with("model.layers.") || n.starts_with("model.embed_tokens.")) {
+                layout = Some(WeightLayout::Hub);
             }
         }
-        Ok(WeightLayout::Hub)
+        Ok(layout.unwrap_or(WeightLayout::Hub))
     }
 
     fn find_chat_template(dir: &Path, tokenizer_config: Option<&Value>, tc_path: &Path) -> Result<Option<String>> {

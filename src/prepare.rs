@@ -33,6 +33,39 @@ pub fn check_context(checkpoint: &Checkpoint, name: &str, prompt_tokens: usize, 
     Ok(())
 }
 
+/// Bytes of a long prompt tokenized first, per token of context: real text averages 3 to 5
+/// bytes a token, so this prefix of a prompt that fits holds fewer tokens than the context.
+const PROBE_BYTES_PER_TOKEN: usize = 8;
+
+/// Tokens a cut through a word may add to a prefix's count.
+const PROBE_MARGIN: usize = 64;
+
+/// Refuses a prompt far past the context from a prefix of it, so that a megabytes-long one costs
+/// what the context does, not what its own length does (tokenizing holds about 300 bytes per
+/// token). The prefix ends at whitespace, where the tokenizer splits words anyway.
+fn probe_context(checkpoint: &Checkpoint, tokenizer: &Tokenizer, text: &str) -> Result<()> {
+    let context = checkpoint.config.text.max_position_embeddings;
+    let probe = context.saturating_mul(PROBE_BYTES_PER_TOKEN);
+    if text.len() <= probe {
+        return Ok(());
+    }
+    let mut end = probe;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let end = text[..end].rfind(char::is_whitespace).filter(|&i| i > 0).unwrap_or(end);
+    let tokens = prompt::encode(tokenizer, &text[..end])?.len();
+    if tokens > context + PROBE_MARGIN {
+        return Err(Error::invalid(format!(
+            "the prompt is more than {} tokens but the model {} reads at most {context} (max_position_embeddings in its config.json; the first {end} of the prompt's {} bytes alone hold that many), with room for one new token; shorten the question (or use a smaller image)",
+            tokens - PROBE_MARGIN,
+            checkpoint.dir.display(),
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
 /// A prompt ready for a model: the text that was tokenized, its ids, and its images.
 #[derive(Debug, Clone)]
 pub struct PreparedPrompt {
@@ -55,6 +88,16 @@ pub fn prepare_prompt(
 ) -> Result<PreparedPrompt> {
     if question.trim().is_empty() {
         return Err(Error::invalid("the prompt is empty: pass a question with --prompt"));
+    }
+    // Far past any model's context, and tokenizing it would cost gigabytes before that is known.
+    let cap = crate::limits::PROMPT_BYTES;
+    if question.len() as u64 > cap.get() {
+        return Err(Error::invalid(format!(
+            "the question is {} bytes, over the prompt limit of {} bytes (far past any model's context); shorten it, or raise {}",
+            question.len(),
+            cap.get(),
+            cap.var
+        )));
     }
     let mut images = Vec::new();
     let mut counts = Vec::new();
@@ -85,6 +128,7 @@ pub fn prepare_prompt(
         prompt::render_user_turn(template, question, image.is_some(), &checkpoint.special_tokens)?
     };
     let text = prompt::expand_image_pads(&text, &counts)?;
+    probe_context(checkpoint, tokenizer, &text)?;
     let input_ids = prompt::encode(tokenizer, &text)?;
     if input_ids.is_empty() {
         return Err(Error::invalid("the prompt tokenizes to nothing: pass a non-empty prompt"));

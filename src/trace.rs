@@ -11,7 +11,8 @@
 //! sees half a trace; the temporary file is created before decoding starts, so an unwritable
 //! path, a directory or a special file at the target fails at once. The UI's exports never
 //! replace a file ([`TraceWriter::create_new`]: the final step is a hard link, which fails if
-//! the name exists). `pandas.read_json(path, lines=True)` reads it.
+//! the name exists). [`TraceReader`] reads one back a record at a time (`replay` keeps what it
+//! reads and nothing more); [`read`] collects them all. `pandas.read_json(path, lines=True)` reads it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -263,74 +264,152 @@ pub struct Trace {
     pub records: Vec<Record>,
 }
 
-/// Reads a trace, with an error naming the line that is wrong.
+/// Reads a whole trace, with an error naming the line that is wrong.
 pub fn read(path: &Path) -> Result<Trace> {
     read_with_progress(path, &mut |_, _| {})
 }
 
-/// [`read`], calling `progress(bytes read, file size)` every few megabytes. Lines are read one
-/// at a time and none may be longer than [`crate::limits::TRACE_LINE_BYTES`] (a file without
-/// newlines is refused at that point, not read whole); only regular files are read.
+/// [`read`], calling `progress(bytes read, file size)` every few megabytes.
 pub fn read_with_progress(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Trace> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-    if !meta.is_file() {
-        return Err(Error::invalid(format!("{}: not a regular file (a directory, device or FIFO); name a trace file", path.display())));
+    let mut reader = TraceReader::open(path)?;
+    let mut records = Vec::new();
+    let mut reported = 0;
+    while let Some(r) = reader.next_record()? {
+        records.push(r);
+        if reader.bytes_read() - reported >= PROGRESS_EVERY {
+            reported = reader.bytes_read();
+            progress(reported, reader.file_size());
+        }
     }
-    let file = std::fs::File::open(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-    let not_trace = |line: usize, why: String| {
-        Error::invalid(format!("{}: line {line} is not a proxythinker trace line: {why}", path.display()))
-    };
-    let limit = crate::limits::TRACE_LINE_BYTES;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut buf = Vec::new();
-    let (mut done, mut reported) = (0u64, 0u64);
-    // The next line (without its newline) into `buf`; false at the end of the file.
-    let mut next = |n: usize, buf: &mut Vec<u8>| -> Result<bool> {
-        buf.clear();
-        let read = (&mut reader)
-            .take(limit.get() + 1)
-            .read_until(b'\n', buf)
-            .map_err(|e| not_trace(n, e.to_string()))?;
+    progress(reader.file_size(), reader.file_size());
+    Ok(Trace { header: reader.header, records })
+}
+
+/// How often (in bytes read) a reader of a big trace reports its progress.
+pub const PROGRESS_EVERY: u64 = 8 << 20;
+
+/// A trace being read: the header at once, then one record at a time ([`next_record`]), so
+/// that memory follows what the caller keeps, not the file's length. Lines are read one at a
+/// time and none may be longer than [`crate::limits::TRACE_LINE_BYTES`] (a file without
+/// newlines is refused at that point, not read whole); only regular files are read. Each token
+/// line is parsed once, straight into its record.
+///
+/// [`next_record`]: TraceReader::next_record
+pub struct TraceReader {
+    lines: Lines,
+    pub header: TraceHeader,
+}
+
+/// A trace file's lines, one at a time, each under the line limit.
+struct Lines {
+    path: PathBuf,
+    reader: BufReader<std::fs::File>,
+    buf: Vec<u8>,
+    /// The number of the line in `buf` (1-based).
+    line: usize,
+    limit: crate::limits::Limit,
+    size: u64,
+    done: u64,
+}
+
+impl Lines {
+    fn not_trace(&self, why: String) -> Error {
+        Error::invalid(format!("{}: line {} is not a proxythinker trace line: {why}", self.path.display(), self.line.max(1)))
+    }
+
+    /// The next line (without its newline) into `buf`; false at the end of the file.
+    fn next(&mut self) -> Result<bool> {
+        self.buf.clear();
+        self.line += 1;
+        let limit = self.limit.get();
+        let read = (&mut self.reader).take(limit + 1).read_until(b'\n', &mut self.buf).map_err(|e| self.not_trace(e.to_string()))?;
         if read == 0 {
             return Ok(false);
         }
-        done += read as u64;
-        if done - reported >= 8 << 20 {
-            reported = done;
-            progress(done, meta.len());
-        }
-        if buf.last() == Some(&b'\n') {
-            buf.pop();
-        } else if buf.len() as u64 > limit.get() {
-            return Err(not_trace(
-                n,
-                format!("longer than {} bytes (is it a trace?); raise {} if it really is one", limit.get(), limit.var),
-            ));
+        self.done += read as u64;
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+        } else if self.buf.len() as u64 > limit {
+            return Err(self.not_trace(format!(
+                "longer than {limit} bytes (is it a trace?); raise {} if it really is one",
+                self.limit.var
+            )));
         }
         Ok(true)
-    };
-    if !next(1, &mut buf)? {
-        return Err(not_trace(1, "the file is empty".into()));
     }
-    let header: Value = serde_json::from_slice(&buf).map_err(|e| not_trace(1, e.to_string()))?;
-    let header = parse_header(header).map_err(|why| not_trace(1, why))?;
-    let mut records = Vec::new();
-    let mut n = 1;
-    loop {
-        n += 1;
-        if !next(n, &mut buf)? {
-            break;
+}
+
+/// The two tags of a token line, read without building the rest of it.
+#[derive(Deserialize)]
+struct Tags<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    stream: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl TraceReader {
+    /// Opens the trace at `path` and reads its header line.
+    pub fn open(path: &Path) -> Result<Self> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+        if !meta.is_file() {
+            return Err(Error::invalid(format!("{}: not a regular file (a directory, device or FIFO); name a trace file", path.display())));
         }
-        if buf.iter().all(u8::is_ascii_whitespace) {
-            continue;
+        let file = std::fs::File::open(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+        let mut lines = Lines {
+            path: path.to_path_buf(),
+            reader: BufReader::with_capacity(1 << 20, file),
+            buf: Vec::new(),
+            line: 0,
+            limit: crate::limits::TRACE_LINE_BYTES,
+            size: meta.len(),
+            done: 0,
+        };
+        if !lines.next()? {
+            return Err(lines.not_trace("the file is empty".into()));
         }
-        let mut v: Value = serde_json::from_slice(&buf).map_err(|e| not_trace(n, e.to_string()))?;
-        if v["type"] != "token" {
-            return Err(not_trace(n, "expected a token line".into()));
-        }
-        v.as_object_mut().map(|o| o.remove("type"));
-        records.push(serde_json::from_value(v).map_err(|e| not_trace(n, e.to_string()))?);
+        let header: Value = serde_json::from_slice(&lines.buf).map_err(|e| lines.not_trace(e.to_string()))?;
+        let header = parse_header(header).map_err(|why| lines.not_trace(why))?;
+        Ok(TraceReader { lines, header })
     }
-    progress(meta.len(), meta.len());
-    Ok(Trace { header, records })
+
+    /// Bytes of the file read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.lines.done
+    }
+
+    /// The file's size when it was opened.
+    pub fn file_size(&self) -> u64 {
+        self.lines.size
+    }
+
+    /// The length of the last line read, its newline included.
+    pub fn last_line_bytes(&self) -> u64 {
+        self.lines.buf.len() as u64 + 1
+    }
+
+    /// The next record; `None` at the end of the trace. Blank lines are skipped.
+    pub fn next_record(&mut self) -> Result<Option<Record>> {
+        let l = &mut self.lines;
+        loop {
+            if !l.next()? {
+                return Ok(None);
+            }
+            if l.buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let tags: Tags = serde_json::from_slice(&l.buf).map_err(|e| l.not_trace(e.to_string()))?;
+            if tags.kind.as_deref() != Some("token") {
+                return Err(l.not_trace("expected a token line".into()));
+            }
+            let parsed = match tags.stream.as_deref() {
+                Some("base") => serde_json::from_slice(&l.buf).map(Record::Base),
+                Some("rft") => serde_json::from_slice(&l.buf).map(Record::Rft),
+                Some("guided") => serde_json::from_slice(&l.buf).map(Record::Guided),
+                Some(other) => return Err(l.not_trace(format!("unknown stream {other:?}; expected base, rft or guided"))),
+                None => return Err(l.not_trace("a token line without its `stream`".into())),
+            };
+            return parsed.map(Some).map_err(|e| l.not_trace(e.to_string()));
+        }
+    }
 }

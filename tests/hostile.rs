@@ -317,6 +317,37 @@ fn a_template_that_renders_megabytes_is_refused_by_the_context() {
 }
 
 #[test]
+fn a_template_that_writes_gigabytes_stops_at_the_prompt_limit() {
+    // Each `"x" * 100000000` is one instruction (minijinja's own cap per string): fuel alone let
+    // this render 10 GB into memory and abort.
+    let ckpt = checkpoint_with("qwen2_5_vl", "chat_template.jinja", b"{% for i in range(100) %}{{ 'x' * 100000000 }}{% endfor %}{{ messages[0].content[0].text }}");
+    let (out, took) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi"], &[], 60);
+    refused(&out, &["rendered more than 4194304 bytes", "PROXYTHINKER_MAX_PROMPT_BYTES"]);
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}
+
+#[test]
+fn a_question_over_the_prompt_limit_is_refused_before_it_is_tokenized() {
+    let question = "circles ".repeat(250);
+    let (out, _) = bounded(
+        &["logits", "--model", tiny("qwen2_5_vl").to_str().unwrap(), "--prompt", &question],
+        &[("PROXYTHINKER_MAX_PROMPT_BYTES", "1000")],
+        30,
+    );
+    refused(&out, &["the question is 2000 bytes", "over the prompt limit of 1000 bytes", "PROXYTHINKER_MAX_PROMPT_BYTES"]);
+}
+
+#[test]
+fn a_prompt_of_megabytes_is_refused_from_its_first_bytes() {
+    // 4 MB rendered (just under the prompt limit): tokenizing it all took 1.2 GB and 12 s; a
+    // prefix of 8 bytes per token of context already shows it cannot fit.
+    let ckpt = checkpoint_with("qwen2_5_vl", "chat_template.jinja", b"{{ 'x ' * 2090000 }}{{ messages[0].content[0].text }}");
+    let (out, took) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi"], &[], 60);
+    refused(&out, &["the prompt is more than", "tokens but", "reads at most 4096", "the first 32767 of the prompt's 4180", "bytes alone"]);
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}
+
+#[test]
 fn the_preflight_counts_the_prefill() {
     // A prompt inside the context whose prefill alone needs more than the free memory given.
     let question = "circles ".repeat(600);
@@ -357,6 +388,17 @@ fn a_trace_that_cannot_be_finished_says_so_and_leaves_nothing_behind() {
     assert!(err.contains("t.jsonl") && err.contains("became a directory"), "{err}");
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, [std::ffi::OsString::from("t.jsonl")], "no temporary file left");
+}
+
+#[test]
+fn an_export_that_cannot_be_written_names_the_export_not_the_trace_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let gone = dir.path().join("no-such-dir");
+    let a = proxythinker::tui::synthetic::app(3, (120, 40));
+    let err = proxythinker::tui::trace_io::export_new(&a, &proxythinker::tui::synthetic::trace_header(&a), &gone).unwrap_err().to_string();
+    assert!(err.starts_with("the export ") && err.contains("no-such-dir") && err.contains("cannot write there"), "{err}");
+    assert!(!err.contains("--trace"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }
 
 #[test]
@@ -559,6 +601,55 @@ fn a_truncated_jpeg_is_refused_and_a_whole_one_is_not() {
     let cut = &whole[..whole.len() * 2 / 3];
     let err = proxythinker::processor::SourceImage::from_bytes(cut, Path::new("cut.jpg")).unwrap_err().to_string();
     assert!(err.contains("cut.jpg") && err.contains("truncated"), "{err}");
+}
+
+/// The fixture's model.safetensors with `tensor` relabelled as `dtype` (same element size, so
+/// the file stays well formed: only the header says integers).
+fn weights_relabelled(tensor: &str, dtype: &str) -> Vec<u8> {
+    weights_with_header(tensor, |entry| entry["dtype"] = dtype.into())
+}
+
+/// The fixture's model.safetensors with the header entry of `tensor` changed by `edit`.
+fn weights_with_header(tensor: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let bytes = std::fs::read(tiny("qwen2_5_vl").join("model.safetensors")).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    assert_eq!(header[tensor]["dtype"], "F32", "{tensor} in the fixture");
+    edit(&mut header[tensor]);
+    let mut text = header.to_string().into_bytes();
+    while !text.len().is_multiple_of(8) {
+        text.push(b' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(text);
+    out.extend(&bytes[8 + len..]);
+    out
+}
+
+#[test]
+fn integer_weights_are_refused_naming_the_tensor_its_dtype_and_the_file() {
+    for (tensor, dtype) in [("lm_head.weight", "I32"), ("model.layers.0.self_attn.q_proj.bias", "U32")] {
+        let ckpt = checkpoint_with("qwen2_5_vl", "model.safetensors", &weights_relabelled(tensor, dtype));
+        let file = ckpt.path().join("model.safetensors");
+        let (out, _) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi"], &[], 30);
+        refused(&out, &[file.to_str().unwrap(), tensor, dtype, "integer"]);
+    }
+}
+
+#[test]
+fn a_header_shape_past_its_bytes_is_refused_before_any_arithmetic() {
+    // [2³², 2³²] elements would wrap the preflight's byte counts (it panicked in debug builds).
+    for tensor in ["model.embed_tokens.weight", "model.layers.0.mlp.down_proj.weight"] {
+        let bytes = weights_with_header(tensor, |e| e["shape"] = serde_json::json!([1u64 << 32, 1u64 << 32]));
+        let ckpt = checkpoint_with("qwen2_5_vl", "model.safetensors", &bytes);
+        let (out, _) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi"], &[], 30);
+        refused(&out, &["model.safetensors", "overflow computing buffer size", "download it again"]);
+    }
+    // Offsets past the end of the file.
+    let bytes = weights_with_header("lm_head.weight", |e| e["data_offsets"] = serde_json::json!([0, 1u64 << 40]));
+    let ckpt = checkpoint_with("qwen2_5_vl", "model.safetensors", &bytes);
+    let (out, _) = bounded(&["logits", "--model", ckpt.path().to_str().unwrap(), "--prompt", "Hi"], &[], 30);
+    refused(&out, &["model.safetensors", "download it again"]);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hub_support::{dir_files, sha256_hex, FakeHub};
+use hub_support::{dir_files, sha256_hex, FakeHub, Part};
 use proxythinker::hub::{self, HubConfig, NoProgress, Progress, RepoRef};
 use proxythinker::loader::Checkpoint;
 
@@ -551,4 +551,54 @@ fn the_binary_reports_a_cold_offline_cache_in_one_line_with_status_2() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     contains_all(&stderr, &["--model owner/name", "HF_HUB_OFFLINE", "owner/name@main"]);
     assert!(out.stdout.is_empty());
+}
+
+/// A config whose waits are short: 1 s per read, so a request's deadline is 2 s.
+fn impatient(hub: &FakeHub, cache: &Path) -> HubConfig {
+    let mut c = config(hub, cache);
+    c.timeout = std::time::Duration::from_secs(1);
+    c
+}
+
+#[test]
+fn a_file_whose_headers_trickle_in_is_given_up_at_the_request_deadline() {
+    // One byte of the status line and headers every 200 ms: no single wait reaches the 1 s read
+    // timeout, but the answer would take half a minute; the request's deadline is 2 s.
+    let hub = FakeHub::start();
+    hub.add("owner/single", "main", repo_files("qwen2_5_vl"));
+    hub.trickle("model.safetensors", 200, Part::Headers);
+    let cache = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let e = err("owner/single", &impatient(&hub, cache.path()));
+    let took = started.elapsed();
+    contains_all(&e, &["model.safetensors", "no answer within 2 s", "HF_HUB_DOWNLOAD_TIMEOUT", "run the same command again"]);
+    assert!(took < std::time::Duration::from_secs(8), "took {took:?}");
+    // Run again once the server answers: the download completes.
+    hub.trickle("model.safetensors", 0, Part::Headers);
+    let dir = resolve("owner/single", &config(&hub, cache.path())).unwrap();
+    assert_eq!(std::fs::read(dir.join("model.safetensors")).unwrap(), dir_files(&tiny("qwen2_5_vl"))["model.safetensors"]);
+}
+
+#[test]
+fn a_file_whose_body_trickles_in_is_dropped_by_the_throughput_floor_and_kept_to_resume() {
+    // Five bytes a second, below the 1 KiB/s floor over each 1 s window; each of the three tries
+    // resumes where the last stopped.
+    let hub = FakeHub::start();
+    hub.add("owner/single", "main", repo_files("qwen2_5_vl"));
+    hub.trickle("model.safetensors", 200, Part::Body);
+    let cache = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let e = err("owner/single", &impatient(&hub, cache.path()));
+    let took = started.elapsed();
+    contains_all(&e, &["model.safetensors", "slower than 1024 bytes/s", "HF_HUB_DOWNLOAD_TIMEOUT", "run the same command again to resume"]);
+    assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
+    let weights = dir_files(&tiny("qwen2_5_vl"))["model.safetensors"].clone();
+    let incomplete = repo_dir(cache.path(), "owner/single").join("blobs").join(format!("{}.incomplete", sha256_hex(&weights)));
+    let kept = std::fs::metadata(&incomplete).map(|m| m.len()).unwrap_or(0);
+    assert!(kept > 0 && (kept as usize) < weights.len(), "{kept} bytes kept");
+    let ranges = hub.requests().into_iter().filter(|r| r.path.starts_with("/cdn/")).filter_map(|r| r.range).count();
+    assert_eq!(ranges, 2, "the second and third tries resumed");
+    hub.trickle("model.safetensors", 0, Part::Body);
+    let dir = resolve("owner/single", &config(&hub, cache.path())).unwrap();
+    assert_eq!(std::fs::read(dir.join("model.safetensors")).unwrap(), weights);
 }

@@ -357,6 +357,36 @@ fn a_long_paste_into_the_question_does_not_stall_the_ui() {
 }
 
 #[test]
+fn a_long_unbracketed_paste_does_not_stall_the_ui() {
+    // A terminal without bracketed paste (or a paste the terminal does not mark) sends the text
+    // as typed keys, many kilobytes at once: more than one read of the terminal takes.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let code = dir.path().join("code");
+    let tmux = Tmux::start("rawpaste");
+    tmux.type_line(&format!(
+        "PROXYTHINKER_CACHE={} {BIN} demo --max-new-tokens 8 --ignore-eos; echo $? > {}",
+        quoted(&dir.path().join("cache")),
+        quoted(&code)
+    ));
+    tmux.wait_for("the session to finish", 120, |s| s.contains("· finished"));
+    tmux.send("e", true);
+    tmux.send("C-u", false);
+    tmux.wait_for("the emptied input line", 30, |s| s.lines().any(|l| l.trim_end().ends_with("question> ▏") || l.contains("question> ▏ ")));
+    // 3 KiB (about 3,100 of the demo's 4,096 positions), pasted without the bracket markers
+    // (no -p), then Enter: nothing is typed after it, so whatever the UI has not read by then it
+    // would only read once another key came.
+    let question = format!("{} END", "raw ".repeat(768));
+    assert!(tmux.run(&["set-buffer", "-b", "q", &question]).status.success());
+    assert!(tmux.run(&["paste-buffer", "-b", "q", "-t", "e2e"]).status.success());
+    tmux.send("Enter", false);
+    tmux.wait_for("the restart with the pasted question", 20, |s| s.contains("Question raw raw raw"));
+    let screen = tmux.wait_for("the session to finish again", 60, |s| s.contains("· finished"));
+    assert!(!screen.contains("question>"), "the input line closed on Enter:\n{screen}");
+    tmux.send("q", true);
+    assert_eq!(wait_for_file(&code, 20).trim(), "0");
+}
+
+#[test]
 fn opening_a_fifo_with_o_is_refused_and_the_ui_keeps_answering() {
     let dir = tempfile::tempdir().expect("temp dir");
     let fifo = dir.path().join("picture.png");

@@ -6,15 +6,21 @@
 //! is judged the same way (a look-alike host such as `huggingface.co.evil.example`, or the same
 //! host on another port, gets no `Authorization`).
 //!
-//! Deadlines: `HF_HUB_DOWNLOAD_TIMEOUT` (30 s) bounds connecting and each wait for bytes; a
-//! metadata request (file list, HEAD) must also finish within [`METADATA_DEADLINE_FACTOR`] times
-//! that in all; a file transfer that averages less than [`MIN_BYTES_PER_SECOND`] over a window
-//! of that length is dropped (its bytes are kept for the next run to resume), so a server that
-//! trickles a byte at a time cannot hold a command forever.
+//! Deadlines: `HF_HUB_DOWNLOAD_TIMEOUT` (30 s) bounds connecting and each wait for bytes. Each
+//! request has an overall deadline of [`METADATA_DEADLINE_FACTOR`] times that, over all its
+//! redirects: a metadata request (file list, HEAD) must be answered whole by then, a file's GET
+//! must have its status line and headers by then; a file's body is held to a throughput floor
+//! instead (its length is the file's): a transfer that averages less than
+//! [`MIN_BYTES_PER_SECOND`] over a window of `HF_HUB_DOWNLOAD_TIMEOUT` is dropped (its bytes are
+//! kept for the next run to resume). So a server that trickles a byte at a time, in the headers
+//! or in the body, cannot hold a command forever. The HTTP library has no deadline for headers
+//! alone, so a GET's call runs on a helper thread that is waited for until the deadline; one left
+//! behind ends with the connection (the per-read wait bounds each of its reads).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -31,7 +37,8 @@ const ATTEMPTS: usize = 3;
 /// Redirects followed per request.
 const MAX_REDIRECTS: usize = 5;
 
-/// A metadata request's whole exchange may take this many times `HF_HUB_DOWNLOAD_TIMEOUT`.
+/// A request's deadline, in times `HF_HUB_DOWNLOAD_TIMEOUT`: a metadata request's whole
+/// exchange, a file's GET up to its headers, each over all its redirects.
 pub const METADATA_DEADLINE_FACTOR: u32 = 2;
 
 /// The slowest transfer kept going: averaged over each window of `HF_HUB_DOWNLOAD_TIMEOUT`.
@@ -115,7 +122,43 @@ pub struct Client<'a> {
 #[allow(clippy::large_enum_variant)]
 enum GetError {
     Http(ureq::Error),
+    /// No status line and headers (or, for metadata, no whole answer) before the deadline.
+    Late,
     Other(String),
+}
+
+/// What bounds one GET (over all its redirects).
+#[derive(Clone, Copy)]
+enum Deadline {
+    /// The whole exchange, the body included, by this instant (metadata).
+    Whole(Instant),
+    /// The status line and headers by this instant; the body is the caller's (file transfers).
+    Headers(Instant),
+}
+
+/// Time left until `until`, or `None` once it has passed.
+fn left(until: Instant) -> Option<Duration> {
+    until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
+}
+
+/// Sends `req` and waits for its status line and headers until `until`. The call runs on a
+/// helper thread, as the HTTP library bounds each read but not the headers as a whole; past the
+/// deadline the thread is left to end on its own (its response, if one comes, is dropped).
+#[allow(clippy::result_large_err)]
+fn call_by(req: ureq::Request, until: Instant) -> std::result::Result<ureq::Response, GetError> {
+    let Some(wait) = left(until) else { return Err(GetError::Late) };
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("hub-request".into())
+        .spawn(move || {
+            let _ = tx.send(req.call());
+        })
+        .map_err(|e| GetError::Other(format!("cannot start a thread for a Hub request: {e}")))?;
+    match rx.recv_timeout(wait) {
+        Ok(r) => r.map_err(GetError::Http),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(GetError::Late),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(GetError::Other("a Hub request's thread ended without an answer".into())),
+    }
 }
 
 enum Subject<'s> {
@@ -171,25 +214,43 @@ impl<'a> Client<'a> {
         }
     }
 
-    /// The whole-exchange deadline of a metadata request.
-    fn metadata_deadline(&self) -> std::time::Duration {
-        self.config.timeout * METADATA_DEADLINE_FACTOR
+    /// A request's overall deadline (see the module docs), from now.
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.config.timeout * METADATA_DEADLINE_FACTOR
+    }
+
+    /// The deadline's length in seconds, for messages.
+    fn deadline_secs(&self) -> u64 {
+        (self.config.timeout * METADATA_DEADLINE_FACTOR).as_secs()
+    }
+
+    /// What to say when `url` was not answered in time.
+    fn late(&self, url: &str) -> String {
+        format!(
+            "the Hub at {} did not answer {url} within {} s (twice HF_HUB_DOWNLOAD_TIMEOUT, {} s); the server is too slow or stalled, try again later or raise HF_HUB_DOWNLOAD_TIMEOUT",
+            self.endpoint(),
+            self.deadline_secs(),
+            self.config.timeout.as_secs()
+        )
     }
 
     /// GET `url` with `headers`, following up to [`MAX_REDIRECTS`] redirects; the token goes to
-    /// each hop only if it is the Hub's own origin. `deadline` bounds each hop's whole exchange.
+    /// each hop only if it is the Hub's own origin. `deadline` bounds all the hops together.
     #[allow(clippy::result_large_err)]
-    fn get(&self, url: &str, headers: &[(&str, String)], deadline: Option<std::time::Duration>) -> std::result::Result<ureq::Response, GetError> {
+    fn get(&self, url: &str, headers: &[(&str, String)], deadline: Deadline) -> std::result::Result<ureq::Response, GetError> {
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
             let mut req = self.authorize(self.data.get(&url), &url);
             for (k, v) in headers {
                 req = req.set(k, v);
             }
-            if let Some(d) = deadline {
-                req = req.timeout(d);
-            }
-            let resp = req.call().map_err(GetError::Http)?;
+            let resp = match deadline {
+                Deadline::Whole(until) => {
+                    let Some(d) = left(until) else { return Err(GetError::Late) };
+                    req.timeout(d).call().map_err(GetError::Http)?
+                }
+                Deadline::Headers(until) => call_by(req, until)?,
+            };
             if !(300..400).contains(&resp.status()) {
                 return Ok(resp);
             }
@@ -248,10 +309,11 @@ impl<'a> Client<'a> {
     /// The commit `revision` points at and the repo's files there.
     pub fn revision_info(&self) -> std::result::Result<RevisionInfo, FetchError> {
         let url = format!("{}/api/{}/{}/revision/{}", self.endpoint(), self.repo.kind.plural(), self.repo.repo, encode(&self.repo.revision, false));
-        let resp = match self.get(&url, &[], Some(self.metadata_deadline())) {
+        let resp = match self.get(&url, &[], Deadline::Whole(self.deadline())) {
             Ok(r) => r,
             Err(GetError::Http(ureq::Error::Status(code, resp))) => return Err(self.status_error(code, &resp, Subject::Repo)),
             Err(GetError::Http(ureq::Error::Transport(t))) => return Err(self.unreachable(&t)),
+            Err(GetError::Late) => return Err(FetchError::Other(self.late(&url))),
             Err(GetError::Other(m)) => return Err(FetchError::Other(m)),
         };
         let bad = |why: &str| {
@@ -281,8 +343,10 @@ impl<'a> Client<'a> {
             super::RepoKind::Dataset => "datasets/",
         };
         let mut url = format!("{}/{prefix}{}/resolve/{}/{}", self.endpoint(), self.repo.repo, commit, encode(file, true));
+        let until = self.deadline();
         for _ in 0..5 {
-            let req = self.authorize(self.meta.head(&url), &url).set("Accept-Encoding", "identity").timeout(self.metadata_deadline());
+            let Some(within) = left(until) else { return Err(Error::invalid(self.late(&url))) };
+            let req = self.authorize(self.meta.head(&url), &url).set("Accept-Encoding", "identity").timeout(within);
             let resp = match req.call() {
                 Ok(r) => r,
                 Err(ureq::Error::Status(code, resp)) => {
@@ -393,7 +457,7 @@ impl<'a> Client<'a> {
             if have > 0 {
                 headers.push(("Range", format!("bytes={have}-")));
             }
-            let resp = match self.get(&meta.url, &headers, None) {
+            let resp = match self.get(&meta.url, &headers, Deadline::Headers(self.deadline())) {
                 Ok(r) => r,
                 Err(GetError::Http(ureq::Error::Status(416, _))) if attempt < ATTEMPTS => {
                     std::fs::remove_file(&tmp).map_err(io(&tmp))?;
@@ -405,6 +469,10 @@ impl<'a> Client<'a> {
                 Err(GetError::Http(ureq::Error::Transport(t))) => {
                     let msg = self.unreachable(&t).message();
                     return Err(Error::invalid(if have > 0 { format!("{msg}; {have} bytes of {file} are kept to resume") } else { msg }));
+                }
+                Err(GetError::Late) => {
+                    let why = format!("no answer within {} s, twice HF_HUB_DOWNLOAD_TIMEOUT", self.deadline_secs());
+                    return Err(self.interrupted(file, have, size, &why));
                 }
                 Err(GetError::Other(m)) => return Err(Error::invalid(m)),
             };
@@ -436,7 +504,7 @@ impl<'a> Client<'a> {
             // The throughput floor: each window of `timeout` must bring its share of bytes.
             let window = self.config.timeout;
             let floor = (MIN_BYTES_PER_SECOND as f64 * window.as_secs_f64()) as u64;
-            let (mut window_start, mut window_bytes) = (std::time::Instant::now(), 0u64);
+            let (mut window_start, mut window_bytes) = (Instant::now(), 0u64);
             let result: std::result::Result<(), String> = loop {
                 if window_start.elapsed() >= window {
                     if window_bytes < floor {
@@ -445,7 +513,7 @@ impl<'a> Client<'a> {
                             window.as_secs_f64()
                         ));
                     }
-                    (window_start, window_bytes) = (std::time::Instant::now(), 0);
+                    (window_start, window_bytes) = (Instant::now(), 0);
                 }
                 match reader.read(&mut buf) {
                     Ok(0) => break Ok(()),

@@ -8,7 +8,9 @@
 //! Python-compatibility layer is set up the same way. Templates come from downloaded repos, so a
 //! rendering gets a budget of minijinja "fuel" ([`crate::limits::TEMPLATE_FUEL`] instructions,
 //! thousands of times what a real chat template needs): a template that loops forever fails
-//! with a message instead of hanging.
+//! with a message instead of hanging. What it renders is capped too
+//! ([`crate::limits::PROMPT_BYTES`]): one instruction may write 100 MB, so fuel alone does not
+//! bound the output, and a rendering past the cap stops there instead of filling memory.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -51,14 +53,47 @@ pub fn render_user_turn(
     let mut ctx: HashMap<String, Value> = special_tokens.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
     ctx.insert("messages".into(), Value::from_serialize(&messages));
     ctx.insert("add_generation_prompt".into(), Value::from(true));
-    tmpl.render(ctx).map_err(|e| match e.kind() {
+    let cap = crate::limits::PROMPT_BYTES;
+    let mut out = Capped { bytes: Vec::new(), cap: cap.get(), over: false };
+    let rendered = tmpl.render_captured_to(ctx, &mut out);
+    if out.over {
+        return Err(Error::Template(format!(
+            "the model's chat template rendered more than {} bytes, the prompt limit: it repeats far too much; fix the template, or raise {}",
+            cap.get(),
+            cap.var
+        )));
+    }
+    rendered.map_err(|e| match e.kind() {
         minijinja::ErrorKind::OutOfFuel => Error::Template(format!(
             "rendering stopped after {} instructions: the model's chat template loops or does far too much; fix the template, or raise {}",
             fuel.get(),
             fuel.var
         )),
         _ => Error::Template(format!("rendering failed: {}", crate::error::first_line(&e))),
-    })
+    })?;
+    String::from_utf8(out.bytes).map_err(|_| Error::Template("the model's chat template rendered text that is not UTF-8".into()))
+}
+
+/// A rendering's output, refusing to grow past `cap` bytes.
+struct Capped {
+    bytes: Vec<u8>,
+    cap: u64,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if (self.bytes.len() + data.len()) as u64 > self.cap {
+            self.over = true;
+            return Err(std::io::Error::other("past the prompt limit"));
+        }
+        self.bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Replaces the `n`-th image pad in `text` by `counts[n]` pads.

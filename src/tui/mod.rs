@@ -8,6 +8,10 @@
 //! loop only ever polls it (`try_recv`) and waits at most one frame for input, so the UI never
 //! waits on decoding; an image opened with `o` is read on a thread of its own and polled the same
 //! way. A signal (SIGTERM, SIGHUP, SIGINT) ends the loop within a frame ([`crate::interrupt`]).
+//! Input is read with crossterm's poll(2) source (its `use-dev-tty` feature): the default mio
+//! source is edge-triggered and reads 1 KiB per readiness, so the rest of an unbracketed paste
+//! sat unread (and the keys after it with it) until another key arrived. All waiting input is
+//! handled before the next frame is drawn.
 
 pub mod app;
 pub mod demo;
@@ -45,6 +49,8 @@ use update::{update, Effect, Msg};
 
 /// How long the loop waits for a key before looking at the engine again (one frame at 60 Hz).
 const FRAME: Duration = Duration::from_millis(16);
+/// The wait for more input once some came: the rest of a paste is read before the next draw.
+const DRAIN: Duration = Duration::from_millis(1);
 /// Engine events handled per frame at most, so that a flood of records cannot starve the keys.
 const EVENTS_PER_FRAME: usize = 4096;
 
@@ -382,7 +388,9 @@ fn event_loop(terminal: &mut terminal::Term, app: &mut App, runtime: &mut Runtim
                     }
                     dirty = true;
                 }
-                if !event::poll(Duration::ZERO).map_err(io)? {
+                // Not `Duration::ZERO`: crossterm's poll(2) source (the `use-dev-tty` feature,
+                // see Cargo.toml) hands out what it has already read only for a non-zero wait.
+                if !event::poll(DRAIN).map_err(io)? {
                     break;
                 }
             }

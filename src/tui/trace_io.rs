@@ -1,6 +1,6 @@
 //! Traces and the UI: exporting what is on screen (`x`) with [`crate::trace::TraceWriter`] under
 //! the same typed header `run --trace` writes, and building the UI state of `proxythinker
-//! replay` from a trace read with [`crate::trace::read`].
+//! replay` from a trace streamed with [`crate::trace::TraceReader`].
 
 use std::path::{Path, PathBuf};
 
@@ -73,32 +73,65 @@ pub fn replay(path: &Path) -> (App, Option<TraceHeader>) {
     replay_with_progress(path, &mut |_, _| {})
 }
 
-/// [`replay`], reporting `progress(bytes read, file size)` while the trace is read.
+/// [`replay`], reporting `progress(bytes read, file size)` while the trace is read. Records
+/// go into the UI state as they are read (nothing else holds them), and reading stops once the
+/// records kept reach [`crate::limits::REPLAY_BYTES`] of trace lines, with a note on the status
+/// line: memory stays bounded however long the trace is.
 pub fn replay_with_progress(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> (App, Option<TraceHeader>) {
-    match crate::trace::read_with_progress(path, progress) {
-        Ok(trace) => {
-            let mut app = App::new(info_from_header(path, &trace.header), trace.header.alpha);
-            for r in trace.records {
+    let failed = |e: crate::error::Error| {
+        let mut app = App::new(empty_info(path), 0.0);
+        app.set_error(format!("{e}"));
+        (app, None)
+    };
+    let mut reader = match crate::trace::TraceReader::open(path) {
+        Ok(r) => r,
+        Err(e) => return failed(e),
+    };
+    let header = reader.header.clone();
+    let mut app = App::new(info_from_header(path, &header), header.alpha);
+    let cap = crate::limits::REPLAY_BYTES;
+    let (limit, mut kept, mut reported) = (cap.get(), 0u64, 0u64);
+    let mut cut = false;
+    loop {
+        match reader.next_record() {
+            Ok(Some(r)) => {
+                kept += reader.last_line_bytes();
                 match r {
                     Record::Base(r) => app.push_base(r),
                     Record::Rft(r) => app.push_rft(r),
                     Record::Guided(r) => app.push_guided(r),
                 }
             }
-            app.step = app.guided.len();
-            // A replay starts at the beginning, not at the newest token as a live run does.
-            app.cursor = 0;
-            app.follow = false;
-            app.scroll = [Some(0); 3];
-            app.set_status(format!("replaying {} ({} guided tokens)", path.display(), app.guided.len()));
-            (app, Some(trace.header))
+            Ok(None) => break,
+            Err(e) => return failed(e),
         }
-        Err(e) => {
-            let mut app = App::new(empty_info(path), 0.0);
-            app.set_error(format!("{e}"));
-            (app, None)
+        if reader.bytes_read() - reported >= crate::trace::PROGRESS_EVERY {
+            reported = reader.bytes_read();
+            progress(reported, reader.file_size());
+        }
+        if kept >= limit {
+            cut = true;
+            break;
         }
     }
+    progress(reader.file_size(), reader.file_size());
+    app.step = app.guided.len();
+    // A replay starts at the beginning, not at the newest token as a live run does.
+    app.cursor = 0;
+    app.follow = false;
+    app.scroll = [Some(0); 3];
+    if cut {
+        let share = reader.bytes_read().saturating_mul(100) / reader.file_size().max(1);
+        app.set_status(format!(
+            "replaying {}: only its first {} guided tokens ({share}% of the file): the rest would pass {} ({limit} bytes of records); raise it to replay more",
+            path.display(),
+            app.guided.len(),
+            cap.var
+        ));
+    } else {
+        app.set_status(format!("replaying {} ({} guided tokens)", path.display(), app.guided.len()));
+    }
+    (app, Some(header))
 }
 
 /// [`replay`] without the header.

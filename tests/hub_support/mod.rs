@@ -13,7 +13,8 @@
 //! - `GET /cdn/{sha256}`: the LFS bytes, with `Range: bytes=N-` answered 206 + `Content-Range`.
 //!
 //! Test knobs: cut a file's transfer off halfway (n times), corrupt its bytes, answer 404 for a
-//! file still listed in `siblings`; every request is logged (method, path, Range, Authorization).
+//! file still listed in `siblings`, delay its body, trickle its GET's headers or body a byte at
+//! a time; every request is logged (method, path, Range, Authorization).
 
 #![allow(dead_code)]
 
@@ -53,6 +54,15 @@ struct State {
     hidden: HashSet<String>,
     /// file name → milliseconds to wait before sending its bytes.
     slow: HashMap<String, u64>,
+    /// file name → (milliseconds between bytes, in the headers or the body) of its GETs.
+    trickle: HashMap<String, (u64, Part)>,
+}
+
+/// Which part of an answer [`FakeHub::trickle`] sends a byte at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Headers,
+    Body,
 }
 
 pub struct FakeHub {
@@ -170,6 +180,12 @@ impl FakeHub {
     }
 
     /// Waits `ms` milliseconds before sending the bytes of `file`.
+    /// Sends `part` of every GET answer for `file` one byte every `ms` milliseconds (a server
+    /// that never lets the per-read timeout trip).
+    pub fn trickle(&self, file: &str, ms: u64, part: Part) {
+        self.state.lock().unwrap().trickle.insert(file.to_string(), (ms, part));
+    }
+
     pub fn slow(&self, file: &str, ms: u64) {
         self.state.lock().unwrap().slow.insert(file.to_string(), ms);
     }
@@ -228,11 +244,13 @@ struct Response {
     cut_at: Option<usize>,
     /// Wait this long before the body.
     delay_ms: u64,
+    /// Send the headers or the body one byte every this many milliseconds.
+    trickle: Option<(u64, Part)>,
 }
 
 impl Response {
     fn new(status: u16) -> Self {
-        Response { status, headers: Vec::new(), body: Vec::new(), cut_at: None, delay_ms: 0 }
+        Response { status, headers: Vec::new(), body: Vec::new(), cut_at: None, delay_ms: 0, trickle: None }
     }
     fn header(mut self, k: &str, v: impl Into<String>) -> Self {
         self.headers.push((k.to_string(), v.into()));
@@ -297,12 +315,27 @@ fn handle(stream: TcpStream, state: &Mutex<State>, base: &str) -> std::io::Resul
         head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
     }
     head.push_str("Connection: close\r\n\r\n");
-    out.write_all(head.as_bytes())?;
+    // One byte at a time, `ms` apart (stops when the client hangs up).
+    let trickle = |out: &mut TcpStream, bytes: &[u8], ms: u64| -> std::io::Result<()> {
+        for b in bytes {
+            out.write_all(std::slice::from_ref(b))?;
+            out.flush()?;
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        Ok(())
+    };
+    match resp.trickle {
+        Some((ms, Part::Headers)) => trickle(&mut out, head.as_bytes(), ms)?,
+        _ => out.write_all(head.as_bytes())?,
+    }
     if method != "HEAD" {
         out.flush()?;
         std::thread::sleep(std::time::Duration::from_millis(resp.delay_ms));
         let n = resp.cut_at.unwrap_or(resp.body.len()).min(resp.body.len());
-        out.write_all(&resp.body[..n])?;
+        match resp.trickle {
+            Some((ms, Part::Body)) => trickle(&mut out, &resp.body[..n], ms)?,
+            _ => out.write_all(&resp.body[..n])?,
+        }
     }
     out.flush()?;
     let _ = out.shutdown(std::net::Shutdown::Both);
@@ -334,6 +367,7 @@ fn serve_bytes(st: &mut State, req: &Req, file: &str, bytes: &[u8], mut resp: Re
     resp = resp.header("Content-Length", body.len().to_string());
     if req.method == "GET" {
         resp.delay_ms = st.slow.get(file).copied().unwrap_or(0);
+        resp.trickle = st.trickle.get(file).copied();
         if let Some(n) = st.cut.get_mut(file) {
             if *n > 0 {
                 *n -= 1;
