@@ -348,6 +348,11 @@ pub struct GuidedArgs {
     /// [default: the preset's, the config file's, or none].
     #[arg(long, value_name = "boxed|rethink|rethink72b|answer|r1onevision|thinklite|none|TEXT")]
     pub suffix: Option<String>,
+    /// Each model renders the question with its own chat template (a Thinking model's opens
+    /// its reasoning), so the three prompts may differ in length [default: the config file's
+    /// `own_templates`, or false: the base model's template for all three, as in the paper].
+    #[arg(long)]
+    pub own_templates: bool,
     #[command(flatten)]
     pub decoding: DecodingArgs,
 }
@@ -359,6 +364,7 @@ impl GuidedArgs {
             preset: self.models.preset.clone(),
             models: self.models.models(),
             suffix: self.suffix.clone(),
+            own_templates: self.own_templates.then_some(true),
             ..self.decoding.overrides()
         }
     }
@@ -459,6 +465,8 @@ fn print_streams(
             "shared_vocab": session.shared_vocab(),
             "prompt": prompt.text,
             "prompt_tokens": prompt.input.input_ids.len(),
+            "own_templates": plan.settings.own_templates.value,
+            "prompt_tokens_by_model": crate::plan::prompt_lengths(prompt),
             "seconds": secs,
             "base": stream(StreamKind::Base)?,
             "rft": stream(StreamKind::Rft)?,
@@ -504,7 +512,12 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     if args.guided.decoding.max_new_tokens.is_some() {
         return Err(Error::invalid("bench decodes exactly --steps tokens: give --steps N instead of --max-new-tokens"));
     }
+    if args.guided.own_templates {
+        return Err(Error::invalid("bench times the paper's setting, one prompt for all three models: drop --own-templates"));
+    }
     let mut settings = crate::config::resolve(&args.guided.overrides())?;
+    // The same for a config file's `own_templates`: bench prepares one prompt.
+    settings.own_templates = Setting { value: false, from: crate::config::Source::CommandLine };
     // Every timed run takes exactly --steps steps (checked like every setting above, then replaced).
     let from = crate::config::Source::CommandLine;
     settings.max_new_tokens = Setting { value: args.steps, from: from.clone() };

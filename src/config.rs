@@ -35,6 +35,8 @@ pub struct ConfigFile {
     #[serde(default, deserialize_with = "de_alpha")]
     pub alpha: Option<f32>,
     pub suffix: Option<String>,
+    /// Each model reads its own chat template (`--own-templates`).
+    pub own_templates: Option<bool>,
     pub temperature: Option<f32>,
     pub top_k: Option<usize>,
     pub top_p: Option<f32>,
@@ -224,6 +226,8 @@ pub struct Overrides {
     pub models: PerModel<Option<String>>,
     pub alpha: Option<f32>,
     pub suffix: Option<String>,
+    /// `--own-templates`.
+    pub own_templates: Option<bool>,
     /// `--greedy`: sampling settings of the file are overridden.
     pub greedy: bool,
     pub temperature: Option<f32>,
@@ -336,6 +340,9 @@ pub struct Settings {
     pub models: PerModel<Option<Setting<String>>>,
     pub alpha: Setting<f32>,
     pub suffix: Setting<Suffix>,
+    /// Each model renders the question with its own chat template (`--own-templates`); by
+    /// default the base model's template serves all three, as in the paper.
+    pub own_templates: Setting<bool>,
     /// None: greedy.
     pub temperature: Setting<Option<f32>>,
     pub top_k: Setting<usize>,
@@ -397,6 +404,7 @@ pub fn resolve_with(cli: &Overrides, config: Loaded) -> Result<Settings> {
         preset.as_ref().map(|p| (p.suffix.clone(), p.name)),
         Suffix::None,
     );
+    let own_templates = pick(cli.own_templates, f.own_templates.filter(|_| with_models), &fsrc, None, false);
     let temperature = if cli.greedy {
         Setting { value: None, from: Source::CommandLine }
     } else {
@@ -437,6 +445,7 @@ pub fn resolve_with(cli: &Overrides, config: Loaded) -> Result<Settings> {
         models,
         alpha,
         suffix,
+        own_templates,
         temperature,
         top_k,
         top_p,
@@ -540,6 +549,7 @@ impl Settings {
         }
         row("alpha", format!("{}", self.alpha.value), &self.alpha.from);
         row("suffix", self.suffix.value.name().to_string(), &self.suffix.from);
+        row("own_templates", self.own_templates.value.to_string(), &self.own_templates.from);
         row(
             "temperature",
             self.temperature.value.map_or("(greedy)".to_string(), |t| t.to_string()),
@@ -582,6 +592,7 @@ impl Settings {
         settings.insert("seed".into(), json!({"value": self.seed.value, "from": self.seed.from.to_string()}));
         settings.insert("stop".into(), json!({"value": self.stop.value, "from": self.stop.from.to_string()}));
         settings.insert("ignore_eos".into(), json!({"value": self.ignore_eos.value, "from": self.ignore_eos.from.to_string()}));
+        settings.insert("own_templates".into(), json!({"value": self.own_templates.value, "from": self.own_templates.from.to_string()}));
         for (role, m) in self.models.iter() {
             if m.is_none() {
                 settings.insert(role.name().into(), json!({"value": null, "from": "default"}));

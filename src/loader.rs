@@ -349,15 +349,7 @@ impl Checkpoint {
     /// `quant` says.
     pub fn load_decoder_quantized(&self, dtype: DType, device: &Device, quant: Quantization) -> Result<std::sync::Arc<dyn Decoder>> {
         Ok(match self.config.family {
-            Family::Qwen3Vl => {
-                if quant.is_quantized() {
-                    return Err(Error::invalid(format!(
-                        "{}: quantized weights are not supported for Qwen3-VL checkpoints yet; load it with --quant none",
-                        self.dir.display()
-                    )));
-                }
-                std::sync::Arc::new(self.load_qwen3_vl(dtype, device)?)
-            }
+            Family::Qwen3Vl => std::sync::Arc::new(self.load_qwen3_vl(dtype, device, quant)?),
             Family::Qwen2Vl | Family::Qwen2_5Vl => std::sync::Arc::new(self.load_model_quantized(dtype, device, quant)?),
         })
     }
@@ -371,9 +363,9 @@ impl Checkpoint {
 
     /// Loads a Qwen3-VL checkpoint. Its weights are named as transformers names
     /// them in memory, so no renaming.
-    fn load_qwen3_vl(&self, dtype: DType, device: &Device) -> Result<crate::models::qwen3_vl::Qwen3VlModel> {
+    fn load_qwen3_vl(&self, dtype: DType, device: &Device, quant: Quantization) -> Result<crate::models::qwen3_vl::Qwen3VlModel> {
         let vb = self.var_builder(dtype, device)?;
-        crate::models::qwen3_vl::Qwen3VlModel::new(&self.config, vb).map_err(|e| {
+        crate::models::qwen3_vl::Qwen3VlModel::new_quantized(&self.config, vb, quant).map_err(|e| {
             let message = first_line(&e);
             let hint = if is_out_of_memory(&message) {
                 "the device ran out of memory: try --dtype bf16, another device, or a smaller model"

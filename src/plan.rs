@@ -7,8 +7,9 @@
 //! 1. [`SessionRequest::new`]: what needs no files: sampling, the question, the token budget;
 //!    the devices are opened (a missing GPU fails before a long download).
 //! 2. [`SessionRequest::prepare`]: the checkpoints are opened and cross-checked, the first
-//!    prompt prepared by the base model's processor, the memory preflight run; notes are
-//!    collected, not printed. The weights are not read yet.
+//!    prompt prepared by the base model's processor (with `--own-templates`, each model's by its
+//!    own chat template), the memory preflight run; notes are collected, not printed. The
+//!    weights are not read yet.
 //!
 //! The [`SessionPlan`] then loads the weights once ([`SessionPlan::trio`]) and starts as many
 //! sessions over them as the front end asks for (the UI restarts with new questions), and
@@ -110,12 +111,21 @@ impl SessionRequest {
             trio: Mutex::new(None),
         };
         let prepared = plan.prompt(&first)?;
-        let context = (prepared.input.input_ids.len() as u64).saturating_add(plan.decoding.max_new_tokens as u64);
+        let longest = prompt_lengths(&prepared).into_array().into_iter().max().unwrap_or(0);
+        let context = (longest as u64).saturating_add(plan.decoding.max_new_tokens as u64);
         let guided = plan.decoding.max_new_tokens as u64;
         let mut notes = crate::preflight::check(&plan.files, &plan.settings.placement, &plan.devices, context, guided)?;
         notes.extend(plan.files.vocab_note());
         notes.extend(plan.files.quant_notes(plan.settings.placement.quants())?);
         Ok(SessionPlan { notes, first: Some((first, prepared)), ..plan })
+    }
+}
+
+/// How many tokens each model's prompt holds (the same for all three unless `--own-templates`).
+pub fn prompt_lengths(prompt: &PreparedPrompt) -> PerModel<usize> {
+    match &prompt.per_model {
+        Some(p) => p.as_ref().map(|p| p.input_ids.len()),
+        None => PerModel::from_fn(|_| prompt.input.input_ids.len()),
     }
 }
 
@@ -150,7 +160,9 @@ impl SessionPlan {
     }
 
     /// The prompt for `inputs`: one processor, the base model's, prepares the inputs of all three
-    /// models (as in the paper), on the base model's device.
+    /// models (as in the paper), on the base model's device. With `own_templates`, the RFT and
+    /// small models' prompts are prepared too, each with its own checkpoint's chat template and
+    /// processor, on its own device ([`PreparedPrompt::per_model`]).
     pub fn prompt(&self, inputs: &Inputs) -> Result<PreparedPrompt> {
         if let Some((first, prepared)) = &self.first {
             if first == inputs {
@@ -162,14 +174,23 @@ impl SessionPlan {
         }
         let (checkpoint, tokenizer) = self.files.base();
         let question = self.question(&inputs.question);
-        let prepared = prepare_prompt(checkpoint, tokenizer, &question, inputs.image.as_ref(), false, &self.devices.base.1)?;
+        let mut prepared = prepare_prompt(checkpoint, tokenizer, &question, inputs.image.as_ref(), false, &self.devices.base.1)?;
+        if self.settings.own_templates.value {
+            let own = self.files.0.as_ref().zip(self.devices.as_ref()).try_map(|role, ((c, t), (_, device))| {
+                if role == crate::trio::Role::Base {
+                    return Ok(prepared.input.clone());
+                }
+                prepare_prompt(c, t, &question, inputs.image.as_ref(), false, device).map(|p| p.input)
+            })?;
+            prepared.per_model = Some(own);
+        }
         // Every model reads the whole context (the prompt and every new token).
         let budget_flag = match &self.settings.max_new_tokens.from {
             config::Source::File(p) => format!("max_new_tokens in {}", p.display()),
             _ => "--max-new-tokens".to_string(),
         };
-        self.files.checkpoints().try_map(|role, c| {
-            crate::prepare::check_context(c, role.name(), prepared.input.input_ids.len(), self.decoding.max_new_tokens, &budget_flag)
+        self.files.checkpoints().zip(prompt_lengths(&prepared)).try_map(|role, (c, len)| {
+            crate::prepare::check_context(c, role.name(), len, self.decoding.max_new_tokens, &budget_flag)
         })?;
         Ok(prepared)
     }
@@ -193,8 +214,12 @@ impl SessionPlan {
         let trio = self.trio()?;
         let settings = Settings { alpha, ..self.decoding.clone() };
         let (checkpoint, tokenizer) = self.files.base();
-        tracing::info!("session: {} prompt tokens, α={alpha}", prompt.input.input_ids.len());
-        Session::new(trio, tokenizer.clone(), prompt.input.clone(), settings, checkpoint.eos_token_ids.clone())
+        let lengths = prompt_lengths(prompt);
+        tracing::info!("session: {} prompt tokens (rft {}, small {}), α={alpha}", lengths.base, lengths.rft, lengths.small);
+        match &prompt.per_model {
+            Some(prompts) => Session::with_prompts(trio, tokenizer.clone(), prompts.clone(), settings, checkpoint.eos_token_ids.clone()),
+            None => Session::new(trio, tokenizer.clone(), prompt.input.clone(), settings, checkpoint.eos_token_ids.clone()),
+        }
     }
 
     /// Prepares `inputs` and starts a session on them at `alpha`.

@@ -72,6 +72,9 @@ pub struct PreparedPrompt {
     /// The text after the chat template and image-pad expansion.
     pub text: String,
     pub input: PromptInput,
+    /// With `--own-templates`, each model's prompt rendered with its own chat template (the
+    /// base model's is `input`); `None` when one prompt serves all three.
+    pub per_model: Option<crate::trio::PerModel<PromptInput>>,
 }
 
 /// Prepares one user turn for `checkpoint`: the image (if any) is preprocessed with the
@@ -134,5 +137,5 @@ pub fn prepare_prompt(
         return Err(Error::invalid("the prompt tokenizes to nothing: pass a non-empty prompt"));
     }
     check_context(checkpoint, "the model", input_ids.len(), 0, "")?;
-    Ok(PreparedPrompt { text, input: PromptInput { input_ids, images } })
+    Ok(PreparedPrompt { text, input: PromptInput { input_ids, images }, per_model: None })
 }

@@ -11,8 +11,11 @@
 //! checks it against the safetensors headers of the tiny fixture checkpoints (exact), and checks
 //! the counts stated below against [`param_count`] of the real Hub `config.json` texts committed
 //! in `tests/fixtures/configs/`. They agree with the totals the Hub shows for those repositories
-//! (8.29 B for Qwen2.5-VL-7B, 3.75 B for the 3B, 73.4 B for the 72B, ...). The RFT models are
-//! fine-tunes that keep their base's architecture, so they have its count.
+//! (8.29 B for Qwen2.5-VL-7B, 3.75 B for the 3B, 73.4 B for the 72B, 8.77 B for Qwen3-VL-8B,
+//! ...); for Qwen3-VL, `tests/config.rs` also checks [`param_count`] against the count of the
+//! model transformers builds from the same config. The RFT models are fine-tunes that keep their
+//! base's architecture, so they have its count; so are the Qwen3-VL Thinking models, which share
+//! the architecture of the Instruct model of their size.
 //!
 //! **Quantized sizes**: [`ModelSpec::weight_bytes`] counts the text decoder's seven linear layers
 //! per decoder layer from the widths stated here, at the bytes per block of a `--quant` format
@@ -121,6 +124,51 @@ const QWEN2_VL_2B: ModelSpec = ModelSpec {
     heads: 12,
 };
 
+const QWEN3_VL_32B: ModelSpec = ModelSpec {
+    repo: "Qwen/Qwen3-VL-32B-Instruct",
+    params: 33_357_390_064,
+    layers: 64,
+    kv_heads: 8,
+    head_dim: 128,
+    vocab: 151_936,
+    hidden: 5120,
+    intermediate: 25_600,
+    heads: 64,
+};
+const QWEN3_VL_8B: ModelSpec = ModelSpec {
+    repo: "Qwen/Qwen3-VL-8B-Instruct",
+    params: 8_767_123_696,
+    layers: 36,
+    kv_heads: 8,
+    head_dim: 128,
+    vocab: 151_936,
+    hidden: 4096,
+    intermediate: 12_288,
+    heads: 32,
+};
+const QWEN3_VL_4B: ModelSpec = ModelSpec {
+    repo: "Qwen/Qwen3-VL-4B-Instruct",
+    params: 4_437_815_808,
+    layers: 36,
+    kv_heads: 8,
+    head_dim: 128,
+    vocab: 151_936,
+    hidden: 2560,
+    intermediate: 9728,
+    heads: 32,
+};
+const QWEN3_VL_2B: ModelSpec = ModelSpec {
+    repo: "Qwen/Qwen3-VL-2B-Instruct",
+    params: 2_127_532_032,
+    layers: 28,
+    kv_heads: 8,
+    head_dim: 128,
+    vocab: 151_936,
+    hidden: 2048,
+    intermediate: 6144,
+    heads: 16,
+};
+
 impl ModelSpec {
     /// (out, in) of the seven linear layers of one decoder layer: q, k, v, o, gate, up, down.
     pub fn linear_shapes(&self) -> [(u64, u64); 7] {
@@ -140,7 +188,18 @@ impl ModelSpec {
 }
 
 /// The Qwen models whose architecture the presets use, for checks against their config.json.
-pub const BASE_ARCHITECTURES: [ModelSpec; 6] = [QWEN2_5_VL_72B, QWEN2_5_VL_32B, QWEN2_5_VL_7B, QWEN2_5_VL_3B, QWEN2_VL_7B, QWEN2_VL_2B];
+pub const BASE_ARCHITECTURES: [ModelSpec; 10] = [
+    QWEN2_5_VL_72B,
+    QWEN2_5_VL_32B,
+    QWEN2_5_VL_7B,
+    QWEN2_5_VL_3B,
+    QWEN2_VL_7B,
+    QWEN2_VL_2B,
+    QWEN3_VL_32B,
+    QWEN3_VL_8B,
+    QWEN3_VL_4B,
+    QWEN3_VL_2B,
+];
 
 /// The prompt suffix appended to the question before the chat template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,6 +336,24 @@ pub fn all() -> Vec<Preset> {
             base: QWEN2_VL_7B,
             rft: spec("UCSC-VLAA/VLAA-Thinker-Qwen2VL-2B", QWEN2_VL_2B),
             small: QWEN2_VL_2B,
+            alpha: 0.5,
+            suffix: Suffix::Boxed,
+        },
+        Preset {
+            name: "qwen3vl-32b",
+            about: "the Qwen3-VL family: Qwen3-VL-32B-Instruct guided by Qwen3-VL-8B-Thinking",
+            base: QWEN3_VL_32B,
+            rft: spec("Qwen/Qwen3-VL-8B-Thinking", QWEN3_VL_8B),
+            small: QWEN3_VL_8B,
+            alpha: 0.5,
+            suffix: Suffix::Boxed,
+        },
+        Preset {
+            name: "qwen3vl-8b",
+            about: "a workstation Qwen3-VL trio: Qwen3-VL-8B-Instruct guided by Qwen3-VL-2B-Thinking",
+            base: QWEN3_VL_8B,
+            rft: spec("Qwen/Qwen3-VL-2B-Thinking", QWEN3_VL_2B),
+            small: QWEN3_VL_2B,
             alpha: 0.5,
             suffix: Suffix::Boxed,
         },

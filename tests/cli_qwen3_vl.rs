@@ -73,4 +73,12 @@ fn a_moe_checkpoint_is_refused_in_one_line() {
     std::fs::write(&config, text).unwrap();
     let out = run(&["logits", "--model", dir.path().to_str().unwrap(), "--prompt", "Hi"]);
     assert_user_error(&out, &["config.json", "only the dense Qwen3-VL models"]);
+    // As any model of a trio, before a weight loads.
+    let (moe, q3) = (dir.path().to_str().unwrap(), tiny("qwen3_vl"));
+    let q3 = q3.to_str().unwrap();
+    for [base, rft, small] in [[moe, q3, q3], [q3, q3, moe]] {
+        let all = ["run", "--question", "Hi", "--max-new-tokens", "2", "--base", base, "--rft", rft, "--small", small];
+        let out = run(&all);
+        assert_user_error(&out, &["config.json", "qwen3_vl_moe", "only the dense Qwen3-VL models"]);
+    }
 }

@@ -1,6 +1,7 @@
 //! config.json resolution against transformers: the real config.json texts of the checkpoints the
 //! presets name (tests/fixtures/configs/, with the values transformers' AutoConfig resolves in
-//! expected_configs.json), a minimal Qwen2.5-VL-3B-style vision_config that relies on defaults,
+//! expected_configs.json; for Qwen3-VL also the parameter count transformers builds), the
+//! Qwen3-VL preprocessor_config.json, a minimal Qwen2.5-VL-3B-style vision_config that relies on defaults,
 //! and the nested transformers-5 layout.
 
 mod common;
@@ -24,7 +25,9 @@ fn real_hub_configs_resolve_as_transformers_resolves_them() {
     let dir = fixtures().join("configs");
     let expected = read_json(&dir.join("expected_configs.json"));
     let expected = expected.as_object().unwrap();
-    assert!(expected.len() >= 6);
+    assert!(expected.len() >= 10);
+    let qwen3 = expected.values().filter(|w| w["model_type"] == "qwen3_vl").count();
+    assert_eq!(qwen3, 4, "the 2B, 4B, 8B and 32B Qwen3-VL configs");
     for (file, want) in expected {
         let cfg = ModelConfig::from_file(&dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         let t = &want["text"];
@@ -71,6 +74,9 @@ fn real_hub_configs_resolve_as_transformers_resolves_them() {
                 assert_eq!(cfg.vision.hidden_act, VisionAct::QuickGelu, "{file}");
             }
             Family::Qwen3Vl => {
+                // What transformers builds from this config on the meta device, head counted once when tied.
+                let params = want["params"].as_u64().unwrap_or_else(|| panic!("{file}: no params"));
+                assert_eq!(proxythinker::presets::param_count(&cfg), params, "{file}");
                 assert_eq!(cfg.text.head_dim, usize_of(&t["head_dim"]), "{file}");
                 assert_eq!(cfg.vision.hidden_size, usize_of(&v["hidden_size"]), "{file}");
                 assert_eq!(cfg.vision.intermediate_size, usize_of(&v["intermediate_size"]), "{file}");
@@ -81,6 +87,17 @@ fn real_hub_configs_resolve_as_transformers_resolves_them() {
             }
         }
     }
+}
+
+#[test]
+fn the_qwen3_vl_preprocessor_config_bounds_the_area_by_size() {
+    use proxythinker::processor::image::ImageProcessorConfig;
+    // The Hub's preprocessor_config.json of the Qwen3-VL models: `size` holds the pixel-area
+    // bounds (transformers 5's names), patch 16, merge 2, mean and std 0.5.
+    let cfg = ImageProcessorConfig::from_file(&fixtures().join("configs/Qwen3-VL.preprocessor_config.json")).unwrap();
+    assert_eq!((cfg.min_pixels, cfg.max_pixels), (65_536, 16_777_216));
+    assert_eq!((cfg.patch_size, cfg.merge_size, cfg.temporal_patch_size), (16, 2, 2));
+    assert_eq!((cfg.image_mean, cfg.image_std), ([0.5; 3], [0.5; 3]));
 }
 
 #[test]

@@ -61,7 +61,7 @@ fn one_line_error(out: &Output) -> String {
 }
 
 #[test]
-fn presets_lists_the_five_with_models_alpha_suffix_and_memory() {
+fn presets_lists_the_seven_with_models_alpha_suffix_and_memory() {
     let env = Env::new();
     let v = json_stdout(&env.run(&["presets", "--json"]));
     assert_eq!(v["context_tokens"], 4096);
@@ -71,9 +71,11 @@ fn presets_lists_the_five_with_models_alpha_suffix_and_memory() {
         ("thinklite-32b", "Qwen/Qwen2.5-VL-32B-Instruct", "russwang/ThinkLite-VL-7B", "Qwen/Qwen2.5-VL-7B-Instruct", "boxed"),
         ("workstation-7b", "Qwen/Qwen2.5-VL-7B-Instruct", "UCSC-VLAA/VLAA-Thinker-Qwen2.5VL-3B", "Qwen/Qwen2.5-VL-3B-Instruct", "boxed"),
         ("qwen2vl-7b", "Qwen/Qwen2-VL-7B-Instruct", "UCSC-VLAA/VLAA-Thinker-Qwen2VL-2B", "Qwen/Qwen2-VL-2B-Instruct", "boxed"),
+        ("qwen3vl-32b", "Qwen/Qwen3-VL-32B-Instruct", "Qwen/Qwen3-VL-8B-Thinking", "Qwen/Qwen3-VL-8B-Instruct", "boxed"),
+        ("qwen3vl-8b", "Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-2B-Thinking", "Qwen/Qwen3-VL-2B-Instruct", "boxed"),
     ];
     let list = v["presets"].as_array().unwrap();
-    assert_eq!(list.len(), 5);
+    assert_eq!(list.len(), 7);
     for (p, (name, base, rft, small, suffix)) in list.iter().zip(expected) {
         assert_eq!(p["name"], name);
         assert_eq!((p["base"]["repo"].as_str(), p["rft"]["repo"].as_str(), p["small"]["repo"].as_str()), (Some(base), Some(rft), Some(small)));
@@ -93,6 +95,12 @@ fn presets_lists_the_five_with_models_alpha_suffix_and_memory() {
     let kv = 4096 * 2 * (2 * 28 * 2 * 4 * 128 + 3 * 36 * 2 * 2 * 128);
     assert_eq!(ws["kv_cache_bytes"].as_u64().unwrap(), kv);
     assert_eq!(ws["live_alpha_bytes"].as_u64().unwrap(), 4096 * 8 * 151_936);
+    // qwen3vl-8b: the 8B's 36 layers × 8 KV heads for 2 rows, the 2B pair's 28 layers × 8 KV heads
+    // for 3 rows; weights 2 bytes a parameter: 8.77 B + 2 × 2.13 B (a Thinking model has its
+    // Instruct model's architecture).
+    let q8 = &list[6]["memory_bf16"];
+    assert_eq!(q8["kv_cache_bytes"].as_u64().unwrap(), 4096 * 2 * (2 * 36 * 2 * 8 * 128 + 3 * 28 * 2 * 8 * 128));
+    assert_eq!(q8["weights_bytes"].as_u64().unwrap(), 2 * (8_767_123_696 + 2 * 2_127_532_032));
     // The readable table names each preset, its models and the memory in GB.
     let out = env.run(&["presets"]);
     assert!(out.status.success());

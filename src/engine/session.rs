@@ -140,7 +140,9 @@ impl<R> Default for Stream<R> {
 pub struct Session {
     trio: Trio,
     tokenizer: Tokenizer,
-    prompt: PromptInput,
+    /// Each model's prompt: the same one for all three (the paper's way), or each rendered with
+    /// its model's own chat template, of its own length.
+    prompts: PerModel<PromptInput>,
     settings: Settings,
     eos: Vec<u32>,
     vocab: usize,
@@ -268,6 +270,14 @@ fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
 impl Session {
     /// Prefills the three models with `prompt` (prepared by the base model's processor).
     pub fn new(trio: Trio, tokenizer: Tokenizer, prompt: PromptInput, settings: Settings, eos: Vec<u32>) -> Result<Self> {
+        let prompts = PerModel::new(prompt.clone(), prompt.clone(), prompt);
+        Self::with_prompts(trio, tokenizer, prompts, settings, eos)
+    }
+
+    /// Prefills each model with its own prompt (`--own-templates`: each rendered with its
+    /// model's chat template). The prompts may differ in length: every cache keeps its own
+    /// positions, and the streams still advance one token per step, in lockstep.
+    pub fn with_prompts(trio: Trio, tokenizer: Tokenizer, prompts: PerModel<PromptInput>, settings: Settings, eos: Vec<u32>) -> Result<Self> {
         if !settings.alpha.is_finite() {
             return Err(Error::invalid(format!("--alpha must be a finite number, got {}", settings.alpha)));
         }
@@ -275,9 +285,9 @@ impl Session {
         let vocab = trio.base.vocab_size().min(trio.rft.vocab_size()).min(trio.small.vocab_size());
         let filler = eos.first().copied().unwrap_or(0).min(vocab as u32 - 1);
         // Each model is prefilled once; its cache and logits are copied to every row it decodes.
-        let prefilled = trio.as_ref().zip(ROW_PLAN).try_map(|_, (model, rows)| -> Result<(KvCache, Tensor)> {
+        let prefilled = trio.as_ref().zip(ROW_PLAN).zip(prompts.as_ref()).try_map(|_, ((model, rows), prompt)| -> Result<(KvCache, Tensor)> {
             let mut cache = model.new_cache();
-            let l = model.prefill(std::slice::from_ref(&prompt), &mut cache)?;
+            let l = model.prefill(std::slice::from_ref(prompt), &mut cache)?;
             let ids = Tensor::new(&vec![0u32; rows.len()][..], l.device())?;
             Ok((cache.select_rows(&vec![0; rows.len()])?, l.index_select(&ids, 0)?))
         })?;
@@ -286,7 +296,7 @@ impl Session {
         Ok(Session {
             trio,
             tokenizer,
-            prompt,
+            prompts,
             settings,
             eos,
             vocab,
@@ -312,8 +322,14 @@ impl Session {
         self.vocab
     }
 
+    /// The base model's prompt.
     pub fn prompt(&self) -> &PromptInput {
-        &self.prompt
+        &self.prompts.base
+    }
+
+    /// Each model's prompt.
+    pub fn prompts(&self) -> PerModel<&PromptInput> {
+        self.prompts.as_ref()
     }
 
     pub fn tokens(&self, kind: StreamKind) -> &[u32] {
@@ -635,16 +651,16 @@ impl Session {
         self.guided.stop = None;
         self.replay.truncate(j);
         self.steps = j;
+        // Each cache holds its own model's prompt (their lengths may differ).
+        let prompt_lens = self.prompts.as_ref().map(|p| p.input_ids.len());
         if j == 0 {
-            let prompt_len = self.prompt.input_ids.len();
-            self.caches.as_mut().try_map(|_, c| c.truncate(prompt_len))?;
+            self.caches.as_mut().zip(prompt_lens).try_map(|_, (c, len)| c.truncate(len))?;
             self.pending = self.prefill_logits.clone();
             return Ok(());
         }
         // Caches hold the prompt and tokens 0..j-1 of each row after step j-1 was fed; cut back
         // one token and feed token j-1 again to get the logits of step j.
-        let keep = self.prompt.input_ids.len() + j - 1;
-        self.caches.as_mut().try_map(|_, c| c.truncate(keep))?;
+        self.caches.as_mut().zip(prompt_lens).try_map(|_, (c, len)| c.truncate(len + j - 1))?;
         let fed = |s: &[u32]| s.get(j - 1).copied().unwrap_or(self.filler);
         let own = PerModel::new(fed(&self.base.tokens), fed(&self.rft.tokens), self.filler);
         self.pending = forward_trio(&self.trio, own, self.guided_fed(j - 1), &mut self.caches)?;

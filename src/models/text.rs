@@ -1,4 +1,6 @@
-//! The Qwen2 text decoder shared by Qwen2-VL and Qwen2.5-VL.
+//! The Qwen2 text decoder shared by Qwen2-VL and Qwen2.5-VL, and the parts of it that the
+//! Qwen3-VL decoder ([`super::qwen3_vl::text`]) shares: rotary tables, grouped-query attention,
+//! the causal mask, the MLP and the output head.
 //!
 //! A pre-norm transformer with grouped-query attention (q/k/v projections with bias, output
 //! without), RMSNorm, a SwiGLU MLP, and multimodal rotary embeddings (M-RoPE): every token has a
@@ -125,37 +127,50 @@ impl Attention {
         let q = rotary.apply(&q)?;
         let k = rotary.apply(&k)?;
         let (k, v) = cache.append(layer, &k, &v.contiguous()?)?;
-
-        // Grouped-query attention without copying keys: the query heads that share a key head
-        // are stacked along the token axis, (b, kv, rep * l, d) against (b, kv, s, d).
-        let rep = self.num_heads / self.num_kv_heads;
-        let q = q.reshape((b, self.num_kv_heads, rep * l, self.head_dim))?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        let scores = scores.to_dtype(DType::F32)?;
-        let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
-            None => scores,
-        };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
-        let out = probs.matmul(&v)?; // (b, kv, rep * l, d)
-        let out = out.reshape((b, self.num_heads, l, self.head_dim))?.transpose(1, 2)?.reshape((
-            b,
-            l,
-            self.num_heads * self.head_dim,
-        ))?;
+        let out = grouped_attention(&q, &k, &v, mask, self.num_heads, self.num_kv_heads, self.head_dim)?;
         self.o_proj.forward(&out)
     }
 }
 
-struct Mlp {
+/// Scaled dot-product attention of queries (b, heads, l, d) over cached keys and values (b,
+/// kv_heads, s, d), softmax in f32; the heads' outputs side by side, (b, l, heads · d). Every
+/// family's text decoder attends through it.
+///
+/// Grouped-query attention without copying keys: the query heads that share a key head are
+/// stacked along the token axis, (b, kv, rep · l, d) against (b, kv, s, d), which is why the
+/// mask's rows repeat per query head ([`causal_mask`]).
+pub(crate) fn grouped_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+) -> candle_core::Result<Tensor> {
+    let (b, _, l, _) = q.dims4()?;
+    let rep = num_heads / num_kv_heads;
+    let q = q.reshape((b, num_kv_heads, rep * l, head_dim))?;
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+    let scores = match mask {
+        Some(m) => scores.broadcast_add(m)?,
+        None => scores,
+    };
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+    let out = probs.matmul(v)?; // (b, kv, rep · l, d)
+    out.reshape((b, num_heads, l, head_dim))?.transpose(1, 2)?.reshape((b, l, num_heads * head_dim))
+}
+
+/// The SwiGLU MLP of a decoder layer: `down(silu(gate(x)) · up(x))`, no biases.
+pub(crate) struct Mlp {
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
 }
 
 impl Mlp {
-    fn new(cfg: &TextConfig, q: QuantFormat, vb: VarBuilder) -> candle_core::Result<Self> {
+    pub(crate) fn new(cfg: &TextConfig, q: QuantFormat, vb: VarBuilder) -> candle_core::Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Mlp {
             gate_proj: Linear::load(h, i, false, q, vb.pp("gate_proj"))?,
@@ -164,10 +179,33 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
         self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
     }
+
+    pub(crate) fn linears(&self) -> [&Linear; 3] {
+        [&self.gate_proj, &self.up_proj, &self.down_proj]
+    }
+}
+
+/// The output head: the checkpoint's `lm_head.weight`, or with tied embeddings and no head in the
+/// files, the embedding matrix; in `format` (the head stays unquantized unless a caller asks).
+pub(crate) fn output_head(cfg: &TextConfig, embed_tokens: &Embedding, lm_head: VarBuilder, format: QuantFormat) -> candle_core::Result<Linear> {
+    if cfg.tie_word_embeddings && !lm_head.contains_tensor("weight") {
+        Linear::from_weight(embed_tokens.embeddings().clone(), None, format)
+    } else {
+        Linear::load(cfg.hidden_size, cfg.vocab_size, false, format, lm_head)
+    }
+}
+
+/// How many of `linears` hold their weight in each format.
+pub(crate) fn count_formats<'a>(linears: impl Iterator<Item = &'a Linear>) -> std::collections::BTreeMap<QuantFormat, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for linear in linears {
+        *counts.entry(linear.format()).or_insert(0) += 1;
+    }
+    counts
 }
 
 struct DecoderLayer {
@@ -209,12 +247,7 @@ impl TextDecoder {
             });
         }
         let norm = rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("norm"))?;
-        let head_format = quant.head;
-        let lm_head = if cfg.tie_word_embeddings && !lm_head.contains_tensor("weight") {
-            Linear::from_weight(embed_tokens.embeddings().clone(), None, head_format)?
-        } else {
-            Linear::load(cfg.hidden_size, cfg.vocab_size, false, head_format, lm_head)?
-        };
+        let lm_head = output_head(cfg, &embed_tokens, lm_head, quant.head)?;
         Ok(TextDecoder { embed_tokens, layers, norm, lm_head, inv_freq: inv_freq(cfg.head_dim, cfg.rope_theta), cfg: cfg.clone() })
     }
 
@@ -225,15 +258,11 @@ impl TextDecoder {
     /// How many linear layers (the head included) hold their weight in each format: what a
     /// quantized load actually did, fallbacks included.
     pub fn formats(&self) -> std::collections::BTreeMap<QuantFormat, usize> {
-        let mut counts = std::collections::BTreeMap::new();
         let layers = self.layers.iter().flat_map(|l| {
-            let (a, m) = (&l.self_attn, &l.mlp);
-            [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]
+            let a = &l.self_attn;
+            [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj].into_iter().chain(l.mlp.linears())
         });
-        for linear in layers.chain(std::iter::once(&self.lm_head)) {
-            *counts.entry(linear.format()).or_insert(0) += 1;
-        }
-        counts
+        count_formats(layers.chain(std::iter::once(&self.lm_head)))
     }
 
     /// Token embeddings of `ids` (rows, tokens).

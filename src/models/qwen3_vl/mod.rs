@@ -16,10 +16,10 @@ pub mod vision;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use super::{check_prefill_rows, mrope_positions, Decoder, ImageInput, KvCache, ModelConfig, PromptInput};
+use super::{check_prefill_rows, mrope_positions, Decoder, ImageInput, KvCache, ModelConfig, PromptInput, QuantFormat, Quantization};
 use crate::error::{Error, Result};
 
-/// Every linear layer of the family is made here, so that its type can change in one place.
+/// The vision tower's linear layers (with biases, never quantized) are made here.
 pub(crate) fn linear(input: usize, output: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Linear> {
     if bias {
         candle_nn::linear(input, output, vb)
@@ -40,9 +40,20 @@ pub struct Qwen3VlModel {
 impl Qwen3VlModel {
     /// Builds the model from weights named as on the Hub (`vb` at the files' root).
     pub fn new(config: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        Self::new_quantized(config, vb, Quantization::default())
+    }
+
+    /// [`new`](Self::new) with the text decoder's linear layers quantized as `quant` says, while
+    /// they load (the vision tower and its mergers stay in the model's dtype).
+    pub fn new_quantized(config: &ModelConfig, vb: VarBuilder, quant: Quantization) -> candle_core::Result<Self> {
         let vision = vision::VisionTower::new(&config.vision, vb.pp("model").pp("visual"))?;
-        let text = text::TextDecoder::new(&config.text, vb.pp("model").pp("language_model"), vb.pp("lm_head"))?;
+        let text = text::TextDecoder::new(&config.text, vb.pp("model").pp("language_model"), vb.pp("lm_head"), quant)?;
         Ok(Qwen3VlModel { config: config.clone(), vision, text, dtype: vb.dtype(), device: vb.device().clone() })
+    }
+
+    /// How many of the text decoder's linear layers (head included) hold each format.
+    pub fn formats(&self) -> std::collections::BTreeMap<QuantFormat, usize> {
+        self.text.formats()
     }
 
     pub fn config(&self) -> &ModelConfig {

@@ -7,14 +7,19 @@
 //! frequencies as its section holds, and the temporal position otherwise, so every axis sees low
 //! and high frequencies alike. And DeepStack: the vision tower's intermediate features are added
 //! to the hidden states at the image positions after each of the first decoder layers.
+//!
+//! The rest is the Qwen2 decoder's ([`crate::models::text`]): its rotary tables, grouped-query
+//! attention, causal mask, MLP and output head. The seven linear layers of every decoder layer
+//! (q, k, v, o, gate, up, down) are [`Linear`]s, quantized at load time when asked; embeddings,
+//! norms and (by default) the head stay in the model's dtype.
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{embedding, rms_norm, Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{embedding, rms_norm, Embedding, RmsNorm, VarBuilder};
 
-use super::linear;
 use crate::models::cache::KvCache;
 use crate::models::config::TextConfig;
-use crate::models::text::{causal_mask, inv_freq, Rotary};
+use crate::models::linear::{Linear, QuantFormat, Quantization};
+use crate::models::text::{causal_mask, count_formats, grouped_attention, inv_freq, output_head, Mlp, Rotary};
 
 /// Which position (0 = temporal, 1 = height, 2 = width) rotates each of the `half` frequencies.
 pub fn interleaved_axes(half: usize, mrope_section: &[usize]) -> Vec<usize> {
@@ -47,7 +52,7 @@ struct Attention {
 }
 
 impl Attention {
-    fn new(cfg: &TextConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(cfg: &TextConfig, format: QuantFormat, vb: VarBuilder) -> candle_core::Result<Self> {
         let h = cfg.hidden_size;
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
         // Released Qwen3-VL models have no attention biases (`attention_bias: false`); weights that
@@ -56,10 +61,10 @@ impl Attention {
             candle_core::bail!("attention biases ({}) are not supported for Qwen3-VL", "q_proj.bias");
         }
         Ok(Attention {
-            q_proj: linear(h, nh * hd, false, vb.pp("q_proj"))?,
-            k_proj: linear(h, nkv * hd, false, vb.pp("k_proj"))?,
-            v_proj: linear(h, nkv * hd, false, vb.pp("v_proj"))?,
-            o_proj: linear(nh * hd, h, false, vb.pp("o_proj"))?,
+            q_proj: Linear::load(h, nh * hd, false, format, vb.pp("q_proj"))?,
+            k_proj: Linear::load(h, nkv * hd, false, format, vb.pp("k_proj"))?,
+            v_proj: Linear::load(h, nkv * hd, false, format, vb.pp("v_proj"))?,
+            o_proj: Linear::load(nh * hd, h, false, format, vb.pp("o_proj"))?,
             q_norm: rms_norm(hd, cfg.rms_norm_eps, vb.pp("q_norm"))?,
             k_norm: rms_norm(hd, cfg.rms_norm_eps, vb.pp("k_norm"))?,
             num_heads: nh,
@@ -84,33 +89,8 @@ impl Attention {
         let q = rotary.apply(&q)?;
         let k = rotary.apply(&k)?;
         let (k, v) = cache.append(layer, &k, &v.contiguous()?)?;
-
-        // Query heads sharing a key head are stacked along the token axis, so keys and values
-        // are used as cached, without repeating them per query head.
-        let rep = self.num_heads / self.num_kv_heads;
-        let q = q.reshape((b, self.num_kv_heads, rep * l, self.head_dim))?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
-        let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
-            None => scores,
-        };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
-        let out = probs.matmul(&v)?.reshape((b, self.num_heads, l, self.head_dim))?.transpose(1, 2)?;
-        self.o_proj.forward(&out.reshape((b, l, self.num_heads * self.head_dim))?)
-    }
-}
-
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
-}
-
-impl Mlp {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+        let out = grouped_attention(&q, &k, &v, mask, self.num_heads, self.num_kv_heads, self.head_dim)?;
+        self.o_proj.forward(&out)
     }
 }
 
@@ -134,34 +114,36 @@ pub struct TextDecoder {
 
 impl TextDecoder {
     /// `vb` points at `model.language_model.`, `lm_head` at `lm_head.`; tied embeddings (no
-    /// head in the files) reuse the embedding matrix.
-    pub fn new(cfg: &TextConfig, vb: VarBuilder, lm_head: VarBuilder) -> candle_core::Result<Self> {
-        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+    /// head in the files) reuse the embedding matrix. The seven linear layers of every decoder
+    /// layer are quantized as `quant` says, the head as `quant.head` says.
+    pub fn new(cfg: &TextConfig, vb: VarBuilder, lm_head: VarBuilder, quant: Quantization) -> candle_core::Result<Self> {
+        let h = cfg.hidden_size;
         let embed_tokens = embedding(cfg.vocab_size, h, vb.pp("embed_tokens"))?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for n in 0..cfg.num_hidden_layers {
             let vb = vb.pp("layers").pp(n);
-            let m = vb.pp("mlp");
             layers.push(DecoderLayer {
                 input_layernorm: rms_norm(h, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
-                self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+                self_attn: Attention::new(cfg, quant.format, vb.pp("self_attn"))?,
                 post_attention_layernorm: rms_norm(h, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
-                mlp: Mlp {
-                    gate_proj: linear(h, i, false, m.pp("gate_proj"))?,
-                    up_proj: linear(h, i, false, m.pp("up_proj"))?,
-                    down_proj: linear(i, h, false, m.pp("down_proj"))?,
-                },
+                mlp: Mlp::new(cfg, quant.format, vb.pp("mlp"))?,
             });
         }
         let norm = rms_norm(h, cfg.rms_norm_eps, vb.pp("norm"))?;
-        let lm_head = if cfg.tie_word_embeddings && !lm_head.contains_tensor("weight") {
-            Linear::new(embed_tokens.embeddings().clone(), None)
-        } else {
-            linear(h, cfg.vocab_size, false, lm_head)?
-        };
+        let lm_head = output_head(cfg, &embed_tokens, lm_head, quant.head)?;
         let inv_freq = inv_freq(cfg.head_dim, cfg.rope_theta);
         let rotary_axes = interleaved_axes(inv_freq.len(), &cfg.mrope_section);
         Ok(TextDecoder { embed_tokens, layers, norm, lm_head, inv_freq, rotary_axes, cfg: cfg.clone() })
+    }
+
+    /// How many linear layers (the head included) hold their weight in each format: what a
+    /// quantized load actually did, fallbacks included.
+    pub fn formats(&self) -> std::collections::BTreeMap<QuantFormat, usize> {
+        let layers = self.layers.iter().flat_map(|l| {
+            let a = &l.self_attn;
+            [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj].into_iter().chain(l.mlp.linears())
+        });
+        count_formats(layers.chain(std::iter::once(&self.lm_head)))
     }
 
     /// Token embeddings of `ids` (rows, tokens).
