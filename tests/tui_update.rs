@@ -730,3 +730,96 @@ fn refreshed_records_replace_the_stale_ones_of_their_step_and_the_pane_says_how_
     assert_eq!((a.guided[1].kl_guided_base, a.guided[4].kl_guided_base), (9.0, 9.0));
     assert!(screen(&mut term, &mut a).contains("· 4 re-measuring"));
 }
+
+/// `a` after an α change that kept every guided record, all of them stale until re-measured.
+fn with_stale_records(n: usize) -> App {
+    let mut a = app(n);
+    update(&mut a, ch(']'));
+    let kept: Vec<_> = a.guided.iter().cloned().map(|mut r| {
+        r.stale = true;
+        r
+    }).collect();
+    update(&mut a, Msg::Engine(Event::GuidedReset { alpha: 0.6, changed_from: None, kept }));
+    a
+}
+
+fn fresh(a: &App, steps: std::ops::Range<usize>) -> Vec<proxythinker::engine::GuidedRecord> {
+    steps.map(|i| {
+        let mut r = a.guided[i].clone();
+        r.stale = false;
+        r
+    }).collect()
+}
+
+#[test]
+fn an_export_asked_for_while_records_are_stale_waits_until_the_last_is_re_measured() {
+    let mut a = with_stale_records(6);
+    let fx = update(&mut a, ch('x'));
+    assert!(fx.is_empty(), "no export of records measured at the old α: {fx:?}");
+    let status = a.status.as_ref().map(|s| s.text.clone()).unwrap_or_default();
+    assert!(status.contains("export waits for 6 guided records"), "{status}");
+    let part = fresh(&a, 0..4);
+    let fx = update(&mut a, Msg::Engine(Event::Refreshed(part)));
+    assert!(fx.is_empty(), "two records are still stale: {fx:?}");
+    let rest = fresh(&a, 4..6);
+    let fx = update(&mut a, Msg::Engine(Event::Refreshed(rest)));
+    assert!(matches!(fx.as_slice(), [Effect::ExportTrace]), "{fx:?}");
+    // Once only.
+    let more = fresh(&a, 0..1);
+    assert!(update(&mut a, Msg::Engine(Event::Refreshed(more))).is_empty());
+    // With nothing stale, `x` exports at once.
+    assert!(matches!(update(&mut a, ch('x')).as_slice(), [Effect::ExportTrace]));
+}
+
+#[test]
+fn a_waiting_export_is_written_when_the_engine_stops_and_dropped_by_a_restart() {
+    let mut a = with_stale_records(4);
+    update(&mut a, ch('x'));
+    let fx = update(&mut a, Msg::EngineStopped);
+    assert!(matches!(fx.as_slice(), [Effect::ExportTrace]), "nothing will re-measure them now: {fx:?}");
+
+    let mut a = with_stale_records(4);
+    update(&mut a, ch('x'));
+    let fx = update(&mut a, ch('r'));
+    assert!(matches!(fx.as_slice(), [Effect::Restart { .. }]), "{fx:?}");
+    assert!(!a.pending_export);
+    assert!(update(&mut a, Msg::EngineStopped).is_empty(), "the export waited for records a restart cleared");
+}
+
+#[test]
+fn moving_the_cursor_while_records_are_stale_tells_the_engine_where_to_re_measure_first() {
+    let mut a = app(6);
+    let fx = update(&mut a, key(KeyCode::Left));
+    assert!(fx.is_empty(), "nothing stale, nothing to tell: {fx:?}");
+    let mut a = with_stale_records(6);
+    let fx = update(&mut a, key(KeyCode::Left));
+    let at = a.cursor;
+    assert!(matches!(fx.as_slice(), [Effect::SendCommand(Command::Focus(s))] if *s == at), "{fx:?}");
+    assert!(update(&mut a, ch('?')).is_empty(), "the cursor did not move");
+    // An α change made away from the newest token re-measures from the cursor, not from the end.
+    update(&mut a, ch('?'));
+    let fx = update(&mut a, ch(']'));
+    assert!(
+        matches!(fx.as_slice(), [Effect::SendCommand(Command::SetAlpha(_)), Effect::SendCommand(Command::Focus(s))] if *s == at),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn an_exported_trace_keeps_its_stale_marks_and_the_replay_calls_them_stale() {
+    let a = with_stale_records(5);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.jsonl");
+    let header = synthetic::trace_header(&a);
+    trace_io::export(&a, &header, &path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.matches("\"stale\":true").count(), 5, "{text}");
+    let (mut replayed, _) = trace_io::replay(&path);
+    assert_eq!(replayed.stale_count(), 5);
+    let backend = ratatui::backend::TestBackend::new(200, 50);
+    let mut term = ratatui::Terminal::new(backend).unwrap();
+    term.draw(|f| proxythinker::tui::view::draw(f, &mut replayed)).unwrap();
+    let screen: String = term.backend().buffer().content().iter().map(|c| c.symbol()).collect();
+    assert!(screen.contains("· 5 stale"), "a replay re-measures nothing");
+    assert!(!screen.contains("re-measuring"));
+}

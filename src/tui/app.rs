@@ -156,6 +156,9 @@ pub struct App {
     /// The α asked for with a key and not yet confirmed by the engine; further keys start from
     /// it. The header shows it with an ellipsis.
     pub pending_alpha: Option<f32>,
+    /// `x` was pressed while guided records were stale: the export is written once they are
+    /// fresh (or the engine stops).
+    pub pending_export: bool,
     pub base: Vec<StreamRecord>,
     pub rft: Vec<StreamRecord>,
     pub guided: Vec<GuidedRecord>,
@@ -190,6 +193,7 @@ impl App {
             image: None,
             alpha,
             pending_alpha: None,
+            pending_export: false,
             base: Vec::new(),
             rft: Vec::new(),
             guided: Vec::new(),
@@ -262,6 +266,11 @@ impl App {
                 }
             }
         }
+    }
+
+    /// Guided records measured at an earlier α, not yet re-measured.
+    pub fn stale_count(&self) -> usize {
+        self.guided.iter().filter(|r| r.stale).count()
     }
 
     /// Empties every stream (a restart).

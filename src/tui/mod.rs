@@ -324,7 +324,13 @@ impl Runtime {
             }
             Effect::ExportTrace => {
                 let msg = match self.trace_header(app).and_then(|header| trace_io::export_new(app, &header, &self.export_dir)) {
-                    Ok(path) => Msg::Done(format!("trace written to {}", path.display())),
+                    Ok(path) => match app.stale_count() {
+                        0 => Msg::Done(format!("trace written to {}", path.display())),
+                        n => Msg::Done(format!(
+                            "trace written to {}: {n} guided records in it were measured at an earlier α (marked \"stale\": true)",
+                            path.display()
+                        )),
+                    },
                     Err(e) => Msg::Failed(e.to_string()),
                 };
                 update(app, msg);

@@ -63,11 +63,17 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             if app.input.is_some() {
                 return input_key(app, key);
             }
-            key_press(app, key)
+            let before = app.cursor;
+            let mut effects = key_press(app, key);
+            focus_moved(app, before, &mut effects);
+            effects
         }
         Msg::Mouse(m) => {
+            let before = app.cursor;
             mouse(app, m);
-            Vec::new()
+            let mut effects = Vec::new();
+            focus_moved(app, before, &mut effects);
+            effects
         }
         Msg::Resize(w, h) => {
             app.screen = (w, h);
@@ -83,7 +89,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         }
         Msg::Engine(ev) => {
             engine_event(app, ev);
-            Vec::new()
+            export_when_fresh(app)
         }
         Msg::ImageOpened { path, thumbnail } => {
             app.image = Some(thumbnail);
@@ -104,6 +110,11 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.pending_alpha = None;
             if app.status.as_ref().is_none_or(|s| !s.error) {
                 app.set_error("the engine has stopped: press r to restart (details in the log)");
+            }
+            // Nothing will re-measure the stale records either: a waiting export is written now,
+            // with them marked stale.
+            if std::mem::take(&mut app.pending_export) {
+                return vec![Effect::ExportTrace];
             }
             Vec::new()
         }
@@ -147,7 +158,7 @@ fn key_press(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                 return restart(app);
             }
         }
-        Action::ExportTrace => return vec![Effect::ExportTrace],
+        Action::ExportTrace => return export_trace(app),
         Action::NextMeasure => app.measure = app.measure.next(),
         Action::PreviousToken => move_cursor_by(app, -1),
         Action::NextToken => move_cursor_by(app, 1),
@@ -194,7 +205,42 @@ fn change_alpha(app: &mut App, by: f32) -> Vec<Effect> {
     }
     let alpha = round_alpha(app.pending_alpha.unwrap_or(app.alpha) + by);
     app.pending_alpha = Some(alpha);
-    vec![Effect::SendCommand(Command::SetAlpha(alpha))]
+    let mut effects = vec![Effect::SendCommand(Command::SetAlpha(alpha))];
+    // The engine re-measures from where the stream changed unless told where the user looks.
+    if !app.follow {
+        effects.push(Effect::SendCommand(Command::Focus(app.cursor)));
+    }
+    effects
+}
+
+/// Tells the engine where the user now looks when the cursor moved while records are stale, so
+/// that those nearest the cursor are re-measured first.
+fn focus_moved(app: &App, before: usize, effects: &mut Vec<Effect>) {
+    if app.cursor != before && app.stale_count() > 0 {
+        effects.push(Effect::SendCommand(Command::Focus(app.cursor)));
+    }
+}
+
+/// `x`: exports at once, unless guided records are still being re-measured after an α change;
+/// then the export waits for them (see [`export_when_fresh`]), so that a trace never mixes
+/// measures of two α values without saying so.
+fn export_trace(app: &mut App) -> Vec<Effect> {
+    let stale = app.stale_count();
+    if stale == 0 || app.is_replay() {
+        return vec![Effect::ExportTrace];
+    }
+    app.pending_export = true;
+    app.set_status(format!("export waits for {stale} guided records being re-measured at α = {:.2}", app.alpha));
+    Vec::new()
+}
+
+/// The waiting export, once the last stale record is fresh.
+fn export_when_fresh(app: &mut App) -> Vec<Effect> {
+    if app.pending_export && app.stale_count() == 0 {
+        app.pending_export = false;
+        return vec![Effect::ExportTrace];
+    }
+    Vec::new()
 }
 
 fn toggle_pause(app: &mut App) -> Vec<Effect> {
@@ -240,6 +286,8 @@ fn force_candidate(app: &mut App) -> Vec<Effect> {
 /// α the engine last confirmed).
 fn restart(app: &mut App) -> Vec<Effect> {
     app.clear_streams();
+    // The records an export was waiting for are gone.
+    app.pending_export = false;
     app.run = RunState::Loading;
     // The α asked for went to the engine being replaced; the new one starts at the α in force.
     app.pending_alpha = None;

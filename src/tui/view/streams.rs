@@ -61,11 +61,13 @@ impl Widget for StreamPane<'_> {
         // Narrow panes (80-column terminals) get a shorter count and ramp, so both still fit.
         let wide = area.width >= 40;
         let mut count = if wide { format!(" {} tokens ", app.len(self.pane)) } else { format!(" {} ", app.len(self.pane)) };
-        let stale = if self.pane == Pane::Guided { app.guided.iter().filter(|r| r.stale).count() } else { 0 };
+        let stale = if self.pane == Pane::Guided { app.stale_count() } else { 0 };
         if stale > 0 {
             // After a change of α the kept records' measures (the heat) are the old α's until the
             // engine has re-measured them: dimmed until then.
-            count.push_str(&format!("· {stale} re-measuring "));
+            // A replayed export has no engine: its stale records stay as they were written.
+            let what = if app.is_replay() { "stale" } else { "re-measuring" };
+            count.push_str(&format!("· {stale} {what} "));
         }
         let bottom_scale = legend("0", &self.scale_top(), if wide { 8 } else { 4 });
         let block = Block::default()
