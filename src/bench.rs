@@ -168,7 +168,7 @@ pub fn run(plan: &SessionPlan, prompt: &PromptInput, unbatched: bool) -> Result<
     guided_only(models, prompt, alpha as f64, 2)?;
     let (prefill_seconds, guided_only_tps, guided_tokens) = guided_only(models, prompt, alpha as f64, steps)?;
 
-    let prepared = crate::prepare::PreparedPrompt { text: String::new(), input: prompt.clone(), per_model: None };
+    let prepared = crate::prepare::PreparedPrompt { text: String::new(), input: prompt.clone(), per_model: None, per_model_text: None };
     let mut session = plan.session(&prepared, alpha)?;
     let t = Instant::now();
     session.run_to_end()?;

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::placement::{dtype_name, Devices};
 use crate::prepare::{prepare_prompt, PreparedPrompt};
 use crate::processor::SourceImage;
-use crate::trace::{ModelPlace, TraceHeader};
+use crate::trace::{ModelPlace, OwnPrompts, TraceHeader, TracePrompt};
 use crate::trio::{PerModel, Trio, TrioFiles};
 
 /// A question about an image (or about nothing).
@@ -178,11 +178,12 @@ impl SessionPlan {
         if self.settings.own_templates.value {
             let own = self.files.0.as_ref().zip(self.devices.as_ref()).try_map(|role, ((c, t), (_, device))| {
                 if role == crate::trio::Role::Base {
-                    return Ok(prepared.input.clone());
+                    return Ok((prepared.text.clone(), prepared.input.clone()));
                 }
-                prepare_prompt(c, t, &question, inputs.image.as_ref(), false, device).map(|p| p.input)
+                prepare_prompt(c, t, &question, inputs.image.as_ref(), false, device).map(|p| (p.text, p.input))
             })?;
-            prepared.per_model = Some(own);
+            prepared.per_model_text = Some(own.as_ref().map(|(text, _)| text.clone()));
+            prepared.per_model = Some(own.map(|(_, input)| input));
         }
         // Every model reads the whole context (the prompt and every new token).
         let budget_flag = match &self.settings.max_new_tokens.from {
@@ -250,6 +251,10 @@ impl SessionPlan {
             prompt: prompt.text.clone(),
             input_ids: prompt.input.input_ids.clone(),
             shared_vocab: self.files.shared_vocab(),
+            own_prompts: prompt.per_model.as_ref().zip(prompt.per_model_text.as_ref()).map(|(inputs, texts)| {
+                let of = |role: crate::trio::Role| TracePrompt { text: texts.get(role).clone(), input_ids: inputs.get(role).input_ids.clone() };
+                OwnPrompts { rft: of(crate::trio::Role::Rft), small: of(crate::trio::Role::Small) }
+            }),
         }
     }
 

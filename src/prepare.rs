@@ -75,6 +75,8 @@ pub struct PreparedPrompt {
     /// With `--own-templates`, each model's prompt rendered with its own chat template (the
     /// base model's is `input`); `None` when one prompt serves all three.
     pub per_model: Option<crate::trio::PerModel<PromptInput>>,
+    /// The texts of `per_model`'s prompts, when there are.
+    pub per_model_text: Option<crate::trio::PerModel<String>>,
 }
 
 /// Prepares one user turn for `checkpoint`: the image (if any) is preprocessed with the
@@ -137,5 +139,5 @@ pub fn prepare_prompt(
         return Err(Error::invalid("the prompt tokenizes to nothing: pass a non-empty prompt"));
     }
     check_context(checkpoint, "the model", input_ids.len(), 0, "")?;
-    Ok(PreparedPrompt { text, input: PromptInput { input_ids, images }, per_model: None })
+    Ok(PreparedPrompt { text, input: PromptInput { input_ids, images }, per_model: None, per_model_text: None })
 }

@@ -2,7 +2,8 @@
 //!
 //! The first line is the header, one typed [`TraceHeader`] (`"type": "header"`, `"version": 2`:
 //! who wrote it, the three models with each one's device and dtype, α, sampling, limits and stop
-//! rules, the question, suffix, image, the prompt and its ids, the shared vocabulary), written by
+//! rules, the question, suffix, image, the prompt and its ids, the shared vocabulary, and with
+//! `--own-templates` the RFT and small models' own prompts in `own_prompts`), written by
 //! `run --trace` and the UI's export alike and read by `replay`. Version 1 headers (written
 //! before the header was typed, by `run` with `placement` and by the UI with `device`/`dtype`
 //! summaries) are still read. Every further line is one token of one stream
@@ -58,6 +59,24 @@ pub struct TraceHeader {
     pub prompt: String,
     pub input_ids: Vec<u32>,
     pub shared_vocab: usize,
+    /// With `--own-templates`, the RFT and small models' own prompts (`prompt` and `input_ids`
+    /// above are the base model's); absent when the base model's prompt served all three.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_prompts: Option<OwnPrompts>,
+}
+
+/// One model's prompt: its text after the chat template, and its ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TracePrompt {
+    pub text: String,
+    pub input_ids: Vec<u32>,
+}
+
+/// The prompts of the two small models when each had its own chat template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnPrompts {
+    pub rft: TracePrompt,
+    pub small: TracePrompt,
 }
 
 impl TraceHeader {
@@ -139,6 +158,7 @@ impl HeaderV1 {
             prompt: self.prompt.unwrap_or_default(),
             input_ids: self.input_ids.unwrap_or_default(),
             shared_vocab: self.shared_vocab.unwrap_or(0),
+            own_prompts: None,
         }
     }
 }

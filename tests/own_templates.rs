@@ -182,3 +182,29 @@ fn bench_refuses_own_templates_in_one_line() {
     let out = bin(&none.path().join("none.toml")).args(["bench", "--steps", "2", "--own-templates", "--base", b, "--rft", r, "--small", sm]).output().unwrap();
     assert!(one_line_error(&out).contains("drop --own-templates"));
 }
+
+#[test]
+fn a_trace_of_an_own_templates_run_records_every_model_s_prompt() {
+    let s = setup();
+    let exp = read_json(&tiny("expected/qwen3_vl_own_templates.json"));
+    let case = &exp["cases"][1];
+    let dir = tempfile::tempdir().unwrap();
+    let none = dir.path().join("none.toml");
+    let trace = dir.path().join("own.jsonl");
+    run_json(&none, &s.dirs, &["--own-templates", "--trace", trace.to_str().unwrap()]);
+    let header = proxythinker::trace::read(&trace).unwrap().header;
+    assert_eq!(header.input_ids, u32s(&case["input_ids"]["base"]));
+    let own = header.own_prompts.expect("the rft and small prompts are in the header");
+    assert_eq!(own.rft.input_ids, u32s(&case["input_ids"]["rft"]));
+    assert_eq!(own.small.input_ids, u32s(&case["input_ids"]["small"]));
+    // The Thinking model's own template opens its reasoning; the base (Instruct) one does not.
+    assert!(own.rft.text.ends_with("<|im_start|>assistant\n<think>\n"), "{:?}", own.rft.text);
+    assert!(!header.prompt.contains("<think>"), "{:?}", header.prompt);
+
+    // One prompt for all three: nothing more in the header.
+    let plain = dir.path().join("plain.jsonl");
+    run_json(&none, &s.dirs, &["--trace", plain.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&plain).unwrap();
+    assert!(!text.lines().next().unwrap().contains("own_prompts"));
+    assert!(proxythinker::trace::read(&plain).unwrap().header.own_prompts.is_none());
+}

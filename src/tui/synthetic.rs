@@ -154,5 +154,6 @@ pub fn trace_header(app: &App) -> crate::trace::TraceHeader {
         prompt: String::new(),
         input_ids: Vec::new(),
         shared_vocab: 0,
+        own_prompts: None,
     }
 }
