@@ -22,6 +22,7 @@ pub mod logging;
 pub mod loader;
 pub mod models;
 pub mod per_model;
+pub mod think;
 pub mod placement;
 pub mod plan;
 pub mod preflight;

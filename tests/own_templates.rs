@@ -208,3 +208,16 @@ fn a_trace_of_an_own_templates_run_records_every_model_s_prompt() {
     assert!(!text.lines().next().unwrap().contains("own_prompts"));
     assert!(proxythinker::trace::read(&plain).unwrap().header.own_prompts.is_none());
 }
+
+#[test]
+fn with_own_templates_the_thinking_model_s_stream_opens_inside_its_think_segment() {
+    let s = setup();
+    let own = s.prompts("How many circles are there?", None);
+    let session = s.session(&own, 0.5, 4);
+    let opens = session.opens_in_think();
+    assert_eq!((opens.base, opens.rft), (false, true), "the Instruct base opens none; the Thinking rft's template does");
+    // The paper's way: the base model's template for all three, no segment opened.
+    let one = PerModel::new(own.base.clone(), own.base.clone(), own.base.clone());
+    let opens = s.session(&one, 0.5, 4).opens_in_think();
+    assert_eq!((opens.base, opens.rft, opens.small), (false, false, false));
+}

@@ -823,3 +823,78 @@ fn an_exported_trace_keeps_its_stale_marks_and_the_replay_calls_them_stale() {
     assert!(screen.contains("· 5 stale"), "a replay re-measures nothing");
     assert!(!screen.contains("re-measuring"));
 }
+
+/// Feeds the RFT pane these token texts.
+fn rft_tokens(a: &mut App, texts: &[&str]) {
+    for t in texts {
+        let mut r = synthetic::stream_record(a.rft.len(), 5);
+        r.step = a.rft.len();
+        r.text = t.to_string();
+        update(a, Msg::Engine(Event::Record(proxythinker::engine::Record::Rft(r))));
+    }
+}
+
+fn think_flags(a: &App, pane: Pane) -> Vec<bool> {
+    a.cells[pane.index()].iter().map(|c| c.think).collect()
+}
+
+fn screen_of(a: &mut App) -> ratatui::buffer::Buffer {
+    let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(200, 50)).unwrap();
+    term.draw(|f| proxythinker::tui::view::draw(f, a)).unwrap();
+    term.backend().buffer().clone()
+}
+
+#[test]
+fn a_stream_whose_prompt_opened_a_think_segment_is_thinking_until_it_closes_and_the_pane_counts_it() {
+    let mut a = App::new(synthetic::app(0, (200, 50)).info, 0.5);
+    let opens = proxythinker::trio::PerModel::new(false, true, false);
+    update(&mut a, Msg::Engine(Event::Prefilled { opens_in_think: opens }));
+    rft_tokens(&mut a, &["Let", " me", " check", "</think>", "\n\n", "The", " answer"]);
+    assert_eq!(think_flags(&a, Pane::Rft), [true, true, true, true, false, false, false]);
+    // The base pane opened no segment: its own tags delimit one.
+    for (i, t) in ["<think>", "hm", "</think>", "3"].iter().enumerate() {
+        let mut r = synthetic::stream_record(i, 1);
+        r.text = t.to_string();
+        update(&mut a, Msg::Engine(Event::Record(proxythinker::engine::Record::Base(r))));
+    }
+    assert_eq!(think_flags(&a, Pane::Base), [true, true, true, false]);
+    let buf = screen_of(&mut a);
+    let text: String = buf.content().iter().map(|c| c.symbol()).collect();
+    assert!(text.contains("· think 4"), "the RFT pane counts its thinking tokens");
+    assert!(text.contains("· think 3"));
+    // Thinking tokens are set apart; the answer is not.
+    let cell_of = |word: &str| {
+        let at = text.find(word).unwrap_or_else(|| panic!("{word} on screen"));
+        let index = text[..at].chars().count();
+        buf.content()[index].modifier
+    };
+    use ratatui::style::Modifier;
+    assert!(cell_of("check").contains(Modifier::DIM | Modifier::ITALIC));
+    assert!(!cell_of("answer").contains(Modifier::DIM));
+}
+
+#[test]
+fn a_close_tag_never_opened_marks_the_stream_before_it_as_thinking() {
+    let mut a = App::new(synthetic::app(0, (200, 50)).info, 0.5);
+    rft_tokens(&mut a, &["so", " 3", "</think>", "3"]);
+    assert_eq!(think_flags(&a, Pane::Rft), [true, true, true, false]);
+    // Once a segment has been seen, a stray close tag changes nothing before it.
+    rft_tokens(&mut a, &[" ok", "</think>"]);
+    assert_eq!(think_flags(&a, Pane::Rft), [true, true, true, false, false, true]);
+}
+
+#[test]
+fn a_replayed_own_templates_trace_knows_the_rft_stream_started_thinking() {
+    let mut a = App::new(synthetic::app(0, (200, 50)).info, 0.5);
+    rft_tokens(&mut a, &["Hmm", " two"]);
+    let mut header = synthetic::trace_header(&a);
+    header.prompt = "<|im_start|>assistant\n".into();
+    let own = |text: &str| proxythinker::trace::TracePrompt { text: text.into(), input_ids: vec![1, 2] };
+    header.own_prompts = Some(proxythinker::trace::OwnPrompts { rft: own("<|im_start|>assistant\n<think>\n"), small: own("x") });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.jsonl");
+    trace_io::export(&a, &header, &path).unwrap();
+    let (replayed, _) = trace_io::replay(&path);
+    assert_eq!(replayed.think_at_start, [false, true, false]);
+    assert_eq!(think_flags(&replayed, Pane::Rft), [true, true]);
+}

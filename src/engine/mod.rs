@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use crate::trio::Trio;
+use crate::trio::PerModel;
 pub use session::{
     Candidate, Distribution, GuidedRecord, Record, Session, Settings, Stop, StreamKind, StreamRecord, TOP_K,
 };
@@ -17,6 +18,10 @@ pub use session::{
 /// What the engine reports.
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// The session is prefilled and decoding starts: whether each model's stream opens inside a
+    /// think segment (its own prompt ended with `<think>`; the guided stream follows the base
+    /// model's prompt).
+    Prefilled { opens_in_think: PerModel<bool> },
     /// A new token of one stream.
     Record(Record),
     /// The answer to a `SetAlpha` or a `Force` the session took: `alpha` is the α now in force,
@@ -104,6 +109,9 @@ impl Engine {
                     return;
                 }
             };
+            if ev_tx.send(Event::Prefilled { opens_in_think: session.opens_in_think() }).is_err() {
+                return;
+            }
             let mut paused = false;
             let mut window = (Instant::now(), 0usize);
             let mut focus = 0usize;

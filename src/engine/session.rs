@@ -327,6 +327,17 @@ impl Session {
         &self.prompts.base
     }
 
+    /// Whether each model's stream starts inside a `<think>` segment (its prompt ends by opening one).
+    pub fn opens_in_think(&self) -> PerModel<bool> {
+        self.prompts.as_ref().map(|p| {
+            // A Thinking model's own template ends the prompt with `<think>\n`: its stream starts
+            // inside the reasoning. The tag is one added token in the Qwen tokenizers; a tail of
+            // 32 covers tokenizers that spell it in pieces.
+            let tail = &p.input_ids[p.input_ids.len().saturating_sub(32)..];
+            crate::think::ends_open(&self.tokenizer.decode(tail, false).unwrap_or_default())
+        })
+    }
+
     /// Each model's prompt.
     pub fn prompts(&self) -> PerModel<&PromptInput> {
         self.prompts.as_ref()

@@ -113,6 +113,10 @@ pub struct TokenCell {
     pub text: String,
     pub width: u16,
     pub newline: bool,
+    /// The token is inside a think segment (`<think>` … `</think>`, the tags included).
+    pub think: bool,
+    /// A think segment is open after the token.
+    pub think_open: bool,
 }
 
 impl TokenCell {
@@ -142,7 +146,7 @@ impl TokenCell {
             text = text.chars().take(WIDEST - 1).chain(std::iter::once('…')).collect();
         }
         let width = Span::raw(text.as_str()).width().max(1) as u16;
-        TokenCell { text, width, newline }
+        TokenCell { text, width, newline, think: false, think_open: false }
     }
 }
 
@@ -159,6 +163,9 @@ pub struct App {
     /// `x` was pressed while guided records were stale: the export is written once they are
     /// fresh (or the engine stops).
     pub pending_export: bool,
+    /// Per pane (base, rft, guided), whether its stream starts inside a think segment: its
+    /// model's prompt opened one.
+    pub think_at_start: [bool; 3],
     pub base: Vec<StreamRecord>,
     pub rft: Vec<StreamRecord>,
     pub guided: Vec<GuidedRecord>,
@@ -194,6 +201,7 @@ impl App {
             alpha,
             pending_alpha: None,
             pending_export: false,
+            think_at_start: [false; 3],
             base: Vec::new(),
             rft: Vec::new(),
             guided: Vec::new(),
@@ -224,13 +232,52 @@ impl App {
     }
 
     pub fn push_base(&mut self, r: StreamRecord) {
-        self.cells[0].push(TokenCell::new(&r.text));
+        self.push_cell(0, &r.text);
         self.base.push(r);
     }
 
     pub fn push_rft(&mut self, r: StreamRecord) {
-        self.cells[1].push(TokenCell::new(&r.text));
+        self.push_cell(1, &r.text);
         self.rft.push(r);
+    }
+
+    /// Lays out one more token of pane `pane`, inside or outside a think segment as the tokens
+    /// before it (and the pane's prompt) leave it.
+    fn push_cell(&mut self, pane: usize, raw: &str) {
+        let open_before = self.cells[pane].last().map_or(self.think_at_start[pane], |c| c.think_open);
+        let (think, think_open) = crate::think::step(open_before, raw);
+        let cells = &mut self.cells[pane];
+        // A stream that closes a segment it was never seen to open (a trace from before the
+        // prompt said so, a template that opened it unseen) was thinking from its first token.
+        if raw.contains(crate::think::CLOSE) && !open_before && !raw.contains(crate::think::OPEN) && !cells.iter().any(|c| c.think) {
+            for c in cells.iter_mut() {
+                c.think = true;
+                c.think_open = true;
+            }
+        }
+        cells.push(TokenCell { think, think_open, ..TokenCell::new(raw) });
+    }
+
+    /// Sets which panes start inside a think segment (base, rft, guided) and lays their tokens
+    /// out again.
+    pub fn set_think_at_start(&mut self, opens: [bool; 3]) {
+        self.think_at_start = opens;
+        for pane in 0..3 {
+            let texts: Vec<String> = match pane {
+                0 => self.base.iter().map(|r| r.text.clone()).collect(),
+                1 => self.rft.iter().map(|r| r.text.clone()).collect(),
+                _ => self.guided.iter().map(|r| r.text.clone()).collect(),
+            };
+            self.cells[pane].clear();
+            for t in &texts {
+                self.push_cell(pane, t);
+            }
+        }
+    }
+
+    /// Tokens inside think segments in pane `pane`.
+    pub fn think_count(&self, pane: Pane) -> usize {
+        self.cells[pane.index()].iter().filter(|c| c.think).count()
     }
 
     /// Adds a guided token; a record for an earlier step replaces the stream from there.
@@ -239,7 +286,7 @@ impl App {
             self.guided.truncate(r.step);
             self.cells[2].truncate(r.step);
         }
-        self.cells[2].push(TokenCell::new(&r.text));
+        self.push_cell(2, &r.text);
         self.guided.push(r);
         if self.follow {
             self.cursor = self.guided.len() - 1;
@@ -248,7 +295,10 @@ impl App {
 
     /// Replaces the guided stream with `kept` (after a change of α or a forced token).
     pub fn reset_guided(&mut self, kept: Vec<GuidedRecord>) {
-        self.cells[2] = kept.iter().map(|r| TokenCell::new(&r.text)).collect();
+        self.cells[2].clear();
+        for r in &kept {
+            self.push_cell(2, &r.text);
+        }
         self.guided = kept;
         if self.follow {
             self.cursor = self.guided.len().saturating_sub(1);

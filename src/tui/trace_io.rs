@@ -89,6 +89,11 @@ pub fn replay_with_progress(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> 
     };
     let header = reader.header.clone();
     let mut app = App::new(info_from_header(path, &header), header.alpha);
+    // The prompts say which streams began inside a think segment (the RFT model's own prompt
+    // with --own-templates, else the base model's for all three).
+    let base_opens = crate::think::ends_open(&header.prompt);
+    let rft_opens = header.own_prompts.as_ref().map_or(base_opens, |own| crate::think::ends_open(&own.rft.text));
+    app.think_at_start = [base_opens, rft_opens, base_opens];
     let cap = crate::limits::REPLAY_BYTES;
     let (limit, mut kept, mut reported) = (cap.get(), 0u64, 0u64);
     let mut cut = false;

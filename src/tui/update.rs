@@ -345,6 +345,10 @@ fn input_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
 
 fn engine_event(app: &mut App, ev: Event) {
     match ev {
+        Event::Prefilled { opens_in_think } => {
+            // The guided stream continues the base model's prompt.
+            app.set_think_at_start([opens_in_think.base, opens_in_think.rft, opens_in_think.base]);
+        }
         Event::Record(Record::Base(r)) => app.push_base(r),
         Event::Record(Record::Rft(r)) => app.push_rft(r),
         Event::Record(Record::Guided(r)) => {

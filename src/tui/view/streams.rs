@@ -61,6 +61,10 @@ impl Widget for StreamPane<'_> {
         // Narrow panes (80-column terminals) get a shorter count and ramp, so both still fit.
         let wide = area.width >= 40;
         let mut count = if wide { format!(" {} tokens ", app.len(self.pane)) } else { format!(" {} ", app.len(self.pane)) };
+        let think = app.think_count(self.pane);
+        if think > 0 {
+            count.push_str(&format!("· think {think} "));
+        }
         let stale = if self.pane == Pane::Guided { app.stale_count() } else { 0 };
         if stale > 0 {
             // After a change of α the kept records' measures (the heat) are the old α's until the
@@ -99,6 +103,10 @@ impl Widget for StreamPane<'_> {
             for i in layout::line_range(&lines.starts, line, cells.len()) {
                 let level = app.level(self.pane, i);
                 let mut style = Style::default().bg(heat(level)).fg(ink(level));
+                if cells[i].think {
+                    // The reasoning before the answer: set apart, the heat still readable.
+                    style = style.add_modifier(Modifier::DIM | Modifier::ITALIC);
+                }
                 if self.pane == Pane::Guided && app.guided.get(i).is_some_and(|r| r.forced) {
                     style = style.add_modifier(forced_style);
                 }
