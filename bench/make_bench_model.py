@@ -3,11 +3,18 @@
     python3 bench/make_bench_model.py target/bench-model                 # base-sized (543 M)
     python3 bench/make_bench_model.py target/bench-rft small 1           # small pair for bench_guided
     python3 bench/make_bench_model.py target/bench-small small 2
+    python3 bench/make_bench_model.py target/bench-qwen3 qwen3-2b      # Qwen3-VL-2B's shape (2.1 B)
 
 Text decoder shaped like Qwen2.5-0.5B (hidden 896, 24 layers, 14 query / 2 key-value heads,
 intermediate 4864, vocabulary 151936, tied embeddings); a vision tower of 8 blocks, hidden 640.
 Random weights (seeded); the tokenizer, chat template and processor settings are the tiny test
 checkpoint's. Saved in the Hub's layout.
+
+`qwen3-2b` is a Qwen3-VL checkpoint with the real Qwen3-VL-2B-Instruct config (committed as
+tests/fixtures/configs/Qwen3-VL-2B-Instruct.config.json: hidden 2048, 28 layers, 16 query / 8
+key-value heads of 128, intermediate 6144, vocabulary 151936, tied; a 24-block vision tower with
+DeepStack), random weights, and the tiny Qwen3-VL test checkpoint's tokenizer, template and
+processor (its special-token ids replace the real ones). Saved as the Hub has Qwen3-VL weights.
 """
 
 import json
@@ -17,10 +24,31 @@ import sys
 
 import torch
 from safetensors.torch import save_file
-from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = os.path.join(HERE, "..", "tests", "fixtures", "tiny", "qwen2_5_vl")
+TINY_QWEN3 = os.path.join(HERE, "..", "tests", "fixtures", "tiny", "qwen3_vl")
+QWEN3_2B = os.path.join(HERE, "..", "tests", "fixtures", "configs", "Qwen3-VL-2B-Instruct.config.json")
+
+
+def qwen3(out, seed):
+    cfg = json.load(open(QWEN3_2B))
+    tiny = json.load(open(os.path.join(TINY_QWEN3, "config.json")))
+    for k in ["image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"]:
+        cfg[k] = tiny[k]
+    for k in ["bos_token_id", "eos_token_id"]:
+        cfg["text_config"][k] = tiny["text_config"][k]
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(Qwen3VLConfig(**cfg)).eval()
+    os.makedirs(out, exist_ok=True)
+    json.dump(cfg, open(os.path.join(out, "config.json"), "w"), indent=2)
+    sd = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    save_file(sd, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+    for f in os.listdir(TINY_QWEN3):
+        if f not in ("config.json", "model.safetensors"):
+            shutil.copy(os.path.join(TINY_QWEN3, f), os.path.join(out, f))
+    print("wrote", out, sum(v.numel() for v in sd.values()) / 1e6, "M parameters")
 
 
 SIZES = {
@@ -32,6 +60,8 @@ SIZES = {
 
 
 def main(out, size="base", seed=0):
+    if size == "qwen3-2b":
+        return qwen3(out, seed)
     tiny = json.load(open(os.path.join(TINY, "config.json")))
     cfg = dict(tiny)
     cfg.update(vocab_size=151936, num_key_value_heads=2, tie_word_embeddings=True,

@@ -15,7 +15,7 @@ import time
 
 import torch
 from PIL import Image
-from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+from transformers import AutoModelForImageTextToText, AutoTokenizer
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -25,9 +25,13 @@ def main(model_dir, new_tokens=64, repeats=3):
     torch.set_grad_enabled(False)
     tok = AutoTokenizer.from_pretrained(model_dir)
     pre = json.load(open(os.path.join(model_dir, "preprocessor_config.json")))
-    improc = Qwen2VLImageProcessorPil(min_pixels=pre["min_pixels"], max_pixels=pre["max_pixels"])
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32,
-                                                               attn_implementation="eager").eval()
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager").eval()
+    if model.config.model_type == "qwen3_vl":
+        # Qwen3-VL: 16-pixel patches, mean and std 0.5, bounds in size.shortest_edge / longest_edge.
+        improc = Qwen2VLImageProcessorPil(size=pre["size"], patch_size=pre["patch_size"], merge_size=pre["merge_size"],
+                                          image_mean=pre["image_mean"], image_std=pre["image_std"])
+    else:
+        improc = Qwen2VLImageProcessorPil(min_pixels=pre["min_pixels"], max_pixels=pre["max_pixels"])
     image = Image.open(os.path.join(HERE, "..", "tests", "fixtures", "tiny", "images", "224x224.png")).convert("RGB")
     question = "Describe the picture in detail, then count the circles."
     text = tok.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
@@ -50,7 +54,7 @@ def main(model_dir, new_tokens=64, repeats=3):
         total = time.perf_counter() - t
         prefill.append(ids.shape[1] / tp)
         decode.append(new_tokens / max(total - tp, 1e-9))
-    print(json.dumps(dict(engine=f"transformers {__import__('transformers').__version__} (torch {torch.__version__}, eager, f32, cpu)",
+    print(json.dumps(dict(family=model.config.model_type, engine=f"transformers {__import__('transformers').__version__} (torch {torch.__version__}, eager, f32, cpu)",
                           threads=torch.get_num_threads(), prompt_tokens=ids.shape[1], new_tokens=new_tokens,
                           prefill_tokens_per_second=statistics.median(prefill),
                           decode_tokens_per_second=statistics.median(decode))))

@@ -2,6 +2,7 @@
 //!
 //! ```sh
 //! python3 bench/make_bench_model.py target/bench-model          # once: a small random Qwen2.5-VL
+//! python3 bench/make_bench_model.py target/bench-qwen3 qwen3-2b # or one shaped like Qwen3-VL-2B
 //! cargo run --release --example bench_cpu -- target/bench-model [NEW_TOKENS] [REPEATS] [QUANT]
 //! python3 bench/transformers_reference.py target/bench-model     # the same measurement in transformers
 //! ```
@@ -44,7 +45,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tokenizer = prompt::load_tokenizer(&checkpoint.tokenizer_file)?;
     let prepared = prepare_prompt(&checkpoint, &tokenizer, question, Some(&image), false, &device)?;
     let loading = Instant::now();
-    let model = checkpoint.load_model_quantized(DType::F32, &device, Quantization::new(quant))?;
+    // Any family: the engine's own loading path.
+    let model = checkpoint.load_decoder_quantized(DType::F32, &device, Quantization::new(quant))?;
     let load_seconds = loading.elapsed().as_secs_f64();
     let formats: serde_json::Map<String, serde_json::Value> =
         model.formats().into_iter().map(|(f, n)| (f.name().to_string(), n.into())).collect();
@@ -67,6 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{}",
         serde_json::json!({
+            "family": checkpoint.config.family.model_type(),
             "engine": "proxythinker (candle, f32, cpu)",
             "quant": quant.name(),
             "linear_layers_by_format": formats,

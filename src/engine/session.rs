@@ -195,47 +195,47 @@ impl Measure<'_> {
         StreamRecord { step, token, text: self.token_text(token), logprob: d.chosen_logprob, entropy: d.entropy, top: d.top }
     }
 
-    /// Brings a kept record's α-dependent measures (the guided distribution, KL and JS against
-    /// the base, the flip marker) to a new mix `mixed` of its step's `base[..V]`, `b`.
+    /// The α-dependent measures of a step whose mix of `base[..V]`, `b`, is `mixed`: the guided
+    /// distribution, KL and JS against the base, the flip marker (one fused pass: a fresh step
+    /// and a re-measured kept one get the very same values).
+    fn guided_measures(&self, b: &[f32], mixed: &[f32], chosen: u32) -> (Distribution, f32, f32, bool) {
+        let m = guidance::guided_measures(b, mixed, chosen, TOP_K);
+        let top = m.top.into_iter().map(|(token, p)| Candidate { token, text: self.token_text(token), prob: p as f32 }).collect();
+        let guided = Distribution { top, entropy: m.entropy as f32, chosen_logprob: m.chosen_logprob as f32 };
+        (guided, m.kl_guided_base as f32, m.js_guided_base as f32, m.flipped)
+    }
+
+    /// Brings a kept record's α-dependent measures to a new mix `mixed` of its step's `b`.
     fn refresh(&self, rec: &mut GuidedRecord, b: &[f32], mixed: &[f32]) {
-        let (guided, lg) = self.distribution(mixed, rec.token);
-        let lb = guidance::log_softmax(b);
-        rec.kl_guided_base = guidance::kl(&lg, &lb) as f32;
-        rec.js_guided_base = guidance::js(&lg, &lb) as f32;
-        rec.flipped = guidance::argmax(mixed) != guidance::argmax(b);
-        rec.guided = guided;
+        (rec.guided, rec.kl_guided_base, rec.js_guided_base, rec.flipped) = self.guided_measures(b, mixed, rec.token);
         rec.stale = false;
     }
 
     #[allow(clippy::too_many_arguments)]
     fn guided_record(&self, step: usize, t: u32, forced: bool, b: &[f32], r: &[f32], s: &[f32], mixed: &[f32]) -> GuidedRecord {
-        let (base, rft, small, guided) = std::thread::scope(|scope| {
-            let base = scope.spawn(|| self.distribution(b, t));
+        let (base, (rft, small, kl_rft_small), (guided, kl_guided_base, js_guided_base, flipped)) = std::thread::scope(|scope| {
+            let base = scope.spawn(|| self.distribution(b, t).0);
             let rft = scope.spawn(|| self.distribution(r, t));
             let small = scope.spawn(|| self.distribution(s, t));
-            let guided = self.distribution(mixed, t);
-            (join(base), join(rft), join(small), guided)
-        });
-        let (kl_guided_base, kl_rft_small, js_guided_base) = std::thread::scope(|scope| {
-            let kl_gb = scope.spawn(|| guidance::kl(&guided.1, &base.1));
-            let kl_rs = scope.spawn(|| guidance::kl(&rft.1, &small.1));
-            let js = guidance::js(&guided.1, &base.1);
-            (join(kl_gb), join(kl_rs), js)
+            let guided = self.guided_measures(b, mixed, t);
+            let (rft, small) = (join(rft), join(small));
+            let kl_rft_small = guidance::kl(&rft.1, &small.1);
+            (join(base), (rft.0, small.0, kl_rft_small), guided)
         });
         GuidedRecord {
             step,
             token: t,
             text: self.token_text(t),
             forced,
-            kl_guided_base: kl_guided_base as f32,
+            kl_guided_base,
             kl_rft_small: kl_rft_small as f32,
-            js_guided_base: js_guided_base as f32,
+            js_guided_base,
             base_rank: guidance::rank(b, t),
-            flipped: guidance::argmax(mixed) != guidance::argmax(b),
-            base: base.0,
-            rft: rft.0,
-            small: small.0,
-            guided: guided.0,
+            flipped,
+            base,
+            rft,
+            small,
+            guided,
             stale: false,
         }
     }

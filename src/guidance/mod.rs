@@ -219,6 +219,106 @@ pub fn top_k(logp: &[f64], k: usize) -> Vec<(u32, f64)> {
     top.into_iter().map(|i| (i, logp[i as usize].exp())).collect()
 }
 
+/// What guidance makes of one step, measured against the base model: the guided distribution
+/// (top `k`, entropy, the chosen token's log-probability), KL(guided‖base), JS(guided, base) and
+/// whether the argmax moved. The values [`log_softmax`], [`top_k`], [`entropy`], [`kl`] and
+/// [`js`] give separately (to rounding), in three passes over the vocabulary and no allocation
+/// per call: after an α change every kept token is re-measured with it, so its cost is what the
+/// user waits for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuidedMeasures {
+    pub top: Vec<(u32, f64)>,
+    pub entropy: f64,
+    pub chosen_logprob: f64,
+    pub kl_guided_base: f64,
+    pub js_guided_base: f64,
+    pub flipped: bool,
+}
+
+thread_local! {
+    /// [`guided_measures`]' buffer (16 bytes per vocabulary entry), kept per thread so that
+    /// re-measuring thousands of tokens allocates once.
+    static SCRATCH: std::cell::RefCell<Vec<(f64, f64)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`GuidedMeasures`] of the mixed logits `mixed` against the base logits `base` (same length).
+pub fn guided_measures(base: &[f32], mixed: &[f32], chosen: u32, k: usize) -> GuidedMeasures {
+    debug_assert_eq!(base.len(), mixed.len());
+    // Pass 1: the maxima (and argmaxes, the first index on ties, as `argmax`), NaN anywhere.
+    let (mut max_b, mut max_m, mut arg_b, mut arg_m, mut nan) = (f32::NEG_INFINITY, f32::NEG_INFINITY, 0, 0, false);
+    for (i, (&b, &m)) in base.iter().zip(mixed).enumerate() {
+        nan |= b.is_nan() || m.is_nan();
+        if b > max_b {
+            (max_b, arg_b) = (b, i);
+        }
+        if m > max_m {
+            (max_m, arg_m) = (m, i);
+        }
+    }
+    SCRATCH.with_borrow_mut(|scratch| {
+        // Pass 2: the unnormalised probabilities, kept for pass 3, and their sums.
+        let (mb, mm) = (max_b as f64, max_m as f64);
+        scratch.clear();
+        scratch.reserve(base.len());
+        let (mut sum_b, mut sum_m) = (0.0f64, 0.0f64);
+        for (&b, &m) in base.iter().zip(mixed) {
+            let (eb, em) = ((b as f64 - mb).exp(), (m as f64 - mm).exp());
+            sum_b += eb;
+            sum_m += em;
+            scratch.push((eb, em));
+        }
+        let (lse_b, lse_m) = (sum_b.ln() + mb, sum_m.ln() + mm);
+        let (inv_b, inv_m) = (1.0 / sum_b, 1.0 / sum_m);
+        // Pass 3: entropy, KL, JS and the top k, one element at a time.
+        let (mut entropy, mut kl_total, mut js_total) = (0.0f64, 0.0f64, 0.0f64);
+        let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+        for (i, ((&b, &m), &(eb, em))) in base.iter().zip(mixed).zip(scratch.iter()).enumerate() {
+            let (lg, lb) = (m as f64 - lse_m, b as f64 - lse_b);
+            let (p, q) = (em * inv_m, eb * inv_b);
+            if p > 0.0 {
+                entropy -= p * lg;
+                kl_total += p * (lg - lb);
+            }
+            let mid = 0.5 * (p + q);
+            if mid > 0.0 {
+                let lm = mid.ln();
+                if p > 0.0 {
+                    js_total += 0.5 * p * (lg - lm);
+                }
+                if q > 0.0 {
+                    js_total += 0.5 * q * (lb - lm);
+                }
+            }
+            // Most probable first, the lower id first on ties (as `top_k`).
+            if k > 0 && (top.len() < k || m > top[top.len() - 1].1) {
+                let at = top.partition_point(|&(_, v)| v >= m);
+                top.insert(at, (i as u32, m));
+                top.truncate(k);
+            }
+        }
+        let logp = |m: f32| m as f64 - lse_m;
+        let top = top.into_iter().map(|(i, m)| (i, logp(m).exp())).collect();
+        if nan {
+            return GuidedMeasures {
+                top,
+                entropy: f64::NAN,
+                chosen_logprob: f64::NAN,
+                kl_guided_base: f64::NAN,
+                js_guided_base: f64::NAN,
+                flipped: arg_m != arg_b,
+            };
+        }
+        GuidedMeasures {
+            top,
+            entropy,
+            chosen_logprob: logp(mixed[chosen as usize]),
+            kl_guided_base: non_negative(kl_total),
+            js_guided_base: non_negative(js_total),
+            flipped: arg_m != arg_b,
+        }
+    })
+}
+
 /// 1-based rank of `token` under `logits` (1 = the argmax).
 pub fn rank(logits: &[f32], token: u32) -> usize {
     let v = logits[token as usize];
@@ -228,6 +328,49 @@ pub fn rank(logits: &[f32], token: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Equal to rounding: the fused passes divide by the sum where the separate ones subtract its log.
+    fn to_rounding(a: f64, b: f64) -> bool {
+        a == b || (a - b).abs() <= 1e-12 * (1.0 + a.abs().max(b.abs()))
+    }
+
+    #[test]
+    fn the_fused_guided_measures_equal_the_separate_ones() {
+        let mut rng = 12345u64;
+        let mut next = move || {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((rng >> 33) as f32 / (1u64 << 31) as f32) * 12.0 - 6.0
+        };
+        for case in 0..6 {
+            let n = 3000 + case * 17;
+            let mut base: Vec<f32> = (0..n).map(|_| next()).collect();
+            let mut mixed: Vec<f32> = base.iter().map(|&b| b + 0.7 * next()).collect();
+            // Ties (the lower id first), masked tokens, a flip in odd cases.
+            mixed[10] = 40.0;
+            mixed[20] = 40.0;
+            mixed[30] = 39.0;
+            base[5] = f32::NEG_INFINITY;
+            mixed[6] = f32::NEG_INFINITY;
+            if case % 2 == 0 {
+                base[10] = 50.0;
+            }
+            let chosen = (case * 31) as u32;
+            let got = guided_measures(&base, &mixed, chosen, 10);
+            let (lg, lb) = (log_softmax(&mixed), log_softmax(&base));
+            let want_top = top_k(&lg, 10);
+            assert_eq!(got.top.iter().map(|t| t.0).collect::<Vec<_>>(), want_top.iter().map(|t| t.0).collect::<Vec<_>>(), "case {case}");
+            assert_eq!(&got.top[..3].iter().map(|t| t.0).collect::<Vec<_>>(), &[10, 20, 30]);
+            assert!(got.top.iter().zip(&want_top).all(|(a, b)| to_rounding(a.1, b.1)));
+            assert!(to_rounding(got.entropy, entropy(&lg)), "{} vs {}", got.entropy, entropy(&lg));
+            assert_eq!(got.chosen_logprob, lg[chosen as usize]);
+            assert!(to_rounding(got.kl_guided_base, kl(&lg, &lb)), "{} vs {}", got.kl_guided_base, kl(&lg, &lb));
+            assert!(to_rounding(got.js_guided_base, js(&lg, &lb)), "{} vs {}", got.js_guided_base, js(&lg, &lb));
+            assert_eq!(got.flipped, argmax(&mixed) != argmax(&base));
+            assert_eq!(got.flipped, case % 2 == 1, "case {case}");
+        }
+        let nan = guided_measures(&[0.0, f32::NAN], &[0.0, 1.0], 0, 2);
+        assert!(nan.kl_guided_base.is_nan() && nan.js_guided_base.is_nan() && nan.entropy.is_nan());
+    }
 
     #[test]
     fn combine_is_base_plus_alpha_times_difference_on_the_shared_vocabulary() {

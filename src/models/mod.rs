@@ -55,6 +55,9 @@ pub trait Decoder: Send + Sync {
     fn prefill(&self, rows: &[PromptInput], cache: &mut KvCache) -> Result<Tensor>;
     /// Decodes one new token per row; the logits (rows, vocab) in f32.
     fn step(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor>;
+    /// How many of the text decoder's linear layers hold each weight format (what `--quant`
+    /// made of them).
+    fn formats(&self) -> std::collections::BTreeMap<QuantFormat, usize>;
 }
 
 impl Decoder for VlModel {
@@ -75,6 +78,9 @@ impl Decoder for VlModel {
     }
     fn step(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
         VlModel::step(self, tokens, cache)
+    }
+    fn formats(&self) -> std::collections::BTreeMap<QuantFormat, usize> {
+        VlModel::formats(self)
     }
 }
 

@@ -177,6 +177,9 @@ impl Decoder for Qwen3VlModel {
         let rows: Vec<Vec<u32>> = tokens.iter().map(|&t| vec![t]).collect();
         self.extend(&rows, cache)
     }
+    fn formats(&self) -> std::collections::BTreeMap<QuantFormat, usize> {
+        Qwen3VlModel::formats(self)
+    }
 }
 
 /// Every parameter a Qwen3-VL checkpoint with this config holds.
