@@ -3,7 +3,7 @@
 //! ```sh
 //! python3 bench/make_bench_model.py target/bench-model          # once: a small random Qwen2.5-VL
 //! python3 bench/make_bench_model.py target/bench-qwen3 qwen3-2b # or one shaped like Qwen3-VL-2B
-//! cargo run --release --example bench_cpu -- target/bench-model [NEW_TOKENS] [REPEATS] [QUANT]
+//! cargo run --release --example bench_cpu -- target/bench-model [NEW_TOKENS] [REPEATS] [QUANT] [CONTEXT]
 //! python3 bench/transformers_reference.py target/bench-model     # the same measurement in transformers
 //! ```
 //!
@@ -11,6 +11,8 @@
 //! layers while loading, as `--quant` does. Prints one JSON object: prompt tokens, prefill
 //! tokens/s and decode tokens/s (medians over the repeats), and how many linear layers hold each
 //! format. The image and question are the committed fixtures', so both sides see the same inputs.
+//! CONTEXT (default 0) first decodes that many tokens untimed, so that decoding is timed at a long
+//! context (where the KV cache's cost shows).
 //! Without torch, `examples/make_random_model.rs` writes a model of the same shape.
 
 use std::path::PathBuf;
@@ -35,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let new_tokens: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(64);
     let repeats: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(3);
     let quant = args.get(4).map(|s| QuantFormat::parse(s)).transpose()?.unwrap_or_default();
+    let context: usize = args.get(5).map(|s| s.parse()).transpose()?.unwrap_or(0);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // The same picture bench/transformers_reference.py gives transformers.
     let image = SourceImage::open(&root.join("tests/fixtures/tiny/images/224x224.png"))?;
@@ -59,6 +62,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         let mut logits = model.prefill(std::slice::from_ref(&prepared.input), &mut cache)?;
         prefill.push(n_prompt as f64 / t.elapsed().as_secs_f64());
+        // Ordinary text ids (a random model's greedy choice may be an image token).
+        for i in 0..context {
+            logits = model.step(&[20 + (i as u32 * 37) % 250], &mut cache)?;
+        }
         let t = Instant::now();
         for _ in 0..new_tokens {
             let next = argmax_rows(&logits)?[0];
@@ -77,6 +84,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             "prompt_tokens": n_prompt,
             "new_tokens": new_tokens,
+            "context": context,
             "prefill_tokens_per_second": median(prefill),
             "decode_tokens_per_second": median(decode),
         })

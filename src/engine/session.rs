@@ -291,8 +291,9 @@ impl Session {
             let ids = Tensor::new(&vec![0u32; rows.len()][..], l.device())?;
             Ok((cache.select_rows(&vec![0; rows.len()])?, l.index_select(&ids, 0)?))
         })?;
-        let caches = prefilled.as_ref().map(|(c, _)| c.clone());
-        let pending = prefilled.map(|(_, l)| l);
+        let PerModel { base: (base_cache, base_logits), rft: (rft_cache, rft_logits), small: (small_cache, small_logits) } = prefilled;
+        let caches = PerModel::new(base_cache, rft_cache, small_cache);
+        let pending = PerModel::new(base_logits, rft_logits, small_logits);
         Ok(Session {
             trio,
             tokenizer,

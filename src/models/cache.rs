@@ -6,18 +6,27 @@
 //! M-RoPE position delta (how far image tokens shifted the text positions) so that decoding
 //! continues at the right rotary positions, and can be truncated to an earlier length to
 //! re-decode from there.
+//!
+//! Each layer's keys and values live in buffers with room for more positions than are used
+//! (rows, kv_heads, capacity, head_dim): a step writes its new position in place and the
+//! attention reads a view of the first `len` positions, so a step costs no copy of the cache.
+//! The buffers grow by whole chunks of positions when full (the only time the cache is copied),
+//! and truncation only sets the length.
 
 use candle_core::{Result as CandleResult, Tensor};
 
 use crate::error::{Error, Result};
 
+/// Positions a full buffer grows by (rounded up to fit what is appended).
+const GROWTH: usize = 256;
+
 /// Keys and values of every layer for a batch of equal-length sequences.
-/// Cloning is cheap: cached tensors are never written in place (appending makes new ones), so a
-/// clone shares storage with the original safely and the two diverge as they decode.
-#[derive(Debug, Clone)]
+/// Not `Clone`: the buffers are written in place, so two caches must never share them (take
+/// [`select_rows`](Self::select_rows) for a copy).
+#[derive(Debug)]
 pub struct KvCache {
-    /// Per layer: keys and values of shape (rows, kv_heads, len, head_dim), or `None` before the
-    /// first forward.
+    /// Per layer: key and value buffers of shape (rows, kv_heads, capacity, head_dim) whose first
+    /// `len` positions hold the sequence, or `None` before the first forward.
     layers: Vec<Option<(Tensor, Tensor)>>,
     len: usize,
     rows: usize,
@@ -69,15 +78,38 @@ impl KvCache {
         self.min_len = min_len;
     }
 
-    /// Appends `k`, `v` of shape (rows, kv_heads, new, head_dim) to layer `layer` and returns the
-    /// whole keys and values of that layer. The caller advances the length with [`advance`].
+    /// Positions each layer's buffers hold room for (0 before the first forward).
+    pub fn capacity(&self) -> usize {
+        self.layers.iter().flatten().next().and_then(|(k, _)| k.dim(2).ok()).unwrap_or(0)
+    }
+
+    /// Appends `k`, `v` of shape (rows, kv_heads, new, head_dim) to layer `layer` and returns
+    /// views of the whole keys and values of that layer (positions `0..len + new`). The caller
+    /// advances the length with [`advance`](Self::advance) once every layer has appended.
     pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> CandleResult<(Tensor, Tensor)> {
-        let (k, v) = match &self.layers[layer] {
-            None => (k.contiguous()?, v.contiguous()?),
-            Some((pk, pv)) => (Tensor::cat(&[pk, k], 2)?, Tensor::cat(&[pv, v], 2)?),
+        let (k, v) = (k.contiguous()?, v.contiguous()?);
+        let (at, new) = (self.len, k.dim(2)?);
+        let used = at + new;
+        let (bk, bv) = match self.layers[layer].take() {
+            Some((bk, bv)) if bk.dim(2)? >= used => (bk, bv),
+            old => {
+                // A new buffer with room for the next chunk of steps; what the old one held moves over.
+                let (rows, heads, _, head_dim) = k.dims4()?;
+                let capacity = used.div_ceil(GROWTH) * GROWTH;
+                let bk = Tensor::zeros((rows, heads, capacity, head_dim), k.dtype(), k.device())?;
+                let bv = Tensor::zeros((rows, heads, capacity, v.dim(3)?), v.dtype(), v.device())?;
+                if let (Some((ok, ov)), true) = (old, at > 0) {
+                    bk.slice_set(&ok.narrow(2, 0, at)?.contiguous()?, 2, 0)?;
+                    bv.slice_set(&ov.narrow(2, 0, at)?.contiguous()?, 2, 0)?;
+                }
+                (bk, bv)
+            }
         };
-        self.layers[layer] = Some((k.clone(), v.clone()));
-        Ok((k, v))
+        bk.slice_set(&k, 2, at)?;
+        bv.slice_set(&v, 2, at)?;
+        let views = (bk.narrow(2, 0, used)?, bv.narrow(2, 0, used)?);
+        self.layers[layer] = Some((bk, bv));
+        Ok(views)
     }
 
     /// Advances the cached length after every layer appended `n` tokens.
@@ -100,14 +132,7 @@ impl KvCache {
                 self.min_len
             )));
         }
-        if len == self.len {
-            return Ok(());
-        }
-        for layer in self.layers.iter_mut() {
-            if let Some((k, v)) = layer.take() {
-                *layer = Some((k.narrow(2, 0, len)?.contiguous()?, v.narrow(2, 0, len)?.contiguous()?));
-            }
-        }
+        // The positions after `len` are overwritten by the next steps and never read before.
         self.len = len;
         Ok(())
     }
@@ -156,8 +181,9 @@ impl KvCache {
         for i in 0..first.layers.len() {
             let parts: Vec<&(Tensor, Tensor)> = caches.iter().filter_map(|c| c.layers[i].as_ref()).collect();
             layers.push(if parts.len() == caches.len() {
-                let ks: Vec<&Tensor> = parts.iter().map(|(k, _)| k).collect();
-                let vs: Vec<&Tensor> = parts.iter().map(|(_, v)| v).collect();
+                // Only the positions in use: the caches' capacities may differ.
+                let ks = parts.iter().map(|(k, _)| k.narrow(2, 0, first.len)).collect::<CandleResult<Vec<_>>>()?;
+                let vs = parts.iter().map(|(_, v)| v.narrow(2, 0, first.len)).collect::<CandleResult<Vec<_>>>()?;
                 Some((Tensor::cat(&ks, 0)?, Tensor::cat(&vs, 0)?))
             } else {
                 None
