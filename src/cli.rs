@@ -478,7 +478,8 @@ fn print_streams(
         for (title, kind) in [("base", StreamKind::Base), ("rft", StreamKind::Rft), ("guided", StreamKind::Guided)] {
             let label = if kind == StreamKind::Guided { format!("{title} (alpha = {alpha:.2})") } else { title.to_string() };
             writeln!(out, "=== {label} ===").map_err(io)?;
-            writeln!(out, "{}", session.text(kind)?).map_err(io)?;
+            // Model text may hold escape sequences: printed as the UI shows them, never raw.
+            writeln!(out, "{}", crate::printable::terminal_text(&session.text(kind)?)).map_err(io)?;
             if let Some(crate::engine::Stop::Error(e)) = session.stop(kind) {
                 writeln!(out, "[stopped: {e}]").map_err(io)?;
             }

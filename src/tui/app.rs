@@ -10,6 +10,7 @@ use ratatui::text::Span;
 
 use crate::engine::{GuidedRecord, StreamRecord};
 use crate::guidance::Sampling;
+use crate::printable::{self, Shown};
 
 use super::measure::Measure;
 use super::picture::Thumbnail;
@@ -116,21 +117,19 @@ pub struct TokenCell {
 }
 
 impl TokenCell {
-    /// Makes a token's text printable: line breaks become `↵` (and end the line), tabs `→`,
-    /// other control characters `·`; an empty token is shown as `∅` so that it can be selected.
+    /// Makes a token's text printable ([`printable`]): line breaks become `↵` (and end the line),
+    /// tabs `→`, other control characters `·`; an empty token is shown as `∅` so that it can be selected.
     pub fn new(raw: &str) -> TokenCell {
         let mut text = String::with_capacity(raw.len());
         let mut newline = false;
         for c in raw.chars() {
-            match c {
-                '\n' => {
+            match printable::shown(c) {
+                Shown::Newline => {
                     text.push('↵');
                     newline = true;
                 }
-                '\r' => {}
-                '\t' => text.push('→'),
-                c if c.is_control() => text.push('·'),
-                c => text.push(c),
+                Shown::Dropped => {}
+                Shown::Char(c) => text.push(c),
             }
         }
         if text.is_empty() {
