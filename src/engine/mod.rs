@@ -4,6 +4,7 @@
 //! is in force once its `GuidedReset` says so. No terminal code here.
 
 pub mod session;
+pub mod why;
 
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
@@ -13,6 +14,7 @@ pub use crate::trio::Trio;
 pub use session::{
     Candidate, Distribution, GuidedRecord, Record, Session, Settings, Stop, StreamKind, StreamRecord, TOP_K,
 };
+pub use why::{Why, WhyRow};
 
 /// What the engine reports.
 #[derive(Debug, Clone)]

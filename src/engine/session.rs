@@ -27,6 +27,8 @@ use crate::guidance::{self, Sampling};
 use crate::models::{KvCache, PromptInput};
 use crate::trio::{guided_row, PerModel, Row, Trio, ROW_PLAN};
 
+use super::why::{ModelView, Why, WHY_EACH};
+
 /// How many candidates a record keeps.
 pub const TOP_K: usize = 10;
 
@@ -101,6 +103,10 @@ pub struct GuidedRecord {
     /// while decoding resumes (see [`Session::set_alpha_lazy`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
+    /// Why this token: the tokens that mattered at this step under each model, with the shift
+    /// guidance gave them (see [`Why`]). Absent in traces written before format version 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<Why>,
 }
 
 /// What the base-only and RFT-only streams record per token.
@@ -197,8 +203,11 @@ impl Measure<'_> {
 
     /// Brings a kept record's α-dependent measures (the guided distribution, KL and JS against
     /// the base, the flip marker) to a new mix `mixed` of its step's `base[..V]`, `b`.
-    fn refresh(&self, rec: &mut GuidedRecord, b: &[f32], mixed: &[f32]) {
+    fn refresh(&self, rec: &mut GuidedRecord, b: &[f32], alpha: f32, mixed: &[f32]) {
         let (guided, lg) = self.distribution(mixed, rec.token);
+        if let Some(why) = rec.why.as_mut() {
+            why.refresh(alpha, mixed, &lg);
+        }
         let lb = guidance::log_softmax(b);
         rec.kl_guided_base = guidance::kl(&lg, &lb) as f32;
         rec.js_guided_base = guidance::js(&lg, &lb) as f32;
@@ -208,7 +217,7 @@ impl Measure<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn guided_record(&self, step: usize, t: u32, forced: bool, b: &[f32], r: &[f32], s: &[f32], mixed: &[f32]) -> GuidedRecord {
+    fn guided_record(&self, step: usize, t: u32, forced: bool, alpha: f32, b: &[f32], r: &[f32], s: &[f32], mixed: &[f32]) -> GuidedRecord {
         let (base, rft, small, guided) = std::thread::scope(|scope| {
             let base = scope.spawn(|| self.distribution(b, t));
             let rft = scope.spawn(|| self.distribution(r, t));
@@ -222,6 +231,13 @@ impl Measure<'_> {
             let js = guidance::js(&guided.1, &base.1);
             (join(kl_gb), join(kl_rs), js)
         });
+        let favourites = [&base.0, &rft.0, &small.0].into_iter().flat_map(|d| d.top.iter().take(WHY_EACH).map(|c| c.token));
+        let models = PerModel::new(
+            ModelView { logits: b, logp: &base.1 },
+            ModelView { logits: r, logp: &rft.1 },
+            ModelView { logits: s, logp: &small.1 },
+        );
+        let why = Why::new(t, favourites, models, alpha, mixed, &guided.1, |t| self.token_text(t));
         GuidedRecord {
             step,
             token: t,
@@ -237,6 +253,7 @@ impl Measure<'_> {
             small: small.0,
             guided: guided.0,
             stale: false,
+            why: Some(why),
         }
     }
 }
@@ -444,13 +461,13 @@ impl Session {
 
         // The records (six distributions over ~V entries each) are measured on threads of their
         // own while this thread launches the next forwards: on a GPU, launching is host work too.
-        let measure = Measure(&self.tokenizer);
+        let (measure, alpha) = (Measure(&self.tokenizer), self.settings.alpha);
         let (trio, caches) = (&self.trio, &mut self.caches);
         let (own, guided, next) = std::thread::scope(|scope| {
             let base = scope.spawn(|| base_new.map(|t| measure.stream_record(step, base_own, t)));
             let rft = scope.spawn(|| rft_new.map(|t| measure.stream_record(step, rft_own, t)));
             let guided = scope.spawn(|| {
-                guided_new.map(|(t, forced, mixed)| measure.guided_record(step, t, forced, base_g, rft_g, small_g, &mixed))
+                guided_new.map(|(t, forced, mixed)| measure.guided_record(step, t, forced, alpha, base_g, rft_g, small_g, &mixed))
             });
             let next = if launch { Some(forward_trio(trio, feed_own, feed_guided, caches)) } else { None };
             ((join(base), join(rft)), join(guided), next)
@@ -609,7 +626,7 @@ impl Session {
                 scope.spawn(move || {
                     for (rec, &j) in recs.iter_mut().zip(steps) {
                         let (b, d) = &replay[j];
-                        measure.refresh(rec, b, &guidance::combine(b, d, alpha));
+                        measure.refresh(rec, b, alpha, &guidance::combine(b, d, alpha));
                     }
                 });
             }
