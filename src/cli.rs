@@ -562,6 +562,10 @@ pub fn run_config(args: &ConfigArgs) -> Result<()> {
 pub struct TuiArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    /// The correct answer: each stream's final answer is marked ✓ or ✗ against it (graded as
+    /// `eval` grades).
+    #[arg(long, value_name = "TEXT")]
+    pub answer: Option<String>,
     #[command(flatten)]
     pub guided: GuidedArgs,
 }
@@ -572,6 +576,10 @@ pub struct TuiArgs {
 pub struct DemoArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    /// The correct answer: each stream's final answer is marked ✓ or ✗ against it (graded as
+    /// `eval` grades).
+    #[arg(long, value_name = "TEXT")]
+    pub answer: Option<String>,
     #[command(flatten)]
     pub decoding: DecodingArgs,
 }
@@ -582,6 +590,10 @@ pub struct ReplayArgs {
     /// A trace written by `run --trace` or by `x` in the UI.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+    /// The correct answer: each stream's final answer is marked ✓ or ✗ against it (graded as
+    /// `eval` grades).
+    #[arg(long, value_name = "TEXT")]
+    pub answer: Option<String>,
 }
 
 /// Puts `tui` in front of the arguments when the first one is a flag other than help or version,

@@ -302,6 +302,45 @@ fn a_guided_record_without_why_data_says_so() {
     assert!(out.contains("KL(g‖b)"), "{out}");
 }
 
+/// An app whose three streams have ended: base and guided answer `\boxed{3}`, RFT `4` on its
+/// last line; the truth is 3.
+fn ended(screen: (u16, u16)) -> App {
+    use proxythinker::engine::Stop;
+    let mut app = synthetic::app(20, screen);
+    let n = app.base.len();
+    app.base[n - 2].text = " so \\boxed{3".into();
+    app.base[n - 1].text = "}".into();
+    app.base[n - 1].stop = Some(Stop::Eos);
+    let n = app.rft.len();
+    app.rft[n - 1].text = "\nThe answer: 4".into();
+    app.rft[n - 1].stop = Some(Stop::MaxNewTokens);
+    let n = app.guided.len();
+    app.guided[n - 1].text = " \\boxed{3}".into();
+    app.guided[n - 1].stop = Some(Stop::StopString("</answer>".into()));
+    app.truth = Some("3".into());
+    app.run = proxythinker::tui::app::RunState::Finished;
+    app
+}
+
+#[test]
+fn the_end_of_a_run_shows_stop_reasons_answers_and_agreement() {
+    let app = ended((200, 55));
+    let out = buffer_text(&draw_app(&app));
+    assert!(out.contains(" base · eos · 3 ✓ · own −log p "), "{out}");
+    assert!(out.contains(" RFT-small · max tokens · The answer: 4 ✗ "), "{out}");
+    assert!(out.contains(" guided · stop \"</answer>\" · 3 ✓ "), "{out}");
+    assert!(out.contains(" answers  base 3 ✓ · rft The answer: 4 ✗ · guided 3 ✓ — base = guided"), "{out}");
+    insta::assert_snapshot!(out);
+    // Without --answer: no marks; while streams decode the header says answers are to come.
+    let mut app = ended((80, 24));
+    app.truth = None;
+    let out = buffer_text(&draw_app(&app));
+    assert!(!out.contains('✓') && !out.contains('✗'), "{out}");
+    insta::assert_snapshot!("the_end_of_a_run_at_80x24", out);
+    let app = synthetic::app(5, (200, 55));
+    assert!(buffer_text(&draw_app(&app)).contains("answers appear as the streams end"));
+}
+
 #[test]
 fn inspector_before_any_token() {
     let app = synthetic::app(0, (120, 40));

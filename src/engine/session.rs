@@ -106,7 +106,10 @@ pub struct GuidedRecord {
     /// Why this token: the tokens that mattered at this step under each model, with the shift
     /// guidance gave them (see [`Why`]). Absent in traces written before format version 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub why: Option<Why>,
+    pub why: Option<Box<Why>>,
+    /// Set on the token that ended the stream: why it ended there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Stop>,
 }
 
 /// What the base-only and RFT-only streams record per token.
@@ -118,6 +121,9 @@ pub struct StreamRecord {
     pub logprob: f32,
     pub entropy: f32,
     pub top: Vec<Candidate>,
+    /// Set on the token that ended the stream: why it ended there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Stop>,
 }
 
 /// A record of either kind.
@@ -198,7 +204,7 @@ impl Measure<'_> {
 
     fn stream_record(&self, step: usize, logits: &[f32], token: u32) -> StreamRecord {
         let (d, _) = self.distribution(logits, token);
-        StreamRecord { step, token, text: self.token_text(token), logprob: d.chosen_logprob, entropy: d.entropy, top: d.top }
+        StreamRecord { step, token, text: self.token_text(token), logprob: d.chosen_logprob, entropy: d.entropy, top: d.top, stop: None }
     }
 
     /// Brings a kept record's α-dependent measures (the guided distribution, KL and JS against
@@ -253,7 +259,8 @@ impl Measure<'_> {
             small: small.0,
             guided: guided.0,
             stale: false,
-            why: Some(why),
+            why: Some(Box::new(why)),
+            stop: None,
         }
     }
 }
@@ -475,6 +482,17 @@ impl Session {
         if let Some(next) = next {
             self.pending = next?;
         }
+        // Each new record carries its stream's stop when it ended the stream.
+        let (mut own, mut guided) = (own, guided);
+        if let Some(r) = own.0.as_mut() {
+            r.stop = self.base.stop.clone();
+        }
+        if let Some(r) = own.1.as_mut() {
+            r.stop = self.rft.stop.clone();
+        }
+        if let Some(r) = guided.as_mut() {
+            r.stop = self.guided.stop.clone();
+        }
         let mut records = Vec::new();
         if let Some(r) = own.0 {
             self.base.records.push(r.clone());
@@ -666,6 +684,10 @@ impl Session {
         self.guided.tokens.truncate(j);
         self.guided.records.truncate(j);
         self.guided.stop = None;
+        // The stream goes on from here: the last kept token no longer ends it.
+        if let Some(last) = self.guided.records.last_mut() {
+            last.stop = None;
+        }
         self.replay.truncate(j);
         self.steps = j;
         // Each cache holds its own model's prompt (their lengths may differ).

@@ -73,7 +73,8 @@ pub fn guided_record(step: usize, seed: u64) -> GuidedRecord {
         base_rank: 1 + (rng.next() % 50) as usize * usize::from(flipped),
         flipped,
         stale: false,
-        why: Some(why(&mut rng, token)),
+        why: Some(Box::new(why(&mut rng, token))),
+        stop: None,
     }
 }
 
@@ -105,6 +106,7 @@ pub fn stream_record(step: usize, seed: u64) -> StreamRecord {
         logprob: -rng.unit() * 9.0,
         entropy: d.entropy,
         top: d.top,
+        stop: None,
     }
 }
 
