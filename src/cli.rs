@@ -478,7 +478,8 @@ fn print_streams(
         for (title, kind) in [("base", StreamKind::Base), ("rft", StreamKind::Rft), ("guided", StreamKind::Guided)] {
             let label = if kind == StreamKind::Guided { format!("{title} (alpha = {alpha:.2})") } else { title.to_string() };
             writeln!(out, "=== {label} ===").map_err(io)?;
-            writeln!(out, "{}", session.text(kind)?).map_err(io)?;
+            // Model text may hold escape sequences: printed as the UI shows them, never raw.
+            writeln!(out, "{}", crate::printable::terminal_text(&session.text(kind)?)).map_err(io)?;
             if let Some(crate::engine::Stop::Error(e)) = session.stop(kind) {
                 writeln!(out, "[stopped: {e}]").map_err(io)?;
             }
@@ -561,6 +562,10 @@ pub fn run_config(args: &ConfigArgs) -> Result<()> {
 pub struct TuiArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    /// The correct answer: each stream's final answer is marked ✓ or ✗ against it (graded as
+    /// `eval` grades).
+    #[arg(long, value_name = "TEXT")]
+    pub answer: Option<String>,
     #[command(flatten)]
     pub guided: GuidedArgs,
 }
@@ -571,6 +576,10 @@ pub struct TuiArgs {
 pub struct DemoArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    /// The correct answer: each stream's final answer is marked ✓ or ✗ against it (graded as
+    /// `eval` grades).
+    #[arg(long, value_name = "TEXT")]
+    pub answer: Option<String>,
     #[command(flatten)]
     pub decoding: DecodingArgs,
 }
@@ -581,6 +590,10 @@ pub struct ReplayArgs {
     /// A trace written by `run --trace` or by `x` in the UI.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+    /// The correct answer: each stream's final answer is marked ✓ or ✗ against it (graded as
+    /// `eval` grades).
+    #[arg(long, value_name = "TEXT")]
+    pub answer: Option<String>,
 }
 
 /// Puts `tui` in front of the arguments when the first one is a flag other than help or version,

@@ -28,6 +28,7 @@ pub mod plan;
 pub mod preflight;
 pub mod prepare;
 pub mod presets;
+pub mod printable;
 pub mod processor;
 pub mod trace;
 pub mod trio;

@@ -1,12 +1,14 @@
 //! The trace file: a session's records as JSON Lines.
 //!
-//! The first line is the header, one typed [`TraceHeader`] (`"type": "header"`, `"version": 2`:
+//! The first line is the header, one typed [`TraceHeader`] (`"type": "header"`, `"version": 3`:
 //! who wrote it, the three models with each one's device and dtype, α, sampling, limits and stop
 //! rules, the question, suffix, image, the prompt and its ids, the shared vocabulary, and with
 //! `--own-templates` the RFT and small models' own prompts in `own_prompts`), written by
 //! `run --trace` and the UI's export alike and read by `replay`. Version 1 headers (written
 //! before the header was typed, by `run` with `placement` and by the UI with `device`/`dtype`
-//! summaries) are still read. Every further line is one token of one stream
+//! summaries) are still read. Version 3 has the header of version 2; its guided records add
+//! `why` (the tokens that mattered at the step, see [`crate::engine::Why`]), which version 2
+//! traces lack and are read without. Every further line is one token of one stream
 //! (`"type": "token"`, `"stream": "base" | "rft" | "guided"`, then the record's fields). The file
 //! is written to a temporary name beside the target and renamed into place, so a reader never
 //! sees half a trace; the temporary file is created before decoding starts, so an unwritable
@@ -27,7 +29,7 @@ use crate::guidance::Sampling;
 use crate::trio::PerModel;
 
 /// The version [`TraceWriter`] writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Where one model ran.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,7 +172,8 @@ pub fn parse_header(v: Value) -> std::result::Result<TraceHeader, String> {
     }
     match v["version"].as_u64() {
         Some(1) => serde_json::from_value::<HeaderV1>(v).map(HeaderV1::upgrade).map_err(|e| e.to_string()),
-        Some(2) => serde_json::from_value::<TraceHeader>(v).map_err(|e| e.to_string()),
+        // Version 3 changed the records (`why`), not the header.
+        Some(2 | 3) => serde_json::from_value::<TraceHeader>(v).map_err(|e| e.to_string()),
         Some(n) => Err(format!(
             "format version {n} is newer than this build reads (up to {FORMAT_VERSION}); update proxythinker"
         )),

@@ -229,6 +229,23 @@ fn run_json_has_the_three_streams() {
 }
 
 #[test]
+fn plain_run_escapes_the_control_characters_of_model_text() {
+    // The tiny models' streams hold raw control characters (the guided one starts with U+0004).
+    let v = json_stdout(&bin().args(run_args(&["--alpha", "0.5", "--json", "--ignore-eos"])).output().unwrap());
+    let texts: Vec<String> = ["base", "rft", "guided"].iter().map(|k| v[*k]["text"].as_str().unwrap().to_string()).collect();
+    assert!(texts.iter().any(|t| t.chars().any(|c| c.is_control() && c != '\n')), "the fixture must produce control characters: {texts:?}");
+    let out = bin().args(run_args(&["--alpha", "0.5", "--ignore-eos"])).output().unwrap();
+    let plain = ok(&out);
+    let raw: Vec<char> = plain.chars().filter(|c| c.is_control() && *c != '\n').collect();
+    assert!(raw.is_empty(), "raw control characters reached the terminal: {raw:?} in {plain:?}");
+    // Each stream is there, escaped as the UI's panes show it: a control character is `·`.
+    for t in &texts {
+        assert!(plain.contains(&proxythinker::printable::terminal_text(t)), "{t:?} not in {plain:?}");
+    }
+    assert!(plain.contains("=== guided (alpha = 0.50) ===\n·"), "{plain:?}");
+}
+
+#[test]
 fn run_refuses_a_non_finite_alpha_and_bad_sampling() {
     for a in ["nan", "inf"] {
         let out = bin().args(run_args(&["--alpha", a])).output().unwrap();

@@ -168,12 +168,48 @@ fn records_hold_the_measures_of_each_step() {
         assert_eq!(r.flipped, first_max(&lg) != first_max(&lb), "step {step}: flip marker");
         flips += r.flipped as usize;
 
+        // Why: each pooled token's logits and probabilities under the three models, its shift
+        // α·(rft − small) and guided probability; the pool holds the chosen token first, each
+        // model's five favourites, and the plausible tokens with the most extreme rft − small.
+        let why = r.why.as_ref().expect("a fresh record says why");
+        assert_eq!(why.rows[0].token, r.token, "step {step}: the chosen token first");
+        let guided_rank = 1 + (0..v).filter(|&i| lg[i] > lg[r.token as usize] || (lg[i] == lg[r.token as usize] && i < r.token as usize)).count();
+        assert_eq!(why.guided_rank, guided_rank, "step {step}: guided rank");
+        for row in &why.rows {
+            let i = row.token as usize;
+            // The session batches rows, the reference does not: equal to rounding.
+            for (got, want) in [(row.logits.base, b[i]), (row.logits.rft, rft[i]), (row.logits.small, small[i])] {
+                assert!(near(got, want as f64), "step {step}: logit of {i} {got} vs {want}");
+            }
+            for (got, lp) in [(row.probs.base, &lb), (row.probs.rft, &lr), (row.probs.small, &ls), (row.guided_prob, &lg)] {
+                assert!(near(got, lp[i].exp()), "step {step}: probability of {i}");
+            }
+            assert!(near(row.shift, (alpha * (rft[i] - small[i])) as f64), "step {step}: shift of {i}");
+        }
+        for lp in [&lb, &lr, &ls] {
+            let mut order: Vec<usize> = (0..v).collect();
+            order.sort_by(|&i, &j| lp[j].total_cmp(&lp[i]).then(i.cmp(&j)));
+            assert!(order[..5].iter().all(|&i| why.rows.iter().any(|w| w.token as usize == i)), "step {step}: favourites pooled");
+        }
+        let plausible: Vec<usize> = (0..v).filter(|&i| lb[i].max(lr[i]).max(ls[i]) >= (1e-3f64).ln()).collect();
+        let most = plausible.iter().copied().max_by(|&i, &j| (rft[i] - small[i]).total_cmp(&(rft[j] - small[j])).then(j.cmp(&i))).unwrap();
+        assert_eq!(why.promoted(1).first().map(|w| w.token as usize), Some(most).filter(|&i| rft[i] - small[i] > 0.0), "step {step}: most promoted");
+
         let t = r.token;
         for ((m, c), l) in models.iter().zip(caches.iter_mut()).zip(logits.iter_mut()) {
             *l = m.step(&[t], c).unwrap().to_vec2::<f32>().unwrap().remove(0);
         }
     }
     assert!(flips > 0, "α = 1 should flip some argmax on these random models");
+    // The token that ended each stream says why (here the budget of 8); no other token does.
+    use proxythinker::engine::Stop;
+    assert!(recs[..7].iter().all(|r| r.stop.is_none()) && recs[7].stop == Some(Stop::MaxNewTokens) || session.stop(StreamKind::Guided) == Some(&Stop::Eos));
+    assert_eq!(recs.last().unwrap().stop.as_ref(), session.stop(StreamKind::Guided));
+    for kind in [StreamKind::Base, StreamKind::Rft] {
+        let own = session.stream_records(kind);
+        assert_eq!(own.last().unwrap().stop.as_ref(), session.stop(kind), "{kind:?}");
+        assert!(own[..own.len() - 1].iter().all(|r| r.stop.is_none()), "{kind:?}");
+    }
     assert!(largest_kl > 0.05, "the random models disagree, so the divergences are not all near 0: {largest_kl}");
 
     // The base-only and RFT-only streams: each model on its own tokens, over its whole vocabulary
@@ -291,6 +327,34 @@ fn trace_round_trips() {
     let records = session.run_to_end().unwrap();
     assert_eq!(trace.records, records);
     assert!(std::fs::read_dir(dir.path()).unwrap().count() == 1, "no temporary file left behind");
+    // Version 3 carries each guided step's why; a version 2 trace (no `why`) still reads, without it.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.lines().next().unwrap().contains("\"version\":3"), "{text}");
+    let v2: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            if v["type"] == "header" {
+                v["version"] = 2.into();
+            }
+            v.as_object_mut().unwrap().remove("why");
+            v.to_string()
+        })
+        .collect();
+    let old = dir.path().join("v2.jsonl");
+    std::fs::write(&old, v2.join("\n") + "\n").unwrap();
+    let back = proxythinker::trace::read(&old).unwrap();
+    let without: Vec<Record> = records
+        .iter()
+        .cloned()
+        .map(|r| match r {
+            Record::Guided(g) => Record::Guided(proxythinker::engine::GuidedRecord { why: None, ..g }),
+            other => other,
+        })
+        .collect();
+    assert_eq!(back.records, without);
+    assert!(records.iter().all(|r| !matches!(r, Record::Guided(g) if g.why.is_none())));
+    std::fs::remove_file(&old).unwrap();
     // Not a trace: a clear error naming the line.
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"type\":\"header\",\"version\":1}\n{\"oops\":1}\n").unwrap();

@@ -156,7 +156,7 @@ fn a_run_trace_replays_with_its_models_devices_and_dtypes_and_both_writers_write
     trace_io::export(&app, &ui_header, &exported).unwrap();
     let (run_h, ui_h) = (header_json(&path), header_json(&exported));
     assert_eq!(keys(&run_h), keys(&ui_h));
-    assert_eq!(ui_h["version"], 2);
+    assert_eq!(ui_h["version"], 3);
     for key in ["models", "input_ids", "prompt", "shared_vocab", "question", "image"] {
         assert_eq!(run_h[key], ui_h[key], "{key}");
     }

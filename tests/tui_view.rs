@@ -219,7 +219,7 @@ fn a_nan_measure_is_magenta_not_cold_and_the_inspector_prints_nan() {
     // The inspector prints the value as NaN, not as a number.
     app.cursor = 0;
     let out = text(inspector::Inspector(&app), 110, 16);
-    assert!(out.contains("KL(guided‖base) NaN "), "{out}");
+    assert!(out.contains("KL(g‖b) NaN "), "{out}");
 }
 
 #[test]
@@ -232,6 +232,113 @@ fn inspector_of_a_flipped_token() {
     let out = text(inspector::Inspector(&app), 110, 16);
     assert!(out.contains("FLIP"), "{out}");
     insta::assert_snapshot!(out);
+}
+
+/// An app with the cursor on step `step` of `pane`, at `screen`.
+fn inspecting(n: usize, screen: (u16, u16), pane: Pane, step: usize) -> App {
+    let mut app = synthetic::app(n, screen);
+    app.follow = false;
+    app.focus = pane;
+    app.cursor = step;
+    app
+}
+
+#[test]
+fn whole_frame_200x55_inspecting_the_guided_why() {
+    let app = inspecting(120, (200, 55), Pane::Guided, 37);
+    let out = buffer_text(&draw_app(&app));
+    let r = &app.guided[37];
+    let why = r.why.as_ref().unwrap();
+    // The why table: the chosen token (marked) with its id, the logits and probabilities of each
+    // model, the shift and the guided probability; the verdict; promoted and suppressed tokens.
+    let chosen = &why.rows[0];
+    let row = format!("{:.2} {}", chosen.logits.rft, format!("{:.3}", chosen.probs.rft).trim_start_matches('0'));
+    assert!(out.lines().any(|l| l.contains('▶') && l.contains(&format!(" {} ", chosen.token)) && l.contains(&row)), "{out}");
+    assert!(out.contains("base ℓ p") && out.contains("α·(r−s)") && out.contains("guided"), "{out}");
+    assert!(out.contains(&why.verdict(r.base_rank, r.forced)), "{out}");
+    assert!(out.contains("▲ promoted") && out.contains("▼ suppressed"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn whole_frame_80x24_inspecting_the_guided_why() {
+    let app = inspecting(40, (80, 24), Pane::Guided, 12);
+    let out = buffer_text(&draw_app(&app));
+    // The narrow table keeps every probability whole and drops the logits.
+    assert!(out.contains("base  rft small α·(r−s) guided"), "{out}");
+    assert!(!out.contains("base ℓ p"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn the_inspector_shows_the_base_token_under_the_cursor_past_the_guided_end() {
+    let mut app = inspecting(30, (200, 55), Pane::Base, 29);
+    // The guided stream is shorter (an α change cut it): the base token is still inspected.
+    app.reset_guided(app.guided[..10].to_vec());
+    app.focus = Pane::Base;
+    app.cursor = 29;
+    let r = app.base[29].clone();
+    let out = text(inspector::Inspector(&app), 128, 16);
+    assert!(out.contains(&format!("base {:?} id {}", r.text, r.token)), "{out}");
+    assert!(out.contains("inspector · base · step 29"), "{out}");
+    assert!(!out.contains("no guided token"), "{out}");
+    // Each candidate with its id, so tokens that look alike are told apart.
+    let c = &r.top[1];
+    assert!(out.lines().any(|l| l.contains(c.text.trim()) && l.contains(&format!(" {} ", c.token))), "{out}");
+    insta::assert_snapshot!(out);
+    // The RFT pane's token at a step, at 80 columns.
+    let app = inspecting(30, (80, 24), Pane::Rft, 3);
+    let out = text(inspector::Inspector(&app), 51, 10);
+    assert!(out.contains(&format!("rft {:?} id {}", app.rft[3].text, app.rft[3].token)), "{out}");
+    insta::assert_snapshot!("inspector_rft_at_80_columns", out);
+}
+
+#[test]
+fn a_guided_record_without_why_data_says_so() {
+    let mut app = inspecting(5, (120, 40), Pane::Guided, 2);
+    app.guided[2].why = None;
+    let out = text(inspector::Inspector(&app), 110, 12);
+    assert!(out.contains("no why table: the trace was written before format version 3"), "{out}");
+    assert!(out.contains("KL(g‖b)"), "{out}");
+}
+
+/// An app whose three streams have ended: base and guided answer `\boxed{3}`, RFT `4` on its
+/// last line; the truth is 3.
+fn ended(screen: (u16, u16)) -> App {
+    use proxythinker::engine::Stop;
+    let mut app = synthetic::app(20, screen);
+    let n = app.base.len();
+    app.base[n - 2].text = " so \\boxed{3".into();
+    app.base[n - 1].text = "}".into();
+    app.base[n - 1].stop = Some(Stop::Eos);
+    let n = app.rft.len();
+    app.rft[n - 1].text = "\nThe answer: 4".into();
+    app.rft[n - 1].stop = Some(Stop::MaxNewTokens);
+    let n = app.guided.len();
+    app.guided[n - 1].text = " \\boxed{3}".into();
+    app.guided[n - 1].stop = Some(Stop::StopString("</answer>".into()));
+    app.truth = Some("3".into());
+    app.run = proxythinker::tui::app::RunState::Finished;
+    app
+}
+
+#[test]
+fn the_end_of_a_run_shows_stop_reasons_answers_and_agreement() {
+    let app = ended((200, 55));
+    let out = buffer_text(&draw_app(&app));
+    assert!(out.contains(" base · eos · 3 ✓ · own −log p "), "{out}");
+    assert!(out.contains(" RFT-small · max tokens · The answer: 4 ✗ "), "{out}");
+    assert!(out.contains(" guided · stop \"</answer>\" · 3 ✓ "), "{out}");
+    assert!(out.contains(" answers  base 3 ✓ · rft The answer: 4 ✗ · guided 3 ✓ — base = guided"), "{out}");
+    insta::assert_snapshot!(out);
+    // Without --answer: no marks; while streams decode the header says answers are to come.
+    let mut app = ended((80, 24));
+    app.truth = None;
+    let out = buffer_text(&draw_app(&app));
+    assert!(!out.contains('✓') && !out.contains('✗'), "{out}");
+    insta::assert_snapshot!("the_end_of_a_run_at_80x24", out);
+    let app = synthetic::app(5, (200, 55));
+    assert!(buffer_text(&draw_app(&app)).contains("answers appear as the streams end"));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! is in force once its `GuidedReset` says so. No terminal code here.
 
 pub mod session;
+pub mod why;
 
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
@@ -14,6 +15,7 @@ use crate::trio::PerModel;
 pub use session::{
     Candidate, Distribution, GuidedRecord, Record, Session, Settings, Stop, StreamKind, StreamRecord, TOP_K,
 };
+pub use why::{Why, WhyRow};
 
 /// What the engine reports.
 #[derive(Debug, Clone)]

@@ -27,6 +27,8 @@ use crate::guidance::{self, Sampling};
 use crate::models::{KvCache, PromptInput};
 use crate::trio::{guided_row, PerModel, Row, Trio, ROW_PLAN};
 
+use super::why::{ModelView, Why, WHY_EACH};
+
 /// How many candidates a record keeps.
 pub const TOP_K: usize = 10;
 
@@ -101,6 +103,13 @@ pub struct GuidedRecord {
     /// while decoding resumes (see [`Session::set_alpha_lazy`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
+    /// Why this token: the tokens that mattered at this step under each model, with the shift
+    /// guidance gave them (see [`Why`]). Absent in traces written before format version 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<Box<Why>>,
+    /// Set on the token that ended the stream: why it ended there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Stop>,
 }
 
 /// What the base-only and RFT-only streams record per token.
@@ -112,6 +121,9 @@ pub struct StreamRecord {
     pub logprob: f32,
     pub entropy: f32,
     pub top: Vec<Candidate>,
+    /// Set on the token that ended the stream: why it ended there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Stop>,
 }
 
 /// A record of either kind.
@@ -192,36 +204,48 @@ impl Measure<'_> {
 
     fn stream_record(&self, step: usize, logits: &[f32], token: u32) -> StreamRecord {
         let (d, _) = self.distribution(logits, token);
-        StreamRecord { step, token, text: self.token_text(token), logprob: d.chosen_logprob, entropy: d.entropy, top: d.top }
+        StreamRecord { step, token, text: self.token_text(token), logprob: d.chosen_logprob, entropy: d.entropy, top: d.top, stop: None }
     }
 
     /// The α-dependent measures of a step whose mix of `base[..V]`, `b`, is `mixed`: the guided
-    /// distribution, KL and JS against the base, the flip marker (one fused pass: a fresh step
-    /// and a re-measured kept one get the very same values).
-    fn guided_measures(&self, b: &[f32], mixed: &[f32], chosen: u32) -> (Distribution, f32, f32, bool) {
+    /// distribution, KL and JS against the base, the flip marker, and the mix's log-normaliser
+    /// (log Σ exp mixed), one fused pass: a fresh step and a re-measured kept one get the very
+    /// same values.
+    fn guided_measures(&self, b: &[f32], mixed: &[f32], chosen: u32) -> (Distribution, f32, f32, bool, f64) {
         let m = guidance::guided_measures(b, mixed, chosen, TOP_K);
         let top = m.top.into_iter().map(|(token, p)| Candidate { token, text: self.token_text(token), prob: p as f32 }).collect();
         let guided = Distribution { top, entropy: m.entropy as f32, chosen_logprob: m.chosen_logprob as f32 };
-        (guided, m.kl_guided_base as f32, m.js_guided_base as f32, m.flipped)
+        (guided, m.kl_guided_base as f32, m.js_guided_base as f32, m.flipped, m.log_normaliser)
     }
 
-    /// Brings a kept record's α-dependent measures to a new mix `mixed` of its step's `b`.
-    fn refresh(&self, rec: &mut GuidedRecord, b: &[f32], mixed: &[f32]) {
-        (rec.guided, rec.kl_guided_base, rec.js_guided_base, rec.flipped) = self.guided_measures(b, mixed, rec.token);
+    /// Brings a kept record's α-dependent measures to a new α and its mix `mixed` of the step's `b`.
+    fn refresh(&self, rec: &mut GuidedRecord, b: &[f32], alpha: f32, mixed: &[f32]) {
+        let lse;
+        (rec.guided, rec.kl_guided_base, rec.js_guided_base, rec.flipped, lse) = self.guided_measures(b, mixed, rec.token);
+        if let Some(why) = rec.why.as_mut() {
+            why.refresh(alpha, mixed, |t| mixed[t as usize] as f64 - lse);
+        }
         rec.stale = false;
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn guided_record(&self, step: usize, t: u32, forced: bool, b: &[f32], r: &[f32], s: &[f32], mixed: &[f32]) -> GuidedRecord {
-        let (base, (rft, small, kl_rft_small), (guided, kl_guided_base, js_guided_base, flipped)) = std::thread::scope(|scope| {
-            let base = scope.spawn(|| self.distribution(b, t).0);
+    fn guided_record(&self, step: usize, t: u32, forced: bool, alpha: f32, b: &[f32], r: &[f32], s: &[f32], mixed: &[f32]) -> GuidedRecord {
+        let (base, (rft, small, kl_rft_small), (guided, kl_guided_base, js_guided_base, flipped, lse)) = std::thread::scope(|scope| {
+            let base = scope.spawn(|| self.distribution(b, t));
             let rft = scope.spawn(|| self.distribution(r, t));
             let small = scope.spawn(|| self.distribution(s, t));
             let guided = self.guided_measures(b, mixed, t);
             let (rft, small) = (join(rft), join(small));
             let kl_rft_small = guidance::kl(&rft.1, &small.1);
-            (join(base), (rft.0, small.0, kl_rft_small), guided)
+            (join(base), (rft, small, kl_rft_small), guided)
         });
+        let favourites = [&base.0, &rft.0, &small.0].into_iter().flat_map(|d| d.top.iter().take(WHY_EACH).map(|c| c.token));
+        let models = PerModel::new(
+            ModelView { logits: b, logp: &base.1 },
+            ModelView { logits: r, logp: &rft.1 },
+            ModelView { logits: s, logp: &small.1 },
+        );
+        let why = Why::new(t, favourites, models, alpha, mixed, |t| mixed[t as usize] as f64 - lse, |t| self.token_text(t));
         GuidedRecord {
             step,
             token: t,
@@ -232,11 +256,13 @@ impl Measure<'_> {
             js_guided_base,
             base_rank: guidance::rank(b, t),
             flipped,
-            base,
-            rft,
-            small,
+            base: base.0,
+            rft: rft.0,
+            small: small.0,
             guided,
             stale: false,
+            why: Some(Box::new(why)),
+            stop: None,
         }
     }
 }
@@ -456,19 +482,30 @@ impl Session {
 
         // The records (six distributions over ~V entries each) are measured on threads of their
         // own while this thread launches the next forwards: on a GPU, launching is host work too.
-        let measure = Measure(&self.tokenizer);
+        let (measure, alpha) = (Measure(&self.tokenizer), self.settings.alpha);
         let (trio, caches) = (&self.trio, &mut self.caches);
         let (own, guided, next) = std::thread::scope(|scope| {
             let base = scope.spawn(|| base_new.map(|t| measure.stream_record(step, base_own, t)));
             let rft = scope.spawn(|| rft_new.map(|t| measure.stream_record(step, rft_own, t)));
             let guided = scope.spawn(|| {
-                guided_new.map(|(t, forced, mixed)| measure.guided_record(step, t, forced, base_g, rft_g, small_g, &mixed))
+                guided_new.map(|(t, forced, mixed)| measure.guided_record(step, t, forced, alpha, base_g, rft_g, small_g, &mixed))
             });
             let next = if launch { Some(forward_trio(trio, feed_own, feed_guided, caches)) } else { None };
             ((join(base), join(rft)), join(guided), next)
         });
         if let Some(next) = next {
             self.pending = next?;
+        }
+        // Each new record carries its stream's stop when it ended the stream.
+        let (mut own, mut guided) = (own, guided);
+        if let Some(r) = own.0.as_mut() {
+            r.stop = self.base.stop.clone();
+        }
+        if let Some(r) = own.1.as_mut() {
+            r.stop = self.rft.stop.clone();
+        }
+        if let Some(r) = guided.as_mut() {
+            r.stop = self.guided.stop.clone();
         }
         let mut records = Vec::new();
         if let Some(r) = own.0 {
@@ -621,7 +658,7 @@ impl Session {
                 scope.spawn(move || {
                     for (rec, &j) in recs.iter_mut().zip(steps) {
                         let (b, d) = &replay[j];
-                        measure.refresh(rec, b, &guidance::combine(b, d, alpha));
+                        measure.refresh(rec, b, alpha, &guidance::combine(b, d, alpha));
                     }
                 });
             }
@@ -661,6 +698,10 @@ impl Session {
         self.guided.tokens.truncate(j);
         self.guided.records.truncate(j);
         self.guided.stop = None;
+        // The stream goes on from here: the last kept token no longer ends it.
+        if let Some(last) = self.guided.records.last_mut() {
+            last.stop = None;
+        }
         self.replay.truncate(j);
         self.steps = j;
         // Each cache holds its own model's prompt (their lengths may differ).

@@ -233,6 +233,8 @@ pub struct GuidedMeasures {
     pub kl_guided_base: f64,
     pub js_guided_base: f64,
     pub flipped: bool,
+    /// log Σ exp(mixed): a token's guided log-probability is its mixed logit minus this.
+    pub log_normaliser: f64,
 }
 
 thread_local! {
@@ -306,6 +308,7 @@ pub fn guided_measures(base: &[f32], mixed: &[f32], chosen: u32, k: usize) -> Gu
                 kl_guided_base: f64::NAN,
                 js_guided_base: f64::NAN,
                 flipped: arg_m != arg_b,
+                log_normaliser: lse_m,
             };
         }
         GuidedMeasures {
@@ -315,6 +318,7 @@ pub fn guided_measures(base: &[f32], mixed: &[f32], chosen: u32, k: usize) -> Gu
             kl_guided_base: non_negative(kl_total),
             js_guided_base: non_negative(js_total),
             flipped: arg_m != arg_b,
+            log_normaliser: lse_m,
         }
     })
 }

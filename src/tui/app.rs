@@ -8,8 +8,10 @@ use std::path::PathBuf;
 
 use ratatui::text::Span;
 
-use crate::engine::{GuidedRecord, StreamRecord};
+use crate::engine::{GuidedRecord, Stop, StreamRecord};
+use crate::eval::grade;
 use crate::guidance::Sampling;
+use crate::printable::{self, Shown};
 
 use super::measure::Measure;
 use super::picture::Thumbnail;
@@ -120,21 +122,30 @@ pub struct TokenCell {
 }
 
 impl TokenCell {
-    /// Makes a token's text printable: line breaks become `↵` (and end the line), tabs `→`,
-    /// other control characters `·`; an empty token is shown as `∅` so that it can be selected.
+    /// Text of any length made printable as a token is (`↵`, `→`, `·`), not clipped.
+    pub fn printable(raw: &str) -> String {
+        raw.chars()
+            .filter_map(|c| match printable::shown(c) {
+                Shown::Newline => Some('↵'),
+                Shown::Dropped => None,
+                Shown::Char(c) => Some(c),
+            })
+            .collect()
+    }
+
+    /// Makes a token's text printable ([`printable`]): line breaks become `↵` (and end the line),
+    /// tabs `→`, other control characters `·`; an empty token is shown as `∅` so that it can be selected.
     pub fn new(raw: &str) -> TokenCell {
         let mut text = String::with_capacity(raw.len());
         let mut newline = false;
         for c in raw.chars() {
-            match c {
-                '\n' => {
+            match printable::shown(c) {
+                Shown::Newline => {
                     text.push('↵');
                     newline = true;
                 }
-                '\r' => {}
-                '\t' => text.push('→'),
-                c if c.is_control() => text.push('·'),
-                c => text.push(c),
+                Shown::Dropped => {}
+                Shown::Char(c) => text.push(c),
             }
         }
         if text.is_empty() {
@@ -190,6 +201,50 @@ pub struct App {
     pub scroll: [Option<usize>; 3],
     /// The terminal's size, for mouse hit-testing.
     pub screen: (u16, u16),
+    /// The correct answer (`--answer`): final answers are marked ✓ / ✗ against it.
+    pub truth: Option<String>,
+}
+
+/// How a stream ended and what it answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ending {
+    pub stop: Stop,
+    /// The first `\boxed{}` (the grader's extraction), else the last non-empty line; printable.
+    pub answer: Option<String>,
+    /// Against `--answer`, when given.
+    pub correct: Option<bool>,
+}
+
+impl Ending {
+    /// The stop reason as a pane title names it.
+    pub fn stop_label(&self) -> String {
+        match &self.stop {
+            Stop::Eos => "eos".into(),
+            Stop::StopString(s) => format!("stop {:?}", TokenCell::new(s).text),
+            Stop::MaxNewTokens => "max tokens".into(),
+            Stop::Error(_) => "error".into(),
+        }
+    }
+
+    /// The stop reason in a word: `eos`, `stop`, `max`, `error`.
+    pub fn stop_short(&self) -> &'static str {
+        match &self.stop {
+            Stop::Eos => "eos",
+            Stop::StopString(_) => "stop",
+            Stop::MaxNewTokens => "max",
+            Stop::Error(_) => "error",
+        }
+    }
+
+    /// `3 ✓`, `4 ✗`, `3`, or `—` without an answer.
+    pub fn answer_label(&self) -> String {
+        let mark = match self.correct {
+            Some(true) => " ✓",
+            Some(false) => " ✗",
+            None => "",
+        };
+        format!("{}{mark}", self.answer.as_deref().unwrap_or("—"))
+    }
 }
 
 impl App {
@@ -219,6 +274,7 @@ impl App {
             help: false,
             scroll: [None; 3],
             screen: (0, 0),
+            truth: None,
         }
     }
 
@@ -354,6 +410,27 @@ impl App {
 
     pub fn set_error(&mut self, text: impl Into<String>) {
         self.status = Some(Status { text: text.into(), error: true });
+    }
+
+    /// How a pane's stream ended, once it has: the stop its last token carries, the final answer
+    /// of its text, and whether that answer is right when `--answer` was given.
+    pub fn ending(&self, pane: Pane) -> Option<Ending> {
+        let (stop, texts): (Option<&Stop>, Vec<&str>) = match pane {
+            Pane::Base => (self.base.last().and_then(|r| r.stop.as_ref()), self.base.iter().map(|r| r.text.as_str()).collect()),
+            Pane::Rft => (self.rft.last().and_then(|r| r.stop.as_ref()), self.rft.iter().map(|r| r.text.as_str()).collect()),
+            Pane::Guided => (self.guided.last().and_then(|r| r.stop.as_ref()), self.guided.iter().map(|r| r.text.as_str()).collect()),
+        };
+        let stop = stop?.clone();
+        let text = texts.concat();
+        let boxed = grade::extract_answer(&text);
+        let last_line = || text.lines().rev().map(str::trim).find(|l| !l.is_empty()).map(str::to_string);
+        let answer = boxed.clone().or_else(last_line);
+        let correct = self.truth.as_deref().map(|truth| match &boxed {
+            Some(_) => grade::grade(truth, &[], &text).correct,
+            None => answer.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(truth) || grade::equivalent(Some(truth), a)),
+        });
+        let answer = answer.map(|a| TokenCell::printable(&a));
+        Some(Ending { stop, answer, correct })
     }
 
     /// The guided record under the cursor.

@@ -34,7 +34,8 @@ pub fn areas(screen: Rect) -> Option<Areas> {
     let media = if h >= 40 { 8 } else if h >= 30 { 4 } else { 2 };
     let bottom = if h >= 44 { 16 } else if h >= 30 { 12 } else { 10 };
     let [header, media, streams, bottom, status, hints] = Layout::vertical([
-        Constraint::Length(2),
+        // Models; settings and state; the final answers and whether they agree.
+        Constraint::Length(3),
         Constraint::Length(media),
         Constraint::Min(5),
         Constraint::Length(bottom),

@@ -90,7 +90,8 @@ pub fn run_tui(args: &TuiArgs) -> Result<()> {
     let request = SessionRequest::new(settings, &inputs.question)?;
     let dirs = download::resolve_all(request.references()?)?;
     let plan = request.prepare(dirs, inputs.clone())?;
-    let app = live_app(Mode::Live, &plan, &inputs, plan.short_names())?;
+    let mut app = live_app(Mode::Live, &plan, &inputs, plan.short_names())?;
+    app.truth = args.answer.clone();
     run_app(app, Some((Arc::new(plan), inputs)))
 }
 
@@ -106,7 +107,8 @@ pub fn run_demo(args: &DemoArgs) -> Result<()> {
     let names = PerModel::new("demo/base", "demo/rft", "demo/small").map(String::from);
     let dirs = PerModel::new(files.base, files.rft, files.small);
     let plan = request.prepare_named(names.clone(), dirs, inputs.clone())?;
-    let app = live_app(Mode::Demo, &plan, &inputs, names)?;
+    let mut app = live_app(Mode::Demo, &plan, &inputs, names)?;
+    app.truth = args.answer.clone();
     run_app(app, Some((Arc::new(plan), inputs)))
 }
 
@@ -143,6 +145,7 @@ pub fn run_replay(args: &ReplayArgs) -> Result<()> {
     if let Some(img) = app.info.image_path.as_deref() {
         app.image = Thumbnail::open(img).ok();
     }
+    app.truth = args.answer.clone();
     let mut runtime = Runtime::new(None);
     runtime.replayed = header;
     run_app_with(app, runtime)

@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::engine::{Candidate, Distribution, GuidedRecord, StreamRecord};
+use crate::engine::{Candidate, Distribution, GuidedRecord, StreamRecord, Why, WhyRow};
+use crate::trio::PerModel;
 use crate::guidance::Sampling;
 use crate::processor::SourceImage;
 
@@ -72,7 +73,25 @@ pub fn guided_record(step: usize, seed: u64) -> GuidedRecord {
         base_rank: 1 + (rng.next() % 50) as usize * usize::from(flipped),
         flipped,
         stale: false,
+        why: Some(Box::new(why(&mut rng, token))),
+        stop: None,
     }
+}
+
+/// A made-up "why" of a step: the chosen token and six others of the word list, with logits
+/// under each model and a guidance shift of α = 0.5 times their difference.
+fn why(rng: &mut Lcg, chosen: u32) -> Why {
+    let mut logit = || rng.unit() * 8.0 - 2.0;
+    let rows: Vec<WhyRow> = (0..7u32)
+        .map(|k| {
+            let token = (chosen + k * 5) % WORDS.len() as u32;
+            let logits = PerModel::new(logit(), logit(), logit());
+            let probs = logits.map(|l| (l - 8.0).exp().min(1.0));
+            let shift = 0.5 * (logits.rft - logits.small);
+            WhyRow { token, text: WORDS[token as usize].to_string(), logits, probs, shift, guided_prob: (logits.base + shift - 9.0).exp().min(1.0) }
+        })
+        .collect();
+    Why { guided_rank: 1 + (rng.next() % 3) as usize, rows }
 }
 
 /// The record of step `step` of the base-only or RFT-only stream.
@@ -87,6 +106,7 @@ pub fn stream_record(step: usize, seed: u64) -> StreamRecord {
         logprob: -rng.unit() * 9.0,
         entropy: d.entropy,
         top: d.top,
+        stop: None,
     }
 }
 
@@ -136,7 +156,6 @@ pub fn app(n: usize, screen: (u16, u16)) -> App {
 /// A trace header for a synthetic session (tests export synthetic records under it): the
 /// question, sampling and budget of `app`, models named as the header shows them, on the cpu.
 pub fn trace_header(app: &App) -> crate::trace::TraceHeader {
-    use crate::trio::PerModel;
     let info = &app.info;
     crate::trace::TraceHeader {
         written_by: "proxythinker tests".into(),

@@ -1,6 +1,7 @@
 //! The header: the three models (and whether they are the synthetic demo ones or a replayed
 //! trace), device, dtype, α (the value asked for, with `…`, until the engine confirms it),
-//! sampling, decoding rate, step and run state.
+//! sampling, decoding rate, step and run state; then the final answers of the streams that have
+//! ended (✓ / ✗ against `--answer`) and which of them agree.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -10,7 +11,8 @@ use ratatui::widgets::{Paragraph, Widget};
 
 use crate::guidance::Sampling;
 
-use crate::tui::app::{App, Mode, RunState};
+use crate::eval::grade;
+use crate::tui::app::{App, Mode, Pane, RunState};
 
 pub struct Header<'a>(pub &'a App);
 
@@ -84,6 +86,55 @@ impl Widget for Header<'_> {
             sep(),
             Span::styled(run, Style::default().fg(run_colour)),
         ];
-        Paragraph::new(vec![Line::from(first), Line::from(second)]).render(area, buf);
+        Paragraph::new(vec![Line::from(first), Line::from(second), answers(app)]).render(area, buf);
     }
+}
+
+/// Whether two final answers say the same (equal ignoring case, or equivalent to the grader).
+fn same(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b) || grade::equivalent(Some(a), b)
+}
+
+/// ` answers  base 3 ✓ · rft 3 ✓ · guided 4 ✗ — base = rft`.
+fn answers(app: &App) -> Line<'static> {
+    let dim = Style::default().fg(Color::DarkGray);
+    let endings = Pane::ALL.map(|p| app.ending(p));
+    if endings.iter().all(Option::is_none) {
+        return Line::from(Span::styled(" answers appear as the streams end", dim));
+    }
+    let mut spans = vec![Span::styled(" answers ", dim)];
+    for (k, (pane, e)) in Pane::ALL.iter().zip(&endings).enumerate() {
+        let name = if *pane == Pane::Rft { "rft" } else { pane.title() };
+        spans.push(Span::styled(format!("{} {name} ", if k == 0 { "" } else { " ·" }), dim));
+        let (label, colour) = match e {
+            Some(e) => (e.answer_label(), match e.correct {
+                Some(true) => Color::Green,
+                Some(false) => Color::Red,
+                None => Color::Reset,
+            }),
+            None => ("…".to_string(), Color::DarkGray),
+        };
+        spans.push(Span::styled(label, Style::default().fg(colour).bold()));
+    }
+    let given: Vec<(&str, &str)> = Pane::ALL
+        .iter()
+        .zip(&endings)
+        .filter_map(|(p, e)| Some((if *p == Pane::Rft { "rft" } else { p.title() }, e.as_ref()?.answer.as_deref()?)))
+        .collect();
+    let agreement = match given.as_slice() {
+        [(_, a), (_, b), (_, c)] if same(a, b) && same(b, c) => "all three agree".to_string(),
+        [_, _, _] => {
+            let pairs = [(0, 1), (0, 2), (1, 2)];
+            match pairs.iter().find(|(i, j)| same(given[*i].1, given[*j].1)) {
+                Some((i, j)) => format!("{} = {}", given[*i].0, given[*j].0),
+                None => "all three differ".into(),
+            }
+        }
+        _ => String::new(),
+    };
+    if !agreement.is_empty() {
+        spans.push(Span::styled(" — ", dim));
+        spans.push(Span::styled(agreement, Style::default().fg(Color::Cyan)));
+    }
+    Line::from(spans)
 }

@@ -29,6 +29,45 @@ pub fn legend(bottom: &str, top: &str, steps: usize) -> Line<'static> {
 }
 
 impl StreamPane<'_> {
+    /// ` guided · eos · 3 ✓ · KL(guided‖base) `: the name, how the stream ended and its final
+    /// answer once it has, then the measure; the measure goes first, then the answer is cut with
+    /// `…`, when `room` is short.
+    fn title(&self, room: usize) -> String {
+        let name = self.pane.title();
+        let end = self.app.ending(self.pane).map(|e| format!(" · {} · {}", e.stop_label(), e.answer_label()));
+        let end = end.unwrap_or_default();
+        let full = format!(" {name}{end} · {} ", self.caption());
+        let cells = |s: &str| Span::raw(s).width();
+        if cells(&full) <= room {
+            return full;
+        }
+        let short = format!(" {name}{end} ");
+        if cells(&short) <= room {
+            return short;
+        }
+        // Narrow panes: the short name and stop label, so the answer still shows.
+        let compact = match self.app.ending(self.pane) {
+            Some(e) => {
+                let name = if self.pane == Pane::Rft { "rft" } else { name };
+                format!(" {name} · {} · {} ", e.stop_short(), e.answer_label())
+            }
+            None => short,
+        };
+        if cells(&compact) <= room {
+            return compact;
+        }
+        let short = compact;
+        let mut cut = String::new();
+        for c in short.chars() {
+            if cells(&cut) + cells(c.encode_utf8(&mut [0; 4])) + 2 > room {
+                break;
+            }
+            cut.push(c);
+        }
+        cut.push_str("… ");
+        cut
+    }
+
     fn caption(&self) -> String {
         match self.pane {
             Pane::Guided => self.app.measure.name().to_string(),
@@ -57,7 +96,7 @@ impl Widget for StreamPane<'_> {
         let app = self.app;
         let focused = app.focus == self.pane;
         let border = if focused { Style::default().fg(Color::Cyan) } else { Style::default().fg(Color::DarkGray) };
-        let title = format!(" {} · {} ", self.pane.title(), self.caption());
+        let title = self.title(area.width.saturating_sub(2) as usize);
         // Narrow panes (80-column terminals) get a shorter count and ramp, so both still fit.
         let wide = area.width >= 40;
         let mut count = if wide { format!(" {} tokens ", app.len(self.pane)) } else { format!(" {} ", app.len(self.pane)) };
