@@ -176,6 +176,85 @@ impl Linear {
     }
 }
 
+/// Linear layers that read the same input (q, k and v; gate and up), their weights stacked by
+/// output features at load so that one product computes them all: one matrix product (one
+/// kernel on a GPU, one split over the cores on the CPU) where there were several. Each row of a
+/// weight is the same row as in the separate layer, quantized blocks included, so the outputs are
+/// the separate layers' outputs.
+#[derive(Debug, Clone)]
+pub struct FusedLinear<const N: usize> {
+    linear: Linear,
+    /// Output features of each part, in order.
+    widths: [usize; N],
+}
+
+impl<const N: usize> FusedLinear<N> {
+    /// Loads the parts `(out_features, vb)` of an `in_features`-wide input (each with a bias if
+    /// `with_bias`) as one layer in `format` (or its fallback).
+    ///
+    /// One part's unquantized weight at a time is held besides the result: a quantized layer is
+    /// assembled from the parts' quantized rows (GGML blocks never straddle rows), a plain one
+    /// is written part by part into its final tensor.
+    pub fn load(in_features: usize, parts: [(usize, VarBuilder); N], with_bias: bool, format: QuantFormat) -> candle_core::Result<Self> {
+        let out_features: usize = parts.iter().map(|(out, _)| out).sum();
+        let format = format.for_width(in_features);
+        let bias = if with_bias {
+            let biases = parts.iter().map(|(out, vb)| vb.get(*out, "bias")).collect::<candle_core::Result<Vec<_>>>()?;
+            Some(Tensor::cat(&biases, 0)?)
+        } else {
+            None
+        };
+        let linear = match format.ggml() {
+            Some(ggml) => {
+                let mut blocks = Vec::new();
+                let mut device = Device::Cpu;
+                for (out, vb) in &parts {
+                    let weight = vb.get((*out, in_features), "weight")?;
+                    device = weight.device().clone();
+                    let q = QTensor::quantize(&weight.to_device(&Device::Cpu)?, ggml)?;
+                    blocks.extend_from_slice(&q.data()?);
+                }
+                let q = candle_core::quantized::ggml_file::qtensor_from_ggml(ggml, &blocks, vec![out_features, in_features], &device)?;
+                Linear::Quantized { weight: QMatMul::from_qtensor(q)?, bias, format }
+            }
+            None => {
+                let mut weight: Option<Tensor> = None;
+                let mut row = 0;
+                for (out, vb) in &parts {
+                    let part = vb.get((*out, in_features), "weight")?;
+                    let whole = match weight.take() {
+                        Some(w) => w,
+                        None => Tensor::zeros((out_features, in_features), part.dtype(), part.device())?,
+                    };
+                    whole.slice_set(&part.contiguous()?, 0, row)?;
+                    row += out;
+                    weight = Some(whole);
+                }
+                let weight = weight.ok_or_else(|| candle_core::Error::Msg("a fused layer needs at least one part".into()))?;
+                Linear::Plain(candle_nn::Linear::new(weight, bias))
+            }
+        };
+        Ok(FusedLinear { linear, widths: parts.map(|(out, _)| out) })
+    }
+
+    /// Each part's output, in the order the parts were given (views of one product's output).
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<[Tensor; N]> {
+        let y = self.linear.forward(x)?;
+        let mut starts = [0; N];
+        for i in 1..N {
+            starts[i] = starts[i - 1] + self.widths[i - 1];
+        }
+        let parts = starts.iter().zip(&self.widths).map(|(&s, &w)| y.narrow(candle_core::D::Minus1, s, w)).collect::<candle_core::Result<Vec<_>>>()?;
+        // N parts were made from N widths.
+        parts.try_into().map_err(|_| candle_core::Error::Msg("a fused layer lost a part".into()))
+    }
+
+    /// The format the weights are held in, and how many checkpoint layers they are.
+    pub fn format_and_parts(&self) -> (QuantFormat, usize) {
+        (self.linear.format(), N)
+    }
+}
+
 /// Rows at or below which a plain product on the CPU is split over the cores by output features.
 /// Decoding multiplies one row per stream, and gemm runs a product that thin on one thread, so
 /// without the split a decode step used one core however many the machine has. Prefill's
@@ -258,6 +337,31 @@ pub fn probe(format: QuantFormat, dtype: DType, device: &Device) -> candle_core:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fused_layer_gives_each_part_what_the_separate_layer_gives() {
+        let dev = Device::Cpu;
+        let (inp, outs) = (256, [96usize, 32, 32]);
+        let mut tensors = std::collections::HashMap::new();
+        for (i, out) in outs.iter().enumerate() {
+            let w = Tensor::randn(0f32, 1.0, (*out, inp), &dev).unwrap();
+            tensors.insert(format!("p{i}.weight"), w);
+            tensors.insert(format!("p{i}.bias"), Tensor::randn(0f32, 1.0, *out, &dev).unwrap());
+        }
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
+        let x = Tensor::randn(0f32, 1.0, (2, 3, inp), &dev).unwrap();
+        for format in [QuantFormat::None, QuantFormat::Q8_0, QuantFormat::Q4K] {
+            let fused = FusedLinear::load(inp, [(outs[0], vb.pp("p0")), (outs[1], vb.pp("p1")), (outs[2], vb.pp("p2"))], true, format).unwrap();
+            assert_eq!(fused.format_and_parts(), (format, 3));
+            let parts = fused.forward(&x).unwrap();
+            for (i, (part, out)) in parts.iter().zip(outs).enumerate() {
+                let alone = Linear::load(inp, out, true, format, vb.pp(format!("p{i}"))).unwrap().forward(&x).unwrap();
+                assert_eq!(part.dims(), alone.dims());
+                let diff = (part - &alone).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+                assert!(diff < 1e-4, "{format:?} part {i}: differs by {diff}");
+            }
+        }
+    }
 
     #[test]
     fn widths_fall_back_to_the_next_format_that_fits() {

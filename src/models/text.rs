@@ -17,7 +17,7 @@ use candle_nn::{embedding, rms_norm, Embedding, RmsNorm, VarBuilder};
 
 use super::cache::KvCache;
 use super::config::TextConfig;
-use super::linear::{Linear, QuantFormat, Quantization};
+use super::linear::{FusedLinear, Linear, QuantFormat, Quantization};
 
 /// Rotary tables for one forward: cos and sin of shape (rows, tokens, head_dim / 2).
 pub struct Rotary {
@@ -88,9 +88,8 @@ impl Rotary {
 }
 
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// `q_proj`, `k_proj` and `v_proj` as one product.
+    qkv_proj: FusedLinear<3>,
     o_proj: Linear,
     num_heads: usize,
     num_kv_heads: usize,
@@ -102,9 +101,7 @@ impl Attention {
         let h = cfg.hidden_size;
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
         Ok(Attention {
-            q_proj: Linear::load(h, nh * hd, true, q, vb.pp("q_proj"))?,
-            k_proj: Linear::load(h, nkv * hd, true, q, vb.pp("k_proj"))?,
-            v_proj: Linear::load(h, nkv * hd, true, q, vb.pp("v_proj"))?,
+            qkv_proj: FusedLinear::load(h, [(nh * hd, vb.pp("q_proj")), (nkv * hd, vb.pp("k_proj")), (nkv * hd, vb.pp("v_proj"))], true, q)?,
             o_proj: Linear::load(nh * hd, h, false, q, vb.pp("o_proj"))?,
             num_heads: nh,
             num_kv_heads: nkv,
@@ -121,9 +118,10 @@ impl Attention {
         layer: usize,
     ) -> candle_core::Result<Tensor> {
         let (b, l, _) = x.dims3()?;
-        let q = self.q_proj.forward(x)?.reshape((b, l, self.num_heads, self.head_dim))?.transpose(1, 2)?;
-        let k = self.k_proj.forward(x)?.reshape((b, l, self.num_kv_heads, self.head_dim))?.transpose(1, 2)?;
-        let v = self.v_proj.forward(x)?.reshape((b, l, self.num_kv_heads, self.head_dim))?.transpose(1, 2)?;
+        let [q, k, v] = self.qkv_proj.forward(x)?;
+        let q = q.reshape((b, l, self.num_heads, self.head_dim))?.transpose(1, 2)?;
+        let k = k.reshape((b, l, self.num_kv_heads, self.head_dim))?.transpose(1, 2)?;
+        let v = v.reshape((b, l, self.num_kv_heads, self.head_dim))?.transpose(1, 2)?;
         let q = rotary.apply(&q)?;
         let k = rotary.apply(&k)?;
         let (k, v) = cache.append(layer, &k, &v.contiguous()?)?;
@@ -164,8 +162,8 @@ pub(crate) fn grouped_attention(
 
 /// The SwiGLU MLP of a decoder layer: `down(silu(gate(x)) · up(x))`, no biases.
 pub(crate) struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
+    /// `gate_proj` and `up_proj` as one product.
+    gate_up_proj: FusedLinear<2>,
     down_proj: Linear,
 }
 
@@ -173,19 +171,19 @@ impl Mlp {
     pub(crate) fn new(cfg: &TextConfig, q: QuantFormat, vb: VarBuilder) -> candle_core::Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Mlp {
-            gate_proj: Linear::load(h, i, false, q, vb.pp("gate_proj"))?,
-            up_proj: Linear::load(h, i, false, q, vb.pp("up_proj"))?,
+            gate_up_proj: FusedLinear::load(h, [(i, vb.pp("gate_proj")), (i, vb.pp("up_proj"))], false, q)?,
             down_proj: Linear::load(i, h, false, q, vb.pp("down_proj"))?,
         })
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+        let [gate, up] = self.gate_up_proj.forward(x)?;
+        self.down_proj.forward(&(candle_nn::ops::silu(&gate)? * up)?)
     }
 
-    pub(crate) fn linears(&self) -> [&Linear; 3] {
-        [&self.gate_proj, &self.up_proj, &self.down_proj]
+    /// The formats of its checkpoint layers (gate, up, down), with how many each entry stands for.
+    pub(crate) fn formats(&self) -> [(QuantFormat, usize); 2] {
+        [self.gate_up_proj.format_and_parts(), (self.down_proj.format(), 1)]
     }
 }
 
@@ -199,11 +197,12 @@ pub(crate) fn output_head(cfg: &TextConfig, embed_tokens: &Embedding, lm_head: V
     }
 }
 
-/// How many of `linears` hold their weight in each format.
-pub(crate) fn count_formats<'a>(linears: impl Iterator<Item = &'a Linear>) -> std::collections::BTreeMap<QuantFormat, usize> {
+/// How many checkpoint layers hold their weight in each format, from `(format, layers)` entries
+/// (a fused product stands for several layers).
+pub(crate) fn count_formats(entries: impl Iterator<Item = (QuantFormat, usize)>) -> std::collections::BTreeMap<QuantFormat, usize> {
     let mut counts = std::collections::BTreeMap::new();
-    for linear in linears {
-        *counts.entry(linear.format()).or_insert(0) += 1;
+    for (format, n) in entries {
+        *counts.entry(format).or_insert(0) += n;
     }
     counts
 }
@@ -260,9 +259,9 @@ impl TextDecoder {
     pub fn formats(&self) -> std::collections::BTreeMap<QuantFormat, usize> {
         let layers = self.layers.iter().flat_map(|l| {
             let a = &l.self_attn;
-            [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj].into_iter().chain(l.mlp.linears())
+            [a.qkv_proj.format_and_parts(), (a.o_proj.format(), 1)].into_iter().chain(l.mlp.formats())
         });
-        count_formats(layers.chain(std::iter::once(&self.lm_head)))
+        count_formats(layers.chain(std::iter::once((self.lm_head.format(), 1))))
     }
 
     /// Token embeddings of `ids` (rows, tokens).

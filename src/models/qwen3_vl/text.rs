@@ -18,7 +18,7 @@ use candle_nn::{embedding, rms_norm, Embedding, RmsNorm, VarBuilder};
 
 use crate::models::cache::KvCache;
 use crate::models::config::TextConfig;
-use crate::models::linear::{Linear, QuantFormat, Quantization};
+use crate::models::linear::{FusedLinear, Linear, QuantFormat, Quantization};
 use crate::models::text::{causal_mask, count_formats, grouped_attention, inv_freq, output_head, Mlp, Rotary};
 
 /// Which position (0 = temporal, 1 = height, 2 = width) rotates each of the `half` frequencies.
@@ -40,9 +40,8 @@ pub struct DeepStack<'a> {
 }
 
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// `q_proj`, `k_proj` and `v_proj` as one product.
+    qkv_proj: FusedLinear<3>,
     o_proj: Linear,
     q_norm: RmsNorm,
     k_norm: RmsNorm,
@@ -61,9 +60,7 @@ impl Attention {
             candle_core::bail!("attention biases ({}) are not supported for Qwen3-VL", "q_proj.bias");
         }
         Ok(Attention {
-            q_proj: Linear::load(h, nh * hd, false, format, vb.pp("q_proj"))?,
-            k_proj: Linear::load(h, nkv * hd, false, format, vb.pp("k_proj"))?,
-            v_proj: Linear::load(h, nkv * hd, false, format, vb.pp("v_proj"))?,
+            qkv_proj: FusedLinear::load(h, [(nh * hd, vb.pp("q_proj")), (nkv * hd, vb.pp("k_proj")), (nkv * hd, vb.pp("v_proj"))], false, format)?,
             o_proj: Linear::load(nh * hd, h, false, format, vb.pp("o_proj"))?,
             q_norm: rms_norm(hd, cfg.rms_norm_eps, vb.pp("q_norm"))?,
             k_norm: rms_norm(hd, cfg.rms_norm_eps, vb.pp("k_norm"))?,
@@ -82,10 +79,10 @@ impl Attention {
         layer: usize,
     ) -> candle_core::Result<Tensor> {
         let (b, l, _) = x.dims3()?;
-        let heads = |proj: &Linear, n: usize| proj.forward(x)?.reshape((b, l, n, self.head_dim));
-        let q = self.q_norm.forward(&heads(&self.q_proj, self.num_heads)?)?.transpose(1, 2)?;
-        let k = self.k_norm.forward(&heads(&self.k_proj, self.num_kv_heads)?)?.transpose(1, 2)?;
-        let v = heads(&self.v_proj, self.num_kv_heads)?.transpose(1, 2)?;
+        let [q, k, v] = self.qkv_proj.forward(x)?;
+        let q = self.q_norm.forward(&q.reshape((b, l, self.num_heads, self.head_dim))?)?.transpose(1, 2)?;
+        let k = self.k_norm.forward(&k.reshape((b, l, self.num_kv_heads, self.head_dim))?)?.transpose(1, 2)?;
+        let v = v.reshape((b, l, self.num_kv_heads, self.head_dim))?.transpose(1, 2)?;
         let q = rotary.apply(&q)?;
         let k = rotary.apply(&k)?;
         let (k, v) = cache.append(layer, &k, &v.contiguous()?)?;
@@ -141,9 +138,9 @@ impl TextDecoder {
     pub fn formats(&self) -> std::collections::BTreeMap<QuantFormat, usize> {
         let layers = self.layers.iter().flat_map(|l| {
             let a = &l.self_attn;
-            [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj].into_iter().chain(l.mlp.linears())
+            [a.qkv_proj.format_and_parts(), (a.o_proj.format(), 1)].into_iter().chain(l.mlp.formats())
         });
-        count_formats(layers.chain(std::iter::once(&self.lm_head)))
+        count_formats(layers.chain(std::iter::once((self.lm_head.format(), 1))))
     }
 
     /// Token embeddings of `ids` (rows, tokens).
