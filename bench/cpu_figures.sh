@@ -32,3 +32,18 @@ measure measures ./target/release/examples/bench_measures 151936 200
 measure live-alpha ./target/release/proxythinker bench --base target/bench-tiny-a --rft target/bench-tiny-b \
   --small target/bench-tiny-b --steps 4000 --question "Describe the picture." \
   --image tests/fixtures/tiny/images/56x56.png --dtype f32
+# `eval` on the committed 4-question set with the tiny test trio: one α against three (the base
+# and RFT streams are decoded once either way), 64 new tokens per stream.
+timed() { # NAME COMMAND...
+  local name="$1"; shift
+  echo "== $name (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  local t0 t1; t0=$(date +%s.%N); "$@" >"$out/$name.out" 2>"$out/$name.err"; t1=$(date +%s.%N)
+  echo "{\"name\": \"$name\", \"seconds\": $(echo "$t1 - $t0" | bc)}" | tee "$out/$name.json"
+}
+tiny=tests/fixtures/tiny
+for alphas in 0.5 0.25,0.5,1; do
+  rm -rf "$out/eval-$alphas"
+  timed "eval-alphas-$alphas" ./target/release/proxythinker eval --data tests/fixtures/eval/tiny.jsonl \
+    --out "$out/eval-$alphas" --base $tiny/qwen2_5_vl --rft $tiny/trio_rft --small $tiny/trio_small \
+    --alphas "$alphas" --max-new-tokens 64 --ignore-eos
+done

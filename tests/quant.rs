@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
+use common::quant_measures::*;
 use common::*;
 use proxythinker::engine::{Session, Settings, StreamKind, Trio};
 use proxythinker::guidance::Sampling;
@@ -32,23 +33,6 @@ use proxythinker::trio::{PerModel, TrioFiles};
 
 const STEPS: usize = 24;
 const ALPHA: f32 = 0.5;
-
-/// A tiny deterministic generator, so that the wide checkpoints are the same on every run.
-struct Lcg(u64);
-
-impl Lcg {
-    /// Uniform in (0, 1].
-    fn unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((self.0 >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-
-    /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (self.unit(), self.unit());
-        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-    }
-}
 
 /// A random Qwen2.5-VL checkpoint with the fixture's tokenizer, processor and vision tower shape,
 /// and a text decoder of hidden 256, intermediate 512, 16 heads of 16 (2 key-value heads): every
@@ -71,26 +55,7 @@ fn wide_checkpoint(seed: u64) -> tempfile::TempDir {
     let varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     VlModel::new(&config, vb).unwrap(); // creates every tensor the model reads, as zeros
-    let mut rng = Lcg(seed);
-    let data = varmap.data().lock().unwrap();
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort(); // the generator's order must not depend on the map's
-    for name in names {
-        let var = &data[name];
-        let dims = var.dims().to_vec();
-        let n: usize = dims.iter().product();
-        let (centre, scale) = if name.ends_with("bias") {
-            (0.0, 0.1)
-        } else if dims.len() == 1 {
-            (1.0, 0.1)
-        } else {
-            // fan_in as torch counts it: every dimension but the first.
-            (0.0, 1.5 / (dims[1..].iter().product::<usize>() as f32).sqrt())
-        };
-        let values: Vec<f32> = (0..n).map(|_| centre + scale * rng.normal()).collect();
-        var.set(&Tensor::from_vec(values, dims, &Device::Cpu).unwrap()).unwrap();
-    }
-    drop(data);
+    randomize(&varmap, seed);
     varmap.save(dir.path().join("model.safetensors")).unwrap();
     dir
 }
@@ -111,61 +76,6 @@ fn prompts(c: &Checkpoint, t: &tokenizers::Tokenizer) -> Vec<PromptInput> {
         .into_iter()
         .map(|(q, i)| prepare_prompt(c, t, q, i, false, &Device::Cpu).unwrap().input)
         .collect()
-}
-
-fn log_probs(logits: &[f32]) -> Vec<f64> {
-    let max = logits.iter().map(|&x| x as f64).fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
-    logits.iter().map(|&x| x as f64 - max - sum.ln()).collect()
-}
-
-fn kl(p: &[f32], q: &[f32]) -> f64 {
-    let (lp, lq) = (log_probs(p), log_probs(q));
-    lp.iter().zip(&lq).map(|(a, b)| a.exp() * (a - b)).sum()
-}
-
-fn argmax(x: &[f32]) -> usize {
-    (0..x.len()).fold(0, |best, i| if x[i] > x[best] { i } else { best })
-}
-
-/// What one quantized configuration did against f32 over some positions.
-#[derive(Debug, Default, Clone, Copy)]
-struct Accuracy {
-    /// Largest |Δ logit| / largest |f32 logit|, over every position.
-    max_rel: f64,
-    /// Mean over positions of ‖Δ logits‖ / ‖f32 logits‖.
-    rel_l2: f64,
-    mean_kl: f64,
-    argmax_equal: f64,
-    /// Whether any logit differed at all (quantization was not skipped).
-    differs: bool,
-    positions: usize,
-}
-
-impl Accuracy {
-    fn add(&mut self, reference: &[f32], got: &[f32]) {
-        let scale = reference.iter().fold(0.0f32, |m, x| m.max(x.abs())) as f64;
-        let diff = reference.iter().zip(got).fold(0.0f32, |m, (a, b)| m.max((a - b).abs())) as f64;
-        self.max_rel = self.max_rel.max(diff / scale);
-        let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
-        let delta = norm(&mut reference.iter().zip(got).map(|(a, b)| (a - b) as f64));
-        self.rel_l2 += delta / norm(&mut reference.iter().map(|&a| a as f64));
-        self.differs |= diff > 0.0;
-        self.mean_kl += kl(reference, got);
-        self.argmax_equal += (argmax(reference) == argmax(got)) as u8 as f64;
-        self.positions += 1;
-    }
-
-    fn finish(mut self) -> Self {
-        self.mean_kl /= self.positions as f64;
-        self.rel_l2 /= self.positions as f64;
-        self.argmax_equal /= self.positions as f64;
-        self
-    }
-}
-
-fn row(logits: Tensor) -> Vec<f32> {
-    logits.to_vec2::<f32>().unwrap().remove(0)
 }
 
 /// One model against its f32 self along f32's greedy continuation of each prompt.

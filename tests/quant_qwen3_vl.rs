@@ -17,7 +17,8 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
+use common::quant_measures::*;
 use common::*;
 use proxythinker::loader::Checkpoint;
 use proxythinker::models::qwen3_vl::Qwen3VlModel;
@@ -45,20 +46,6 @@ fn prompts(dir: &Path) -> Vec<PromptInput> {
         .collect()
 }
 
-/// A tiny deterministic generator, so that the wide checkpoints are the same on every run.
-struct Lcg(u64);
-
-impl Lcg {
-    fn normal(&mut self) -> f32 {
-        let mut unit = || {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((self.0 >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-        };
-        let (u, v) = (unit(), unit());
-        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-    }
-}
-
 /// A random Qwen3-VL checkpoint shaped like `tiny/qwen3_vl_untied` (its tokenizer, processor and
 /// vision tower) with a wider text decoder: hidden 256, intermediate 512, 8 heads of 64, 2
 /// key-value heads, M-RoPE sections [12, 10, 10]. Weights normal with std 1.5/√fan_in (fan_in as
@@ -83,73 +70,9 @@ fn wide_checkpoint(seed: u64) -> tempfile::TempDir {
     let varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     Qwen3VlModel::new(&config, vb).unwrap(); // creates every tensor the model reads, as zeros
-    let mut rng = Lcg(seed);
-    let data = varmap.data().lock().unwrap();
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    for name in names {
-        let var = &data[name];
-        let dims = var.dims().to_vec();
-        let n: usize = dims.iter().product();
-        let (centre, scale) = if name.ends_with("bias") {
-            (0.0, 0.1)
-        } else if dims.len() == 1 {
-            (1.0, 0.1)
-        } else {
-            (0.0, 1.5 / (dims[1..].iter().product::<usize>() as f32).sqrt())
-        };
-        let values: Vec<f32> = (0..n).map(|_| centre + scale * rng.normal()).collect();
-        var.set(&Tensor::from_vec(values, dims, &Device::Cpu).unwrap()).unwrap();
-    }
-    drop(data);
+    randomize(&varmap, seed);
     varmap.save(dir.path().join("model.safetensors")).unwrap();
     dir
-}
-
-fn log_probs(logits: &[f32]) -> Vec<f64> {
-    let max = logits.iter().map(|&x| x as f64).fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
-    logits.iter().map(|&x| x as f64 - max - sum.ln()).collect()
-}
-
-fn argmax(x: &[f32]) -> usize {
-    (0..x.len()).fold(0, |best, i| if x[i] > x[best] { i } else { best })
-}
-
-/// What one quantized configuration did against f32 over some positions.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct Accuracy {
-    rel_l2: f64,
-    max_rel: f64,
-    mean_kl: f64,
-    argmax_equal: f64,
-    positions: usize,
-}
-
-impl Accuracy {
-    fn add(&mut self, reference: &[f32], got: &[f32]) {
-        let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
-        let delta = norm(&mut reference.iter().zip(got).map(|(a, b)| (a - b) as f64));
-        self.rel_l2 += delta / norm(&mut reference.iter().map(|&a| a as f64));
-        let scale = reference.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-        self.max_rel = self.max_rel.max((max_abs_diff(reference, got) / scale) as f64);
-        let (lp, lq) = (log_probs(reference), log_probs(got));
-        self.mean_kl += lp.iter().zip(&lq).map(|(a, b)| a.exp() * (a - b)).sum::<f64>();
-        self.argmax_equal += (argmax(reference) == argmax(got)) as u8 as f64;
-        self.positions += 1;
-    }
-
-    fn finish(mut self) -> Self {
-        let n = self.positions as f64;
-        self.rel_l2 /= n;
-        self.mean_kl /= n;
-        self.argmax_equal /= n;
-        self
-    }
-}
-
-fn row(logits: Tensor) -> Vec<f32> {
-    logits.to_vec2::<f32>().unwrap().remove(0)
 }
 
 type Models = Vec<Arc<dyn Decoder>>;

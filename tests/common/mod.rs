@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod quant_measures;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
