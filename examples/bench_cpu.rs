@@ -11,8 +11,8 @@
 //! layers while loading, as `--quant` does. Prints one JSON object: prompt tokens, prefill
 //! tokens/s and decode tokens/s (medians over the repeats), and how many linear layers hold each
 //! format. The image and question are the committed fixtures', so both sides see the same inputs.
-//! CONTEXT (default 0) first decodes that many tokens untimed, so that decoding is timed at a long
-//! context (where the KV cache's cost shows).
+//! CONTEXT (default 0) appends that many text tokens to the prompt, so that decoding is timed at a
+//! long context (where the KV cache's cost shows); they count as prompt tokens.
 //! Without torch, `examples/make_random_model.rs` writes a model of the same shape.
 
 use std::path::PathBuf;
@@ -46,7 +46,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Device::Cpu;
     let checkpoint = Checkpoint::open(&dir)?;
     let tokenizer = prompt::load_tokenizer(&checkpoint.tokenizer_file)?;
-    let prepared = prepare_prompt(&checkpoint, &tokenizer, question, Some(&image), false, &device)?;
+    let mut prepared = prepare_prompt(&checkpoint, &tokenizer, question, Some(&image), false, &device)?;
+    // Ordinary text ids (not the image token or other special ids of the tiny tokenizers).
+    prepared.input.input_ids.extend((0..context as u32).map(|i| 20 + (i * 37) % 250));
     let loading = Instant::now();
     // Any family: the engine's own loading path.
     let model = checkpoint.load_decoder_quantized(DType::F32, &device, Quantization::new(quant))?;
@@ -62,10 +64,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         let mut logits = model.prefill(std::slice::from_ref(&prepared.input), &mut cache)?;
         prefill.push(n_prompt as f64 / t.elapsed().as_secs_f64());
-        // Ordinary text ids (a random model's greedy choice may be an image token).
-        for i in 0..context {
-            logits = model.step(&[20 + (i as u32 * 37) % 250], &mut cache)?;
-        }
         let t = Instant::now();
         for _ in 0..new_tokens {
             let next = argmax_rows(&logits)?[0];
