@@ -483,3 +483,15 @@ fn download_screen_shows_a_gauge_per_file() {
     assert!(out.contains("1.30 GB / 3.90 GB"), "{out}");
     insta::assert_snapshot!(out);
 }
+
+#[test]
+fn the_alpha_input_line() {
+    let mut app = synthetic::app(5, (80, 24));
+    update(&mut app, key('a'));
+    for c in "0.735".chars() {
+        update(&mut app, key(c));
+    }
+    let out = text(footer::StatusLine(&app), 80, 1);
+    assert!(out.starts_with("α> 0.735"), "{out}");
+    insta::assert_snapshot!(out);
+}

@@ -15,6 +15,7 @@ pub enum Action {
     AlphaUp,
     AlphaDownFine,
     AlphaUpFine,
+    TypeAlpha,
     NextMeasure,
     PreviousToken,
     NextToken,
@@ -137,6 +138,12 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[Key::char(']')], action: Action::AlphaUp, help: "raise α by 0.10", hint: hint("α ±0.1", 2) },
     Binding { keys: &[Key::char('{')], action: Action::AlphaDownFine, help: "lower α by 0.01", hint: hint("±0.01", 6) },
     Binding { keys: &[Key::char('}')], action: Action::AlphaUpFine, help: "raise α by 0.01", hint: hint("±0.01", 6) },
+    Binding {
+        keys: &[Key::char('a')],
+        action: Action::TypeAlpha,
+        help: "type an exact α (Enter sets it, Esc cancels)",
+        hint: hint("set α", 6),
+    },
     Binding {
         keys: &[Key::char('m')],
         action: Action::NextMeasure,

@@ -68,7 +68,21 @@ impl Widget for Header<'_> {
             Span::raw("  small "),
             Span::styled(info.small.as_str(), Style::default().bold()),
         ]);
-        let (run, run_colour) = run_label(app.run);
+        let (mut run, run_colour) = run_label(app.run);
+        let mut run_text = run.to_string();
+        if app.run == RunState::Running {
+            if let Some((step, _)) = app.redecoding {
+                run = "re-decoding";
+                run_text = format!("{run} from step {step}");
+            }
+        }
+        if app.busy() {
+            run_text = format!("{} {run_text}", app.spinner());
+        }
+        let stale = app.guided.iter().filter(|r| r.stale).count();
+        if stale > 0 {
+            run_text.push_str(&format!(" · re-measuring {stale}"));
+        }
         let sep = || Span::styled(" · ", dim);
         let second = vec![
             Span::raw(" "),
@@ -84,7 +98,7 @@ impl Widget for Header<'_> {
             sep(),
             Span::raw(format!("step {}/{}", app.step, info.max_new_tokens)),
             sep(),
-            Span::styled(run, Style::default().fg(run_colour)),
+            Span::styled(run_text, Style::default().fg(run_colour)),
         ];
         Paragraph::new(vec![Line::from(first), Line::from(second), answers(app)]).render(area, buf);
     }
