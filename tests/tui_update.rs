@@ -822,3 +822,25 @@ fn the_header_says_re_decoding_until_the_stream_is_back_and_the_spinner_turns_wh
     a.run = RunState::Replay;
     assert!(!a.busy());
 }
+
+#[test]
+fn arrows_scroll_the_help_within_its_length_and_other_keys_close_it() {
+    use proxythinker::tui::view::help;
+    let mut a = synthetic::app(5, (80, 24));
+    update(&mut a, ch('?'));
+    assert!(a.help && a.help_scroll == 0);
+    let max = help::max_scroll((80, 24));
+    assert!(max > 0, "the help is taller than 80×24");
+    for _ in 0..max + 5 {
+        assert!(update(&mut a, key(KeyCode::Down)).is_empty());
+    }
+    assert_eq!(a.help_scroll, max, "no further than the last line");
+    update(&mut a, ch('k'));
+    assert_eq!(a.help_scroll, max - 1);
+    assert!(a.help, "scrolling keeps the help open");
+    // Any other key closes it without acting; opening again starts at the top.
+    assert!(update(&mut a, ch(']')).is_empty());
+    assert!(!a.help && a.pending_alpha.is_none());
+    update(&mut a, ch('?'));
+    assert_eq!(a.help_scroll, 0);
+}

@@ -189,6 +189,8 @@ pub struct App {
     pub status: Option<Status>,
     pub input: Option<Input>,
     pub help: bool,
+    /// The first line of the help overlay shown (↑ / ↓ scroll it).
+    pub help_scroll: usize,
     /// Per pane, the first visible wrapped line; `None` shows the newest lines.
     pub scroll: [Option<usize>; 3],
     /// The terminal's size, for mouse hit-testing.
@@ -274,6 +276,7 @@ impl App {
             status: None,
             input: None,
             help: false,
+            help_scroll: 0,
             scroll: [None; 3],
             screen: (0, 0),
             truth: None,

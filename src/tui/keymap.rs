@@ -221,7 +221,12 @@ pub const BINDINGS: &[Binding] = &[
         hint: hint("export", 7),
     },
     Binding { keys: &[Key::plain(KeyCode::Esc)], action: Action::ClearStatus, help: "clear the status line", hint: None },
-    Binding { keys: &[Key::char('?')], action: Action::Help, help: "this help (any key closes it)", hint: hint("help", 1) },
+    Binding {
+        keys: &[Key::char('?')],
+        action: Action::Help,
+        help: "this help (↑ ↓ scroll it, any other key closes it)",
+        hint: hint("help", 1),
+    },
     Binding { keys: &[Key::char('q'), Key::ctrl('c')], action: Action::Quit, help: "quit", hint: hint("quit", 1) },
 ];
 

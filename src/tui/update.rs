@@ -134,9 +134,14 @@ fn needs_models(app: &mut App, what: &str) -> bool {
 fn key_press(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     let action = keymap::action_for(&key);
     if app.help {
-        // Any key closes the help; the quit keys still quit.
-        app.help = false;
-        return if action == Some(Action::Quit) { vec![Effect::Quit] } else { Vec::new() };
+        // ↑ / ↓ scroll the help; any other key closes it; the quit keys still quit.
+        match action {
+            Some(Action::LineDown) => app.help_scroll = (app.help_scroll + 1).min(super::view::help::max_scroll(app.screen)),
+            Some(Action::LineUp) => app.help_scroll = app.help_scroll.saturating_sub(1),
+            Some(Action::Quit) => return vec![Effect::Quit],
+            _ => app.help = false,
+        }
+        return Vec::new();
     }
     let Some(action) = action else { return Vec::new() };
     match action {
@@ -191,7 +196,10 @@ fn key_press(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                 app.input = Some(Input { purpose: InputPurpose::ImagePath, text });
             }
         }
-        Action::Help => app.help = true,
+        Action::Help => {
+            app.help = true;
+            app.help_scroll = 0;
+        }
         Action::ClearStatus => app.status = None,
     }
     Vec::new()
