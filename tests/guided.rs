@@ -202,7 +202,6 @@ fn records_hold_the_measures_of_each_step() {
     }
     assert!(flips > 0, "α = 1 should flip some argmax on these random models");
     // The token that ended each stream says why (here the budget of 8); no other token does.
-    use proxythinker::engine::Stop;
     assert!(recs[..7].iter().all(|r| r.stop.is_none()) && recs[7].stop == Some(Stop::MaxNewTokens) || session.stop(StreamKind::Guided) == Some(&Stop::Eos));
     assert_eq!(recs.last().unwrap().stop.as_ref(), session.stop(StreamKind::Guided));
     for kind in [StreamKind::Base, StreamKind::Rft] {
