@@ -202,7 +202,6 @@ fn records_hold_the_measures_of_each_step() {
     }
     assert!(flips > 0, "α = 1 should flip some argmax on these random models");
     // The token that ended each stream says why (here the budget of 8); no other token does.
-    use proxythinker::engine::Stop;
     assert!(recs[..7].iter().all(|r| r.stop.is_none()) && recs[7].stop == Some(Stop::MaxNewTokens) || session.stop(StreamKind::Guided) == Some(&Stop::Eos));
     assert_eq!(recs.last().unwrap().stop.as_ref(), session.stop(StreamKind::Guided));
     for kind in [StreamKind::Base, StreamKind::Rft] {
@@ -564,4 +563,66 @@ fn the_engine_re_measures_kept_records_after_an_alpha_change_and_they_end_as_a_f
     assert_eq!(records.iter().map(|r| r.token).collect::<Vec<_>>(), fresh.tokens(StreamKind::Guided));
     assert_eq!(records, fresh.guided_records());
     assert_eq!(refreshed, 10, "every kept record was re-measured once");
+}
+
+/// The UI driven by a real engine: every event through `update`, every command the keys ask
+/// for sent to the engine, until the state the header shows has settled.
+fn settle(app: &mut proxythinker::tui::app::App, engine: &Engine) {
+    use proxythinker::tui::app::RunState;
+    use proxythinker::tui::update::{update, Msg};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !(app.run == RunState::Finished && app.pending_alpha.is_none() && app.guided.iter().all(|r| !r.stale)) {
+        assert!(std::time::Instant::now() < deadline, "the session did not settle: {:?}", app.run);
+        if let Ok(ev) = engine.events.recv_timeout(std::time::Duration::from_millis(200)) {
+            update(app, Msg::Engine(ev));
+        }
+    }
+}
+
+#[test]
+fn the_header_says_finished_after_alpha_changes_on_a_finished_session() {
+    use proxythinker::tui::app::RunState;
+    use proxythinker::tui::update::{update, Effect, Msg};
+    use proxythinker::tui::view::{buffer_text, header};
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let s = Arc::new(setup());
+    let prompt = s.prompt("What is in the picture?", Some("images/56x56.png"));
+    let (s2, p2) = (s.clone(), prompt.clone());
+    let engine = Engine::spawn(move || {
+        let settings = Settings { alpha: 0.5, sampling: Sampling::Greedy, max_new_tokens: 12, stop_strings: vec![], stop_at_eos: false };
+        Session::new(s2.trio.clone(), s2.files.base().1.clone(), p2.clone(), settings, vec![])
+    });
+    let mut app = proxythinker::tui::synthetic::app(0, (120, 40));
+    app.alpha = 0.5;
+    settle(&mut app, &engine);
+    let header_text = |app: &proxythinker::tui::app::App| {
+        let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 3)).unwrap();
+        t.draw(|f| f.render_widget(header::Header(app), f.area())).unwrap();
+        buffer_text(t.backend().buffer())
+    };
+    let press = |app: &mut proxythinker::tui::app::App, code: KeyCode| {
+        for fx in update(app, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))) {
+            if let Effect::SendCommand(c) = fx {
+                engine.commands.send(c).unwrap();
+            }
+        }
+    };
+    // `}`, an exact α typed with `a` that changes tokens, and the same α again (every token
+    // kept, nothing to decode): each time the header ends up saying "finished", never "running".
+    let typed = |text: &str| text.chars().map(|c| if c == '\n' { KeyCode::Enter } else { KeyCode::Char(c) }).collect::<Vec<_>>();
+    let mut changed = false;
+    for keys in [vec![KeyCode::Char('}')], typed("a3\n"), typed("a3\n")] {
+        let before: Vec<u32> = app.guided.iter().map(|r| r.token).collect();
+        for k in keys {
+            press(&mut app, k);
+        }
+        settle(&mut app, &engine);
+        assert_eq!(app.run, RunState::Finished);
+        let shown = header_text(&app);
+        assert!(shown.contains("finished") && !shown.contains("running") && !shown.contains("re-decoding"), "{shown}");
+        assert_eq!(app.guided.len(), 12, "{shown}");
+        changed |= before != app.guided.iter().map(|r| r.token).collect::<Vec<_>>();
+    }
+    assert_eq!(app.alpha, 3.0);
+    assert!(changed, "α = 3 should change some guided token on these random models");
 }

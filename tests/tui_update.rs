@@ -588,7 +588,7 @@ fn a_replay_refuses_what_needs_models_but_keeps_going() {
     let four = app(4);
     trace_io::export(&four, &synthetic::trace_header(&four), &path).expect("export");
     let mut a = trace_io::replay_app(&path);
-    for k in [ch(']'), ch('{'), ch(' '), ch('r'), ch('e'), ch('o'), key(KeyCode::Enter)] {
+    for k in [ch(']'), ch('{'), ch('a'), ch(' '), ch('r'), ch('e'), ch('o'), key(KeyCode::Enter)] {
         assert!(update(&mut a, k).is_empty());
         assert!(a.status.as_ref().is_some_and(|s| s.error && s.text.contains("replayed trace")));
         assert!(a.input.is_none());
@@ -897,4 +897,118 @@ fn a_replayed_own_templates_trace_knows_the_rft_stream_started_thinking() {
     let (replayed, _) = trace_io::replay(&path);
     assert_eq!(replayed.think_at_start, [false, true, false]);
     assert_eq!(think_flags(&replayed, Pane::Rft), [true, true]);
+}
+
+fn type_text(a: &mut App, text: &str) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    for c in text.chars() {
+        fx = update(a, if c == '\n' { key(KeyCode::Enter) } else { ch(c) });
+    }
+    fx
+}
+
+#[test]
+fn a_asks_for_an_exact_alpha_typed_on_the_input_line() {
+    let mut a = app(5);
+    assert!(update(&mut a, ch('a')).is_empty());
+    assert_eq!(a.input.as_ref().map(|i| (i.purpose, i.text.as_str())), Some((InputPurpose::Alpha, "")));
+    // Typed keys go to the input line, not to the keymap (`]` would change α by 0.1).
+    let fx = type_text(&mut a, "0.735\n");
+    assert_eq!(alpha_sent(&fx), Some(0.735), "exactly what was typed, not rounded");
+    assert!(a.input.is_none());
+    assert_eq!(a.pending_alpha, Some(0.735));
+    assert_eq!(a.header_alpha_label(), "α=0.735…", "every digit typed is shown");
+    assert!(a.status.as_ref().is_some_and(|s| !s.error && s.text.contains("α=0.735 asked for")), "{:?}", a.status);
+    // Negative values are α too; what is not a finite number is refused and nothing is sent.
+    update(&mut a, ch('a'));
+    assert_eq!(alpha_sent(&type_text(&mut a, "-1.5\n")), Some(-1.5));
+    for bad in ["abc\n", "inf\n", "NaN\n", "\n"] {
+        update(&mut a, ch('a'));
+        assert!(type_text(&mut a, bad).is_empty(), "{bad:?}");
+        let s = a.status.as_ref().unwrap();
+        assert!(s.error && s.text.contains("is not a finite number") && s.text.contains("α stays 0.50"), "{bad:?}: {}", s.text);
+    }
+    assert_eq!(a.pending_alpha, Some(-1.5));
+    // Esc cancels.
+    update(&mut a, ch('a'));
+    type_text(&mut a, "2");
+    assert!(update(&mut a, key(KeyCode::Esc)).is_empty());
+    assert!(a.input.is_none());
+}
+
+#[test]
+fn a_forced_token_says_what_it_did_with_its_text_escaped() {
+    let mut a = app(10);
+    a.follow = false;
+    a.cursor = 6;
+    a.candidate = 1;
+    a.guided[6].guided.top[1].text = "\u{8}".into();
+    let id = a.guided[6].guided.top[1].token;
+    update(&mut a, key(KeyCode::Enter));
+    assert_eq!(a.status.as_ref().map(|s| s.text.clone()), Some(format!("forcing \"·\" (id {id}) at step 6")));
+    let kept = a.guided[..6].to_vec();
+    update(&mut a, Msg::Engine(Event::GuidedReset { alpha: 0.5, changed_from: Some(6), kept }));
+    assert_eq!(
+        a.status.as_ref().map(|s| s.text.clone()),
+        Some(format!("forced \"·\" (id {id}) at step 6: 6 of 10 guided tokens kept, re-decoding from step 6"))
+    );
+    // A later α change is reported as one, not as the forcing.
+    update(&mut a, ch(']'));
+    let kept = a.guided[..3].to_vec();
+    update(&mut a, Msg::Engine(Event::GuidedReset { alpha: 0.6, changed_from: Some(3), kept }));
+    assert_eq!(a.status.as_ref().map(|s| s.text.as_str()), Some("α=0.60: 3 of 6 guided tokens kept, re-decoding from step 3"));
+}
+
+#[test]
+fn the_header_says_re_decoding_until_the_stream_is_back_and_the_spinner_turns_while_busy() {
+    use proxythinker::tui::view::{buffer_text, header};
+    let shown = |a: &App| {
+        let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(160, 3)).unwrap();
+        t.draw(|f| f.render_widget(header::Header(a), f.area())).unwrap();
+        buffer_text(t.backend().buffer())
+    };
+    let mut a = app(10);
+    update(&mut a, Msg::Engine(Event::Finished));
+    assert!(shown(&a).contains("· finished") && !a.busy(), "{}", shown(&a));
+    update(&mut a, ch(']'));
+    let kept = a.guided[..4].to_vec();
+    update(&mut a, Msg::Engine(Event::GuidedReset { alpha: 0.6, changed_from: Some(4), kept }));
+    assert!(shown(&a).contains("⠋ re-decoding from step 4"), "{}", shown(&a));
+    // The spinner turns on each tick while busy.
+    update(&mut a, Msg::Tick);
+    assert!(shown(&a).contains("⠙ re-decoding from step 4"), "{}", shown(&a));
+    // Back to the old length: plain running until the engine finishes.
+    for s in 4..10 {
+        update(&mut a, Msg::Engine(Event::Record(proxythinker::engine::Record::Guided(synthetic::guided_record(s, 9)))));
+    }
+    assert!(shown(&a).contains("running") && !shown(&a).contains("re-decoding"), "{}", shown(&a));
+    update(&mut a, Msg::Engine(Event::Finished));
+    assert!(shown(&a).contains("· finished"), "{}", shown(&a));
+    // Loading spins too; a replay does not.
+    let mut a = app(0);
+    assert!(a.busy() && shown(&a).contains("⠋ loading"), "{}", shown(&a));
+    a.run = RunState::Replay;
+    assert!(!a.busy());
+}
+
+#[test]
+fn arrows_scroll_the_help_within_its_length_and_other_keys_close_it() {
+    use proxythinker::tui::view::help;
+    let mut a = synthetic::app(5, (80, 24));
+    update(&mut a, ch('?'));
+    assert!(a.help && a.help_scroll == 0);
+    let max = help::max_scroll((80, 24));
+    assert!(max > 0, "the help is taller than 80×24");
+    for _ in 0..max + 5 {
+        assert!(update(&mut a, key(KeyCode::Down)).is_empty());
+    }
+    assert_eq!(a.help_scroll, max, "no further than the last line");
+    update(&mut a, ch('k'));
+    assert_eq!(a.help_scroll, max - 1);
+    assert!(a.help, "scrolling keeps the help open");
+    // Any other key closes it without acting; opening again starts at the top.
+    assert!(update(&mut a, ch(']')).is_empty());
+    assert!(!a.help && a.pending_alpha.is_none());
+    update(&mut a, ch('?'));
+    assert_eq!(a.help_scroll, 0);
 }

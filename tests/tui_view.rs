@@ -399,15 +399,21 @@ fn narrow_key_hints_keep_help_and_quit() {
 fn the_help_lists_every_binding_of_the_keymap() {
     use proxythinker::tui::keymap::{BINDINGS, MOUSE};
     for (width, height) in [(140, 60), (120, 40), (80, 24)] {
-        let out = text(help::Help, width, height);
+        // Everything the overlay shows as it is scrolled from top to bottom.
+        let max = help::max_scroll((width, height));
+        assert_eq!(max == 0, width >= 140, "{width}×{height}: scrolls only when it does not fit");
+        let out: String = (0..=max).map(|scroll| text(help::Help { scroll }, width, height)).collect();
+        // Nothing cut: each help text's words are all there, in order, wrapped or not.
+        let words: String = out.split_whitespace().collect::<Vec<_>>().join(" ");
         for b in BINDINGS {
-            // The keys, then the help text: whole where there is room, its beginning on a small terminal.
             let start: String = b.help.chars().take(12).collect();
             let row = format!("{}  {}", b.keys_label(), start.trim_end());
             assert!(out.contains(&row), "{width}×{height}: no row {row:?} for {:?}:\n{out}", b.action);
-            if width >= 120 {
-                assert!(out.contains(b.help), "{width}×{height}: {:?} cut:\n{out}", b.help);
-            }
+            let last_word = b.help.split_whitespace().last().unwrap();
+            assert!(words.contains(last_word), "{width}×{height}: {:?} cut:\n{out}", b.help);
+        }
+        for (glyph, what) in help::GLYPHS {
+            assert!(out.contains(&format!("{glyph}  {}", what.split(' ').next().unwrap())), "{width}×{height}: glyph {glyph}");
         }
         for (what, _) in MOUSE {
             assert!(out.contains(what), "{width}×{height}: {what}");
@@ -422,9 +428,13 @@ fn help_overlay() {
     let out = buffer_text(&draw_app(&app));
     assert!(out.contains("force the selected candidate"));
     insta::assert_snapshot!(out);
-    insta::assert_snapshot!("help_alone", text(help::Help, 100, 30));
-    // The smallest terminal: two columns, every binding still there.
-    insta::assert_snapshot!("help_smallest", text(help::Help, 80, 24));
+    insta::assert_snapshot!("help_alone", text(help::Help { scroll: 0 }, 100, 30));
+    // The smallest terminal: the overlay scrolls; its bottom border says where it is.
+    insta::assert_snapshot!("help_smallest", text(help::Help { scroll: 0 }, 80, 24));
+    let end = help::max_scroll((80, 24));
+    let out = text(help::Help { scroll: end }, 80, 24);
+    assert!(out.contains(&format!(" lines {}–", end + 1)) && out.contains("Measures"), "{out}");
+    insta::assert_snapshot!("help_smallest_scrolled_to_the_end", out);
 }
 
 #[test]
@@ -481,5 +491,30 @@ fn download_screen_shows_a_gauge_per_file() {
     };
     let out = text(DownloadView(&d), 100, 8);
     assert!(out.contains("1.30 GB / 3.90 GB"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn the_alpha_input_line() {
+    let mut app = synthetic::app(5, (80, 24));
+    update(&mut app, key('a'));
+    for c in "0.735".chars() {
+        update(&mut app, key(c));
+    }
+    let out = text(footer::StatusLine(&app), 80, 1);
+    assert!(out.starts_with("α> 0.735"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn the_header_drops_whole_parts_before_cutting_a_number_at_80_columns() {
+    let mut app = synthetic::app(2493, (80, 24));
+    app.redecoding = Some((18, 2493));
+    app.guided[3].stale = true;
+    let out = text(header::Header(&app), 80, 3);
+    let second = out.lines().nth(1).unwrap();
+    assert!(second.contains("step 2493/2493") && second.contains("re-decoding from step 18 · re-measuring 1"), "{out}");
+    assert!(second.contains("α=0.50"), "{out}");
+    assert!(!second.contains("bf16"), "the dtype goes first: {out}");
     insta::assert_snapshot!(out);
 }

@@ -98,6 +98,8 @@ pub struct Status {
 pub enum InputPurpose {
     Question,
     ImagePath,
+    /// An exact α (`a`).
+    Alpha,
 }
 
 /// The input line, while one is open.
@@ -197,13 +199,27 @@ pub struct App {
     pub status: Option<Status>,
     pub input: Option<Input>,
     pub help: bool,
+    /// The first line of the help overlay shown (↑ / ↓ scroll it).
+    pub help_scroll: usize,
     /// Per pane, the first visible wrapped line; `None` shows the newest lines.
     pub scroll: [Option<usize>; 3],
     /// The terminal's size, for mouse hit-testing.
     pub screen: (u16, u16),
     /// The correct answer (`--answer`): final answers are marked ✓ / ✗ against it.
     pub truth: Option<String>,
+    /// Set by a reset that cut the guided stream (a change of α or a forced token): the step it
+    /// re-decodes from and the length the stream had, until it is that long again or the engine
+    /// says it has finished. The header says "re-decoding from step K" meanwhile.
+    pub redecoding: Option<(usize, usize)>,
+    /// The token asked for with Enter and not yet confirmed: (step, its text, its id), so that
+    /// the engine's reset can be reported as the forcing it was.
+    pub pending_force: Option<(usize, String, u32)>,
+    /// Frames drawn while busy, for the spinner.
+    pub ticks: u64,
 }
+
+/// The spinner's frames, one per tick.
+pub const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
 /// How a stream ended and what it answered.
 #[derive(Debug, Clone, PartialEq)]
@@ -272,9 +288,13 @@ impl App {
             status: None,
             input: None,
             help: false,
+            help_scroll: 0,
             scroll: [None; 3],
             screen: (0, 0),
             truth: None,
+            redecoding: None,
+            pending_force: None,
+            ticks: 0,
         }
     }
 
@@ -344,6 +364,9 @@ impl App {
         }
         self.push_cell(2, &r.text);
         self.guided.push(r);
+        if self.redecoding.is_some_and(|(_, until)| self.guided.len() >= until) {
+            self.redecoding = None;
+        }
         if self.follow {
             self.cursor = self.guided.len() - 1;
         }
@@ -433,6 +456,17 @@ impl App {
         Some(Ending { stop, answer, correct })
     }
 
+    /// Whether something is under way that the user waits for: loading, decoding, re-decoding
+    /// after a reset, or re-measuring kept records (the header's spinner turns meanwhile).
+    pub fn busy(&self) -> bool {
+        matches!(self.run, RunState::Loading | RunState::Running) || (!self.is_replay() && self.guided.iter().any(|r| r.stale))
+    }
+
+    /// The spinner's frame now.
+    pub fn spinner(&self) -> char {
+        SPINNER[(self.ticks % SPINNER.len() as u64) as usize]
+    }
+
     /// The guided record under the cursor.
     pub fn selected_guided(&self) -> Option<&GuidedRecord> {
         self.guided.get(self.cursor)
@@ -449,15 +483,26 @@ impl App {
 
     /// The α in force, as every part of the UI prints it.
     pub fn alpha_label(&self) -> String {
-        format!("α={:.2}", self.alpha)
+        format!("α={}", alpha_text(self.alpha))
     }
 
     /// α as the header shows it: the value asked for with an ellipsis (`α=0.60…`) until the
     /// engine confirms it, then the α in force.
     pub fn header_alpha_label(&self) -> String {
         match self.pending_alpha {
-            Some(a) => format!("α={a:.2}…"),
+            Some(a) => format!("α={}…", alpha_text(a)),
             None => self.alpha_label(),
         }
+    }
+}
+
+/// α as the UI prints it: two decimals (`0.50`), or every digit it has when it is not on a
+/// hundredth (`0.735`, typed with `a`), so the value shown is the value in force.
+pub fn alpha_text(a: f32) -> String {
+    let short = format!("{a:.2}");
+    if short.parse::<f32>().is_ok_and(|s| s == a) {
+        short
+    } else {
+        format!("{a}")
     }
 }

@@ -15,6 +15,7 @@ pub enum Action {
     AlphaUp,
     AlphaDownFine,
     AlphaUpFine,
+    TypeAlpha,
     NextMeasure,
     PreviousToken,
     NextToken,
@@ -138,6 +139,12 @@ pub const BINDINGS: &[Binding] = &[
     Binding { keys: &[Key::char('{')], action: Action::AlphaDownFine, help: "lower α by 0.01", hint: hint("±0.01", 6) },
     Binding { keys: &[Key::char('}')], action: Action::AlphaUpFine, help: "raise α by 0.01", hint: hint("±0.01", 6) },
     Binding {
+        keys: &[Key::char('a')],
+        action: Action::TypeAlpha,
+        help: "type an exact α (Enter sets it, Esc cancels)",
+        hint: hint("set α", 6),
+    },
+    Binding {
         keys: &[Key::char('m')],
         action: Action::NextMeasure,
         help: "next measure for the heatmap and the plot",
@@ -214,7 +221,12 @@ pub const BINDINGS: &[Binding] = &[
         hint: hint("export", 7),
     },
     Binding { keys: &[Key::plain(KeyCode::Esc)], action: Action::ClearStatus, help: "clear the status line", hint: None },
-    Binding { keys: &[Key::char('?')], action: Action::Help, help: "this help (any key closes it)", hint: hint("help", 1) },
+    Binding {
+        keys: &[Key::char('?')],
+        action: Action::Help,
+        help: "this help (↑ ↓ scroll it, any other key closes it)",
+        hint: hint("help", 1),
+    },
     Binding { keys: &[Key::char('q'), Key::ctrl('c')], action: Action::Quit, help: "quit", hint: hint("quit", 1) },
 ];
 

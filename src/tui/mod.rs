@@ -49,6 +49,8 @@ use update::{update, Effect, Msg};
 
 /// How long the loop waits for a key before looking at the engine again (one frame at 60 Hz).
 const FRAME: Duration = Duration::from_millis(16);
+/// How often the spinner turns.
+const SPIN: Duration = Duration::from_millis(100);
 /// The wait for more input once some came: the rest of a paste is read before the next draw.
 const DRAIN: Duration = Duration::from_millis(1);
 /// Engine events handled per frame at most, so that a flood of records cannot starve the keys.
@@ -369,7 +371,14 @@ fn event_loop(terminal: &mut terminal::Term, app: &mut App, runtime: &mut Runtim
     let mut dirty = true;
     // A test hook: the end-to-end test checks that a panic gives the terminal back.
     let panic_for_test = std::env::var_os("PROXYTHINKER_TEST_PANIC").is_some();
+    let mut last_tick = std::time::Instant::now();
     loop {
+        // The spinner turns while something is under way.
+        if app.busy() && last_tick.elapsed() >= SPIN {
+            update(app, Msg::Tick);
+            last_tick = std::time::Instant::now();
+            dirty = true;
+        }
         if crate::interrupt::received().is_some() {
             return Ok(());
         }

@@ -12,7 +12,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, M
 use crate::engine::{Command, Event, Record};
 use crate::processor::SourceImage;
 
-use super::app::{App, Input, InputPurpose, Pane, RunState};
+use super::app::{alpha_text, App, Input, InputPurpose, Pane, RunState, TokenCell};
 use super::keymap::{self, Action};
 use super::layout;
 use super::picture::Thumbnail;
@@ -34,6 +34,8 @@ pub enum Msg {
     Failed(String),
     /// The engine's thread has ended, or no longer takes commands.
     EngineStopped,
+    /// Time passes while the app is busy: the spinner turns.
+    Tick,
 }
 
 /// Something for the terminal loop to do.
@@ -105,6 +107,10 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.set_error(text);
             Vec::new()
         }
+        Msg::Tick => {
+            app.ticks = app.ticks.wrapping_add(1);
+            Vec::new()
+        }
         Msg::EngineStopped => {
             // Nothing will confirm the α asked for; keep the engine's own error when it sent one.
             app.pending_alpha = None;
@@ -139,9 +145,14 @@ fn needs_models(app: &mut App, what: &str) -> bool {
 fn key_press(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     let action = keymap::action_for(&key);
     if app.help {
-        // Any key closes the help; the quit keys still quit.
-        app.help = false;
-        return if action == Some(Action::Quit) { vec![Effect::Quit] } else { Vec::new() };
+        // ↑ / ↓ scroll the help; any other key closes it; the quit keys still quit.
+        match action {
+            Some(Action::LineDown) => app.help_scroll = (app.help_scroll + 1).min(super::view::help::max_scroll(app.screen)),
+            Some(Action::LineUp) => app.help_scroll = app.help_scroll.saturating_sub(1),
+            Some(Action::Quit) => return vec![Effect::Quit],
+            _ => app.help = false,
+        }
+        return Vec::new();
     }
     let Some(action) = action else { return Vec::new() };
     match action {
@@ -150,6 +161,11 @@ fn key_press(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         Action::AlphaDown => return change_alpha(app, -0.10),
         Action::AlphaUpFine => return change_alpha(app, 0.01),
         Action::AlphaDownFine => return change_alpha(app, -0.01),
+        Action::TypeAlpha => {
+            if needs_models(app, "changing α") {
+                app.input = Some(Input { purpose: InputPurpose::Alpha, text: String::new() });
+            }
+        }
         Action::Force => return force_candidate(app),
         Action::TogglePause => return toggle_pause(app),
         Action::Restart => {
@@ -191,7 +207,10 @@ fn key_press(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                 app.input = Some(Input { purpose: InputPurpose::ImagePath, text });
             }
         }
-        Action::Help => app.help = true,
+        Action::Help => {
+            app.help = true;
+            app.help_scroll = 0;
+        }
         Action::ClearStatus => app.status = None,
     }
     Vec::new()
@@ -204,7 +223,13 @@ fn change_alpha(app: &mut App, by: f32) -> Vec<Effect> {
         return Vec::new();
     }
     let alpha = round_alpha(app.pending_alpha.unwrap_or(app.alpha) + by);
+    ask_alpha(app, alpha)
+}
+
+/// Asks the engine for exactly `alpha`, shown pending until its reset confirms it.
+fn ask_alpha(app: &mut App, alpha: f32) -> Vec<Effect> {
     app.pending_alpha = Some(alpha);
+    app.set_status(format!("α={} asked for: deciding which guided tokens stay", alpha_text(alpha)));
     let mut effects = vec![Effect::SendCommand(Command::SetAlpha(alpha))];
     // The engine re-measures from where the stream changed unless told where the user looks.
     if !app.follow {
@@ -243,6 +268,14 @@ fn export_when_fresh(app: &mut App) -> Vec<Effect> {
     Vec::new()
 }
 
+/// The α typed on the input line, or why it is not one (α stays `current`).
+fn parse_alpha(text: &str, current: f32) -> Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(a) if a.is_finite() => Ok(a),
+        _ => Err(format!("α {text:?} is not a finite number: press a and type one such as 0.75 (α stays {current:.2})")),
+    }
+}
+
 fn toggle_pause(app: &mut App) -> Vec<Effect> {
     if !needs_models(app, "pausing") {
         return Vec::new();
@@ -276,7 +309,9 @@ fn force_candidate(app: &mut App) -> Vec<Effect> {
         return Vec::new();
     };
     let token = c.token;
-    app.set_status(format!("forcing {:?} (id {token}) at step {step}", c.text));
+    let text = TokenCell::printable(&c.text);
+    app.set_status(format!("forcing {text:?} (id {token}) at step {step}"));
+    app.pending_force = Some((step, text, token));
     // The guided stream will be rewritten from there: keep the cursor where the user put it.
     app.follow = false;
     vec![Effect::SendCommand(Command::Force { step, token })]
@@ -289,6 +324,8 @@ fn restart(app: &mut App) -> Vec<Effect> {
     // The records an export was waiting for are gone.
     app.pending_export = false;
     app.run = RunState::Loading;
+    app.redecoding = None;
+    app.pending_force = None;
     // The α asked for went to the engine being replaced; the new one starts at the α in force.
     app.pending_alpha = None;
     vec![Effect::Restart { question: app.info.question.clone(), image: app.image.as_ref().map(|t| t.source.clone()) }]
@@ -337,6 +374,13 @@ fn input_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
                     }
                     vec![Effect::OpenImage(PathBuf::from(text))]
                 }
+                InputPurpose::Alpha => match parse_alpha(&text, app.alpha) {
+                    Ok(alpha) => ask_alpha(app, alpha),
+                    Err(why) => {
+                        app.set_error(why);
+                        Vec::new()
+                    }
+                },
             }
         }
         _ => Vec::new(),
@@ -368,8 +412,18 @@ fn engine_event(app: &mut App, ev: Event) {
             if app.pending_alpha == Some(alpha) {
                 app.pending_alpha = None;
             }
-            app.set_status(reset_report(alpha, changed_from, kept.len(), before));
+            let report = reset_report(alpha, changed_from, kept.len(), before);
+            // A forced token's reset says it was the forcing (the engine answers a Force at its step).
+            match app.pending_force.take() {
+                Some((step, text, token)) if changed_from == Some(step) => {
+                    app.set_status(format!("forced {text:?} (id {token}) at step {step}: {}", report.split_once(": ").map_or(report.as_str(), |r| r.1)))
+                }
+                _ => app.set_status(report),
+            }
             app.reset_guided(kept);
+            if let Some(step) = changed_from {
+                app.redecoding = Some((step, before.max(step + 1)));
+            }
             // Tokens to decode again: a finished session runs until the engine says `Finished`
             // once more. With every token kept it stays finished.
             if changed_from.is_some() && app.run == RunState::Finished {
@@ -386,6 +440,7 @@ fn engine_event(app: &mut App, ev: Event) {
         }
         Event::Finished => {
             app.run = RunState::Finished;
+            app.redecoding = None;
         }
         Event::Error(e) => {
             // A refused α (or a failed step): the engine keeps the α in force, and so does the header.
@@ -398,7 +453,7 @@ fn engine_event(app: &mut App, ev: Event) {
 /// What a reset did, for the status line: `α=0.60: 18 of 2,493 guided tokens kept, re-decoding
 /// from step 18` or `α=0.60: all 47 guided tokens kept`.
 fn reset_report(alpha: f32, changed_from: Option<usize>, kept: usize, before: usize) -> String {
-    let alpha = format!("α={alpha:.2}");
+    let alpha = format!("α={}", alpha_text(alpha));
     match changed_from {
         Some(step) => format!(
             "{alpha}: {} of {} guided tokens kept, re-decoding from step {}",

@@ -19,6 +19,7 @@ impl Widget for StatusLine<'_> {
             let prompt = match input.purpose {
                 InputPurpose::Question => "question> ",
                 InputPurpose::ImagePath => "image path> ",
+                InputPurpose::Alpha => "α> ",
             };
             // Show the end of a long input: that is where the typing happens.
             let room = (area.width as usize).saturating_sub(prompt.len() + 40);

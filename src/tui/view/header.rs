@@ -68,24 +68,34 @@ impl Widget for Header<'_> {
             Span::raw("  small "),
             Span::styled(info.small.as_str(), Style::default().bold()),
         ]);
-        let (run, run_colour) = run_label(app.run);
-        let sep = || Span::styled(" · ", dim);
-        let second = vec![
-            Span::raw(" "),
-            Span::raw(info.device.as_str()),
-            sep(),
-            Span::raw(info.dtype.as_str()),
-            sep(),
-            Span::styled(app.header_alpha_label(), Style::default().fg(Color::Cyan).bold()),
-            sep(),
-            Span::raw(sampling_label(&info.sampling)),
-            sep(),
-            Span::raw(format!("{:.1} tok/s", app.tokens_per_second)),
-            sep(),
-            Span::raw(format!("step {}/{}", app.step, info.max_new_tokens)),
-            sep(),
-            Span::styled(run, Style::default().fg(run_colour)),
+        let (mut run, run_colour) = run_label(app.run);
+        let mut run_text = run.to_string();
+        if app.run == RunState::Running {
+            if let Some((step, _)) = app.redecoding {
+                run = "re-decoding";
+                run_text = format!("{run} from step {step}");
+            }
+        }
+        if app.busy() {
+            run_text = format!("{} {run_text}", app.spinner());
+        }
+        let stale = app.stale_count();
+        // A replay has no engine: its stale records (an export written early) stay stale.
+        if stale > 0 && !app.is_replay() {
+            run_text.push_str(&format!(" · re-measuring {stale}"));
+        }
+        // Each part with how long it is kept on a narrow terminal (1 longest): the state, the
+        // step and α are never dropped, and no part is ever cut.
+        let parts: Vec<(Span, u8)> = vec![
+            (Span::raw(info.device.clone()), 5),
+            (Span::raw(info.dtype.clone()), 6),
+            (Span::styled(app.header_alpha_label(), Style::default().fg(Color::Cyan).bold()), 1),
+            (Span::raw(sampling_label(&info.sampling)), 4),
+            (Span::raw(format!("{:.1} tok/s", app.tokens_per_second)), 3),
+            (Span::raw(format!("step {}/{}", app.step, info.max_new_tokens)), 2),
+            (Span::styled(run_text, Style::default().fg(run_colour)), 1),
         ];
+        let second = fitting(parts, area.width as usize, dim);
         Paragraph::new(vec![Line::from(first), Line::from(second), answers(app)]).render(area, buf);
     }
 }
@@ -137,4 +147,31 @@ fn answers(app: &App) -> Line<'static> {
         spans.push(Span::styled(agreement, Style::default().fg(Color::Cyan)));
     }
     Line::from(spans)
+}
+
+/// ` a · b · c`: the parts that fit in `width`, dropping the least kept first (highest number).
+fn fitting(parts: Vec<(Span<'static>, u8)>, width: usize, dim: Style) -> Vec<Span<'static>> {
+    let mut keep: Vec<bool> = vec![true; parts.len()];
+    let total = |keep: &[bool]| -> usize {
+        1 + parts.iter().zip(keep).filter(|(_, k)| **k).map(|((s, _), _)| s.width() + 3).sum::<usize>() - 3
+    };
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(parts[i].1));
+    for i in order {
+        if total(&keep) <= width || parts[i].1 <= 2 {
+            break;
+        }
+        keep[i] = false;
+    }
+    let mut spans = vec![Span::raw(" ")];
+    for ((span, _), k) in parts.into_iter().zip(keep) {
+        if !k {
+            continue;
+        }
+        if spans.len() > 1 {
+            spans.push(Span::styled(" · ", dim));
+        }
+        spans.push(span);
+    }
+    spans
 }

@@ -50,7 +50,7 @@ pub fn draw_with_graphics(frame: &mut Frame, app: &App, graphics: Option<&mut Gr
     frame.render_widget(footer::StatusLine(app), a.status);
     frame.render_widget(footer::KeyHints(app), a.hints);
     if app.help {
-        frame.render_widget(help::Help, screen);
+        frame.render_widget(help::Help { scroll: app.help_scroll }, screen);
     }
 }
 
