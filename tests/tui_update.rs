@@ -814,11 +814,11 @@ fn an_exported_trace_keeps_its_stale_marks_and_the_replay_calls_them_stale() {
     trace_io::export(&a, &header, &path).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.matches("\"stale\":true").count(), 5, "{text}");
-    let (mut replayed, _) = trace_io::replay(&path);
+    let (replayed, _) = trace_io::replay(&path);
     assert_eq!(replayed.stale_count(), 5);
     let backend = ratatui::backend::TestBackend::new(200, 50);
     let mut term = ratatui::Terminal::new(backend).unwrap();
-    term.draw(|f| proxythinker::tui::view::draw(f, &mut replayed)).unwrap();
+    term.draw(|f| proxythinker::tui::view::draw(f, &replayed)).unwrap();
     let screen: String = term.backend().buffer().content().iter().map(|c| c.symbol()).collect();
     assert!(screen.contains("· 5 stale"), "a replay re-measures nothing");
     assert!(!screen.contains("re-measuring"));
