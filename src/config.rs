@@ -37,6 +37,8 @@ pub struct ConfigFile {
     pub suffix: Option<String>,
     /// Each model reads its own chat template (`--own-templates`).
     pub own_templates: Option<bool>,
+    /// The self-verification phrases the UI highlights (see [`crate::markers`]).
+    pub verification_phrases: Option<Vec<String>>,
     pub temperature: Option<f32>,
     pub top_k: Option<usize>,
     pub top_p: Option<f32>,
@@ -343,6 +345,8 @@ pub struct Settings {
     /// Each model renders the question with its own chat template (`--own-templates`); by
     /// default the base model's template serves all three, as in the paper.
     pub own_templates: Setting<bool>,
+    /// The self-verification phrases the UI highlights (config file only).
+    pub verification_phrases: Setting<Vec<String>>,
     /// None: greedy.
     pub temperature: Setting<Option<f32>>,
     pub top_k: Setting<usize>,
@@ -405,6 +409,8 @@ pub fn resolve_with(cli: &Overrides, config: Loaded) -> Result<Settings> {
         Suffix::None,
     );
     let own_templates = pick(cli.own_templates, f.own_templates.filter(|_| with_models), &fsrc, None, false);
+    let default_phrases = crate::markers::DEFAULT_PHRASES.iter().map(|p| p.to_string()).collect();
+    let verification_phrases = pick(None, f.verification_phrases.clone(), &fsrc, None, default_phrases);
     let temperature = if cli.greedy {
         Setting { value: None, from: Source::CommandLine }
     } else {
@@ -446,6 +452,7 @@ pub fn resolve_with(cli: &Overrides, config: Loaded) -> Result<Settings> {
         alpha,
         suffix,
         own_templates,
+        verification_phrases,
         temperature,
         top_k,
         top_p,
@@ -559,6 +566,7 @@ impl Settings {
         row("top_p", self.top_p.value.to_string(), &self.top_p.from);
         row("seed", self.seed.value.to_string(), &self.seed.from);
         row("stop", format!("{:?}", self.stop.value), &self.stop.from);
+        row("verification_phrases", format!("{:?}", self.verification_phrases.value), &self.verification_phrases.from);
         row("ignore_eos", self.ignore_eos.value.to_string(), &self.ignore_eos.from);
         row("max_new_tokens", self.max_new_tokens.value.to_string(), &self.max_new_tokens.from);
         for (role, m) in self.placement.0.iter() {
@@ -593,6 +601,10 @@ impl Settings {
         settings.insert("stop".into(), json!({"value": self.stop.value, "from": self.stop.from.to_string()}));
         settings.insert("ignore_eos".into(), json!({"value": self.ignore_eos.value, "from": self.ignore_eos.from.to_string()}));
         settings.insert("own_templates".into(), json!({"value": self.own_templates.value, "from": self.own_templates.from.to_string()}));
+        settings.insert(
+            "verification_phrases".into(),
+            json!({"value": self.verification_phrases.value, "from": self.verification_phrases.from.to_string()}),
+        );
         for (role, m) in self.models.iter() {
             if m.is_none() {
                 settings.insert(role.name().into(), json!({"value": null, "from": "default"}));

@@ -21,6 +21,7 @@ pub mod limits;
 pub mod logging;
 pub mod loader;
 pub mod models;
+pub mod markers;
 pub mod per_model;
 pub mod think;
 pub mod placement;

@@ -155,3 +155,19 @@ fn bad_configs_are_refused_with_the_key_named() {
         assert_eq!(err.lines().count(), 1);
     }
 }
+
+#[test]
+fn verification_phrases_come_from_the_config_file_and_config_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "verification_phrases = [\"hmm\", \"double-check\"]\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxythinker")).env("PROXYTHINKER_CONFIG", &file).args(["config", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["settings"]["verification_phrases"]["value"], serde_json::json!(["hmm", "double-check"]));
+    assert!(v["settings"]["verification_phrases"]["from"].as_str().unwrap().contains("c.toml"));
+    let none = dir.path().join("none.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxythinker")).env("PROXYTHINKER_CONFIG", &none).args(["config", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["settings"]["verification_phrases"]["value"][0], "wait");
+}

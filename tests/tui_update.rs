@@ -1012,3 +1012,60 @@ fn arrows_scroll_the_help_within_its_length_and_other_keys_close_it() {
     update(&mut a, ch('?'));
     assert_eq!(a.help_scroll, 0);
 }
+
+fn verify_flags(a: &App, pane: Pane) -> Vec<bool> {
+    a.cells[pane.index()].iter().map(|c| c.verify).collect()
+}
+
+#[test]
+fn self_verification_phrases_are_marked_across_tokens_counted_and_jumped_to() {
+    let mut a = App::new(synthetic::app(0, (200, 50)).info, 0.5);
+    rft_tokens(&mut a, &["So", " 3", ".", " Wait", ",", " let", " me", " check", ":", " await", " 3", ". Actually"]);
+    assert_eq!(
+        verify_flags(&a, Pane::Rft),
+        [false, false, false, true, false, true, true, true, false, false, false, true],
+        "\"await\" starts no word; \"let me\" spans two tokens"
+    );
+    assert_eq!(a.verify_count(Pane::Rft), 4, "wait, let me, check, actually");
+    assert_eq!(a.verify_starts(Pane::Rft), [3, 5, 7, 11]);
+    let text: String = screen_of(&mut a).content().iter().map(|c| c.symbol()).collect();
+    assert!(text.contains("· verify 4"), "the RFT pane counts them");
+    // v / V walk the focused pane's phrases.
+    a.focus = Pane::Rft;
+    a.cursor = 0;
+    update(&mut a, ch('v'));
+    assert_eq!(a.cursor, 3);
+    update(&mut a, ch('v'));
+    update(&mut a, ch('v'));
+    assert_eq!(a.cursor, 7);
+    let status = a.status.as_ref().map(|s| s.text.clone()).unwrap_or_default();
+    assert!(status.contains("3 of 4"), "{status}");
+    update(&mut a, ch('V'));
+    assert_eq!(a.cursor, 5);
+    update(&mut a, ch('v'));
+    update(&mut a, ch('v'));
+    update(&mut a, ch('v'));
+    assert_eq!(a.cursor, 11, "stays on the last one");
+    assert!(a.status.as_ref().is_some_and(|s| s.text.contains("no self-verification phrase after")));
+}
+
+#[test]
+fn the_phrases_come_from_the_app_and_an_alpha_reset_recounts_the_guided_pane() {
+    let mut a = App::new(synthetic::app(0, (200, 50)).info, 0.5);
+    a.phrases = vec!["hmm".into()];
+    rft_tokens(&mut a, &[" Wait", " hmm"]);
+    assert_eq!(verify_flags(&a, Pane::Rft), [false, true]);
+    let mut a = app(0);
+    let words = [" Wait", " no", " verify"];
+    let records: Vec<_> = words.iter().enumerate().map(|(i, w)| {
+        let mut r = synthetic::guided_record(i, 1);
+        r.text = w.to_string();
+        r
+    }).collect();
+    for r in records.clone() {
+        update(&mut a, Msg::Engine(Event::Record(proxythinker::engine::Record::Guided(r))));
+    }
+    assert_eq!(a.verify_count(Pane::Guided), 2);
+    update(&mut a, Msg::Engine(Event::GuidedReset { alpha: 0.6, changed_from: Some(1), kept: records[..1].to_vec() }));
+    assert_eq!(a.verify_count(Pane::Guided), 1, "the cut phrase is not counted");
+}

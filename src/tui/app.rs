@@ -121,6 +121,10 @@ pub struct TokenCell {
     pub think: bool,
     /// A think segment is open after the token.
     pub think_open: bool,
+    /// The token is part of a self-verification phrase ([`crate::markers`]).
+    pub verify: bool,
+    /// A self-verification phrase ends at this token (each phrase is counted here once).
+    pub verify_end: bool,
 }
 
 impl TokenCell {
@@ -159,7 +163,7 @@ impl TokenCell {
             text = text.chars().take(WIDEST - 1).chain(std::iter::once('…')).collect();
         }
         let width = Span::raw(text.as_str()).width().max(1) as u16;
-        TokenCell { text, width, newline, think: false, think_open: false }
+        TokenCell { text, width, newline, think: false, think_open: false, verify: false, verify_end: false }
     }
 }
 
@@ -179,6 +183,9 @@ pub struct App {
     /// Per pane (base, rft, guided), whether its stream starts inside a think segment: its
     /// model's prompt opened one.
     pub think_at_start: [bool; 3],
+    /// The self-verification phrases highlighted in the panes (lowercase; the config file's
+    /// `verification_phrases`, or [`crate::markers::DEFAULT_PHRASES`]).
+    pub phrases: Vec<String>,
     pub base: Vec<StreamRecord>,
     pub rft: Vec<StreamRecord>,
     pub guided: Vec<GuidedRecord>,
@@ -273,6 +280,7 @@ impl App {
             pending_alpha: None,
             pending_export: false,
             think_at_start: [false; 3],
+            phrases: crate::markers::DEFAULT_PHRASES.iter().map(|p| p.to_string()).collect(),
             base: Vec::new(),
             rft: Vec::new(),
             guided: Vec::new(),
@@ -332,6 +340,43 @@ impl App {
             }
         }
         cells.push(TokenCell { think, think_open, ..TokenCell::new(raw) });
+        self.mark_verification(pane);
+    }
+
+    /// Marks the self-verification phrase that the newest token of `pane` completes, if any.
+    fn mark_verification(&mut self, pane: usize) {
+        // A phrase spans a few tokens at most: the last eight hold any of the defaults.
+        const WINDOW: usize = 8;
+        let cells = &mut self.cells[pane];
+        let first = cells.len().saturating_sub(WINDOW);
+        let mut window = String::new();
+        let mut starts = Vec::with_capacity(WINDOW);
+        for c in &cells[first..] {
+            starts.push(window.len());
+            window.push_str(&c.text);
+        }
+        let new_from = starts.last().copied().unwrap_or(0);
+        let Some((start, end)) = crate::markers::match_ending_in(&window, new_from, &self.phrases) else { return };
+        for (i, &s) in starts.iter().enumerate() {
+            let e = s + cells[first + i].text.len();
+            if s < end && e > start {
+                cells[first + i].verify = true;
+            }
+        }
+        if let Some(last) = cells.last_mut() {
+            last.verify_end = true;
+        }
+    }
+
+    /// Self-verification phrases in pane `pane`.
+    pub fn verify_count(&self, pane: Pane) -> usize {
+        self.cells[pane.index()].iter().filter(|c| c.verify_end).count()
+    }
+
+    /// The first token of each self-verification phrase in pane `pane`, in order.
+    pub fn verify_starts(&self, pane: Pane) -> Vec<usize> {
+        let cells = &self.cells[pane.index()];
+        (0..cells.len()).filter(|&i| cells[i].verify && (i == 0 || !cells[i - 1].verify || cells[i - 1].verify_end)).collect()
     }
 
     /// Sets which panes start inside a think segment (base, rft, guided) and lays their tokens

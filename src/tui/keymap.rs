@@ -23,6 +23,8 @@ pub enum Action {
     LineDown,
     FirstToken,
     FollowNewest,
+    NextVerification,
+    PreviousVerification,
     NextPane,
     NextCandidate,
     PreviousCandidate,
@@ -170,6 +172,13 @@ pub const BINDINGS: &[Binding] = &[
         hint: hint("move", 4),
     },
     Binding { keys: &[Key::char('g'), Key::plain(KeyCode::Home)], action: Action::FirstToken, help: "first token", hint: None },
+    Binding {
+        keys: &[Key::char('v')],
+        action: Action::NextVerification,
+        help: "next self-verification phrase in the focused pane (wait, verify, check, let me, actually, …: verification_phrases in the config file)",
+        hint: None,
+    },
+    Binding { keys: &[Key::char('V')], action: Action::PreviousVerification, help: "previous self-verification phrase", hint: None },
     Binding {
         keys: &[Key::char('G'), Key::plain(KeyCode::End)],
         action: Action::FollowNewest,

@@ -76,6 +76,7 @@ fn live_app(mode: Mode, plan: &SessionPlan, inputs: &Inputs, names: PerModel<Str
         image_path: inputs.image.as_ref().map(|s| s.path.clone()),
     };
     let mut app = App::new(info, plan.decoding.alpha);
+    app.phrases = crate::markers::normalise(&plan.settings.verification_phrases.value);
     app.image = thumbnail;
     // Shown on the status line once the UI is up (stderr would be one more line before an error).
     let note = plan.notes.join("; ");

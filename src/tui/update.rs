@@ -181,6 +181,8 @@ fn key_press(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         Action::LineUp => move_cursor_line(app, -1),
         Action::LineDown => move_cursor_line(app, 1),
         Action::FirstToken => set_cursor(app, 0),
+        Action::NextVerification => jump_to_verification(app, true),
+        Action::PreviousVerification => jump_to_verification(app, false),
         Action::FollowNewest => {
             app.follow = true;
             app.scroll = [None; 3];
@@ -487,6 +489,22 @@ fn set_cursor(app: &mut App, i: usize) {
     app.candidate = 0;
     app.clamp_cursor();
     reveal_cursor(app);
+}
+
+/// Moves the cursor to the next (or previous) self-verification phrase of the focused pane.
+fn jump_to_verification(app: &mut App, forward: bool) {
+    let starts = app.verify_starts(app.focus);
+    let at = app.cursor;
+    let target = if forward { starts.iter().copied().find(|&i| i > at) } else { starts.iter().rev().copied().find(|&i| i < at) };
+    match target {
+        Some(i) => {
+            let n = starts.iter().position(|&s| s == i).map_or(0, |p| p + 1);
+            set_cursor(app, i);
+            app.set_status(format!("self-verification {n} of {} in the {} stream", starts.len(), app.focus.title()));
+        }
+        None if starts.is_empty() => app.set_status(format!("no self-verification phrase in the {} stream yet", app.focus.title())),
+        None => app.set_status(format!("no self-verification phrase {} this one", if forward { "after" } else { "before" })),
+    }
 }
 
 fn move_cursor_by(app: &mut App, by: isize) {

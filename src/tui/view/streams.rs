@@ -104,6 +104,10 @@ impl Widget for StreamPane<'_> {
         if think > 0 {
             count.push_str(&format!("· think {think} "));
         }
+        let checks = app.verify_count(self.pane);
+        if checks > 0 {
+            count.push_str(&format!("· verify {checks} "));
+        }
         let stale = if self.pane == Pane::Guided { app.stale_count() } else { 0 };
         if stale > 0 {
             // After a change of α the kept records' measures (the heat) are the old α's until the
@@ -142,6 +146,10 @@ impl Widget for StreamPane<'_> {
             for i in layout::line_range(&lines.starts, line, cells.len()) {
                 let level = app.level(self.pane, i);
                 let mut style = Style::default().bg(heat(level)).fg(ink(level));
+                if cells[i].verify {
+                    // Where the reasoner checks or corrects itself: what the user hunts for.
+                    style = style.fg(Color::Yellow).add_modifier(Modifier::BOLD);
+                }
                 if cells[i].think {
                     // The reasoning before the answer: set apart, the heat still readable.
                     style = style.add_modifier(Modifier::DIM | Modifier::ITALIC);
