@@ -1069,3 +1069,16 @@ fn the_phrases_come_from_the_app_and_an_alpha_reset_recounts_the_guided_pane() {
     update(&mut a, Msg::Engine(Event::GuidedReset { alpha: 0.6, changed_from: Some(1), kept: records[..1].to_vec() }));
     assert_eq!(a.verify_count(Pane::Guided), 1, "the cut phrase is not counted");
 }
+
+#[test]
+fn a_failed_step_leaves_the_header_paused_not_running_and_space_resumes() {
+    let mut a = app(3);
+    a.run = RunState::Running;
+    update(&mut a, Msg::Engine(Event::Error("the base model's logits hold NaN".into())));
+    update(&mut a, Msg::Engine(Event::Paused));
+    assert_eq!(a.run, RunState::Paused);
+    assert!(a.status.as_ref().is_some_and(|s| s.error && s.text.contains("NaN")), "the reason stays");
+    let fx = update(&mut a, ch(' '));
+    assert!(matches!(fx.as_slice(), [Effect::SendCommand(Command::Resume)]), "{fx:?}");
+    assert_eq!(a.run, RunState::Running);
+}

@@ -42,6 +42,8 @@ pub enum Event {
     Finished,
     /// A command was refused or a step failed; the session keeps what it has (and its α).
     Error(String),
+    /// A step failed (after its `Error`): the engine has paused itself; `Resume` tries again.
+    Paused,
 }
 
 /// What the engine can be told. Starting over is spawning another engine.
@@ -198,6 +200,7 @@ impl Engine {
                     }
                     Err(e) => {
                         let _ = ev_tx.send(Event::Error(e.to_string()));
+                        let _ = ev_tx.send(Event::Paused);
                         paused = true;
                     }
                 }

@@ -449,6 +449,12 @@ fn engine_event(app: &mut App, ev: Event) {
             app.pending_alpha = None;
             app.set_error(e);
         }
+        Event::Paused => {
+            // The step's error stays on the status line; the header must not say running.
+            if matches!(app.run, RunState::Running | RunState::Loading) {
+                app.run = RunState::Paused;
+            }
+        }
     }
 }
 
