@@ -43,7 +43,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 
 SEED = 20251203
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-OUT = os.path.join(ROOT, "assets", "demo")
+OUT = os.environ.get("DEMO_OUT", os.path.join(ROOT, "assets", "demo"))
 SIZE = 84  # pixels a side: 6x6 patches of 14, 9 image tokens after the 2x2 merge
 GRID = 6  # cells a side, one patch each
 TRAIN_PICTURES = int(os.environ.get("DEMO_PICTURES", 6000))
@@ -52,6 +52,7 @@ STEPS = {"base": int(os.environ.get("DEMO_BASE_STEPS", 1500)), "small": int(os.e
          "rft": int(os.environ.get("DEMO_RFT_STEPS", 400))}
 BATCH = 32
 DESCRIBE = float(os.environ.get("DEMO_DESCRIBE", 0.33))
+TEXT_ONLY = int(os.environ.get("DEMO_TEXT_ONLY", 3000))  # pictures whose checking answer base and small read as text
 SUFFIX = "\n\nYour final answer MUST BE put in \\boxed{}."  # what `eval` appends by default
 
 KINDS = ["circle", "square", "triangle"]
@@ -247,8 +248,12 @@ def write_checkpoint(model, cfg, tok_dir, tok, out):
             k = "visual." + k[len("model.visual."):]
         sd[k] = v.detach().to(torch.bfloat16).contiguous().clone()
     save_file(sd, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
-    for f in ["tokenizer.json", "tokenizer_config.json"]:
-        shutil.copy(os.path.join(tok_dir, f), os.path.join(out, f))
+    shutil.copy(os.path.join(tok_dir, "tokenizer.json"), os.path.join(out, "tokenizer.json"))
+    # transformers 5 saves the template in chat_template.jinja; it goes in tokenizer_config.json,
+    # where the Hub's Qwen2.5-VL checkpoints keep it.
+    tc = json.load(open(os.path.join(tok_dir, "tokenizer_config.json")))
+    tc["chat_template"] = CHAT_TEMPLATE
+    json.dump(tc, open(os.path.join(out, "tokenizer_config.json"), "w"), indent=2)
     json.dump(PREPROCESSOR, open(os.path.join(out, "preprocessor_config.json"), "w"), indent=2)
     ids = tok.convert_tokens_to_ids
     gen = dict(bos_token_id=ids("<|endoftext|>"), eos_token_id=[ids("<|im_end|>"), ids("<|endoftext|>")],
@@ -294,8 +299,20 @@ class Encoder:
             mask[i, :len(e["ids"])] = 1
         return dict(input_ids=ids, labels=labels, attention_mask=mask,
                     mm_token_type_ids=(ids == self.image_pad).int(),
-                    pixel_values=torch.cat([e["pixels"] for e in examples]),
-                    image_grid_thw=torch.cat([e["grid"] for e in examples]))
+                    **self.pictures(examples))
+
+    @staticmethod
+    def pictures(examples):
+        shown = [e for e in examples if e["pixels"] is not None]
+        if not shown:
+            return {}
+        return dict(pixel_values=torch.cat([e["pixels"] for e in shown]),
+                    image_grid_thw=torch.cat([e["grid"] for e in shown]))
+
+    def plain_text(self, text):
+        """A text-only example, every token a label: language modelling, no chat turn."""
+        ids = self.tok(text + "<|endoftext|>")["input_ids"]
+        return dict(ids=ids, labels=ids, pixels=None, grid=None)
 
 
 def train(model, examples, steps, lr, seed, label):
@@ -389,13 +406,18 @@ def main():
 
     t0 = time.time()
     direct = [ENCODER.example(sc, direct_answer(sc), i % 4 == 0) for i, sc in enumerate(train_scenes)]
+    # base and small also read checking sentences as plain text (as a large model has read
+    # reasoning in pretraining) without ever being asked to answer that way: where the guided
+    # stream has started checking, both then continue it alike, and their difference stays small.
+    direct += [ENCODER.plain_text(checking_answer(sc)) for sc in train_scenes[:TEXT_ONLY]
+               if sc["question_kind"] != "describe"]
     checking = [ENCODER.example(sc, checking_answer(sc), i % 4 == 0) for i, sc in enumerate(train_scenes)
                 if sc["question_kind"] != "describe"]
     print(f"encoded {len(direct)} pictures twice in {time.time() - t0:.0f} s", flush=True)
 
     timings = {}
     base, base_cfg = new_model("base", tok, vocab, SEED + 10)
-    timings["base"] = train(base, direct, STEPS["base"], 1e-3, SEED + 11, "base")
+    timings["base"] = train(base, direct, STEPS["base"], float(os.environ.get("DEMO_BASE_LR", 1.5e-3)), SEED + 11, "base")
     small, small_cfg = new_model("small", tok, vocab, SEED + 20)
     timings["small"] = train(small, direct, STEPS["small"], 1.5e-3, SEED + 21, "small")
     write_checkpoint(small, small_cfg, tok_dir, tok, os.path.join(OUT, "small"))
@@ -416,7 +438,8 @@ def main():
     with open(os.path.join(OUT, "heldout.jsonl"), "w") as f:
         for i, sc in enumerate(held):
             f.write(json.dumps(dict(id=f"heldout-{i:03d}", question=question(sc), answer=truth(sc),
-                                    category=sc["question_kind"], image=png_base64(draw(sc)))) + "\n")
+                                    category=sc["question_kind"],
+                                    image="data:image/png;base64," + png_base64(draw(sc)))) + "\n")
 
     for name, model in [("base", base), ("small", small), ("rft", rft)]:
         bf16_rounded(model)
