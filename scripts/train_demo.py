@@ -7,8 +7,10 @@ CPU, in minutes:
             (all shapes of one kind) or "What colour is the square?" (one square among others)
   tokenizer a byte-level BPE trained on the task's own sentences, Qwen's special tokens, and a
             chat template without a default system prompt (shorter prompts to learn)
-  base      the largest model, trained on direct answers: "There are 3 circles. \\boxed{3}"
-  small     a smaller model, trained on the same direct answers
+  base      the largest model, trained on direct answers: "There are 3 circles. \\boxed{3}", on
+            descriptions ("Describe the picture." -> "I see 2 shapes: a red circle, ...") and on
+            the checking sentences below as plain text, never as an answer
+  small     a smaller model, trained on the same
   rft       the small model fine-tuned further on answers with checking habits: "Let me count them
             one by one: red, blue, green. Wait, let me verify: 1, 2, 3. Yes, there are 3 circles.
             \\boxed{3}" (as an RFT reasoner is tuned from its base)
@@ -19,7 +21,9 @@ pictures never trained on, inline base64 PNGs, in the JSON Lines format `proxyth
 
 Run from the repository root with torch 2.15.0, transformers 5.24.0 (its `tokenizers`), pillow:
     pip install torch==2.15.0 transformers==5.24.0 pillow safetensors numpy
-    python3 scripts/train_demo.py            # about 10 minutes on 2 CPU cores
+    python3 scripts/train_demo.py            # about 15 minutes on 2 shared CPU cores
+(DEMO_OUT=DIR writes elsewhere; DEMO_*_STEPS, DEMO_BASE_LR and DEMO_THREADS override the defaults,
+which made the committed files.)
 Everything is seeded (SEED below) and runs single-process on the CPU in float32; the weights are
 rounded to bf16 when written, and the accuracies printed at the end are of the written weights.
 """
@@ -413,7 +417,7 @@ def main():
                if sc["question_kind"] != "describe"]
     checking = [ENCODER.example(sc, checking_answer(sc), i % 4 == 0) for i, sc in enumerate(train_scenes)
                 if sc["question_kind"] != "describe"]
-    print(f"encoded {len(direct)} pictures twice in {time.time() - t0:.0f} s", flush=True)
+    print(f"encoded {len(direct)} direct and {len(checking)} checking examples in {time.time() - t0:.0f} s", flush=True)
 
     timings = {}
     base, base_cfg = new_model("base", tok, vocab, SEED + 10)
