@@ -21,7 +21,7 @@ pictures never trained on, inline base64 PNGs, in the JSON Lines format `proxyth
 
 Run from the repository root with torch 2.15.0, transformers 5.24.0 (its `tokenizers`), pillow:
     pip install torch==2.15.0 transformers==5.24.0 pillow safetensors numpy
-    python3 scripts/train_demo.py            # about 15 minutes on 2 shared CPU cores
+    python3 scripts/train_demo.py            # 9-17 minutes on 2 shared CPU cores
 (DEMO_OUT=DIR writes elsewhere; DEMO_*_STEPS, DEMO_BASE_LR and DEMO_THREADS override the defaults,
 which made the committed files.)
 Everything is seeded (SEED below) and runs single-process on the CPU in float32; the weights are
