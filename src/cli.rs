@@ -50,7 +50,7 @@ pub enum Command {
     Bench(BenchArgs),
     /// The terminal UI (the default when the first argument is a flag): three streams, live α.
     Tui(TuiArgs),
-    /// The terminal UI on built-in tiny checkpoints with synthetic random weights.
+    /// The terminal UI on built-in tiny models trained on a synthetic counting task.
     Demo(DemoArgs),
     /// Read a trace back in the terminal UI, without any model.
     Replay(ReplayArgs),
@@ -570,7 +570,7 @@ pub struct TuiArgs {
     pub guided: GuidedArgs,
 }
 
-/// `proxythinker demo`: the UI on built-in synthetic checkpoints (`--image` replaces the
+/// `proxythinker demo`: the UI on the built-in tiny trained checkpoints (`--image` replaces the
 /// built-in picture; the default question is the demo's sample question).
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {

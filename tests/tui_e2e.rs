@@ -131,7 +131,7 @@ fn demo_fills_three_panes_changes_alpha_and_quits_cleanly() {
         quoted(&cache),
         quoted(&code)
     ));
-    let screen = tmux.wait_for("the demo header", 60, |s| s.contains("DEMO — synthetic random models"));
+    let screen = tmux.wait_for("the demo header", 60, |s| s.contains("DEMO — tiny models trained on a synthetic counting task"));
     assert!(screen.contains("α=0.50"), "{screen}");
     let screen = tmux.wait_for("tokens in all three panes", 120, |s| {
         let c = token_counts(s);
@@ -162,7 +162,7 @@ fn demo_fills_three_panes_changes_alpha_and_quits_cleanly() {
     assert!(modes.contains(" icanon") && !modes.contains("-icanon"), "still in raw mode: {modes}");
     assert!(modes.contains(" echo ") && !modes.contains("-echo "), "echo is off: {modes}");
     let screen = tmux.screen();
-    assert!(!screen.contains("DEMO — synthetic"), "the alternate screen was not left:\n{screen}");
+    assert!(!screen.contains("DEMO — tiny models"), "the alternate screen was not left:\n{screen}");
     assert!(screen.contains("demo --max-new-tokens 48"), "the shell's screen is back:\n{screen}");
     // The demo wrote its checkpoints to the cache directory and its log beside them.
     assert!(cache.join(format!("demo-{}", env!("CARGO_PKG_VERSION"))).join("base/model.safetensors").is_file());
@@ -187,7 +187,7 @@ fn a_panic_gives_the_terminal_back_and_prints_the_message() {
     let screen = tmux.screen();
     // The message is printed on the normal screen, after the alternate screen was left.
     assert!(screen.contains("panicking on purpose"), "{screen}");
-    assert!(!screen.contains("DEMO — synthetic"), "{screen}");
+    assert!(!screen.contains("DEMO — tiny models"), "{screen}");
 }
 
 #[test]
@@ -323,7 +323,7 @@ fn sigterm_and_sighup_give_the_terminal_back_and_exit_as_killed() {
         assert!(modes.contains(" echo ") && !modes.contains("-echo "), "SIG{name}: echo is off: {modes}");
         assert_eq!(terminal_flags(&tmux), "0 1 0", "SIG{name}: normal screen, cursor shown, mouse capture off");
         tmux.type_line("clear");
-        tmux.wait_for("the cleared screen", 10, |s| !s.contains("DEMO — synthetic"));
+        tmux.wait_for("the cleared screen", 10, |s| !s.contains("DEMO — tiny models"));
     }
 }
 

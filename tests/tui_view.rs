@@ -69,12 +69,12 @@ fn header_live() {
 }
 
 #[test]
-fn header_demo_says_the_models_are_synthetic() {
+fn header_demo_says_what_the_models_are() {
     let mut app = synthetic::app(7, (120, 40));
     app.info.mode = Mode::Demo;
     update(&mut app, key(']'));
     let out = text(header::Header(&app), 140, 2);
-    assert!(out.contains("DEMO — synthetic random models"));
+    assert!(out.contains("DEMO — tiny models trained on a synthetic counting task"));
     assert!(out.contains("α=0.60…"), "pending until the engine confirms it: {out}");
     insta::assert_snapshot!(out);
 }

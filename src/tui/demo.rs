@@ -1,8 +1,9 @@
-//! The built-in demo: three tiny checkpoints with synthetic random weights, the sample image and
-//! a sample question, all embedded in the binary. On first use they are written to the cache
-//! directory and then loaded through the session plan and the real loading code, exactly as
-//! checkpoints given on the command line are. The text these models write is meaningless; the
-//! UI says so in its header.
+//! The built-in demo: three tiny Qwen2.5-VL checkpoints trained on a synthetic counting task by
+//! `scripts/train_demo.py` (a base that answers directly, a smaller model trained on the same
+//! answers, and that smaller model fine-tuned to count one by one and verify), their picture and
+//! question, all embedded in the binary. On first use they are written to the cache directory and
+//! then loaded through the session plan and the real loading code, exactly as checkpoints given on
+//! the command line are. The UI's header says what the models are.
 
 use std::path::{Path, PathBuf};
 
@@ -27,8 +28,8 @@ macro_rules! checkpoint {
 const BASE: [Embedded; 6] = checkpoint!("base");
 const RFT: [Embedded; 6] = checkpoint!("rft");
 const SMALL: [Embedded; 6] = checkpoint!("small");
-/// The demo picture (640×480, circles).
-pub const IMAGE: &[u8] = include_bytes!("../../assets/sample.png");
+/// The demo picture (84×84, three circles), drawn as the models' training pictures are.
+pub const IMAGE: &[u8] = include_bytes!("../../assets/demo/picture.png");
 const QUESTION: &str = include_str!("../../assets/demo/question.txt");
 
 /// The demo's sample question.
@@ -56,7 +57,7 @@ pub fn cache_dir() -> PathBuf {
 pub fn install_in(root: &Path) -> Result<DemoFiles> {
     // The crate version in the name keeps an older binary's files from being mistaken for these.
     let dir = root.join(format!("demo-{}", env!("CARGO_PKG_VERSION")));
-    let files = DemoFiles { base: dir.join("base"), rft: dir.join("rft"), small: dir.join("small"), image: dir.join("sample.png") };
+    let files = DemoFiles { base: dir.join("base"), rft: dir.join("rft"), small: dir.join("small"), image: dir.join("picture.png") };
     for (sub, contents) in [(&files.base, &BASE), (&files.rft, &RFT), (&files.small, &SMALL)] {
         for (name, bytes) in contents {
             write_if_changed(&sub.join(name), bytes)?;

@@ -50,7 +50,7 @@ impl Widget for Header<'_> {
             Mode::Live => {}
             Mode::Demo => {
                 first.push(Span::raw(" "));
-                first.push(Span::styled(" DEMO — synthetic random models ", Style::default().fg(Color::Black).bg(Color::Yellow)));
+                first.push(Span::styled(" DEMO — tiny models trained on a synthetic counting task ", Style::default().fg(Color::Black).bg(Color::Yellow)));
             }
             Mode::Replay(path) => {
                 first.push(Span::raw(" "));
