@@ -656,9 +656,13 @@ impl Session {
         std::thread::scope(|scope| {
             for (recs, steps) in work.chunks_mut(chunk).zip(todo.chunks(chunk)) {
                 scope.spawn(move || {
+                    // One mix buffer per thread: a fresh 4·V-byte allocation per token costs
+                    // page faults every time.
+                    let mut mixed = Vec::new();
                     for (rec, &j) in recs.iter_mut().zip(steps) {
                         let (b, d) = &replay[j];
-                        measure.refresh(rec, b, alpha, &guidance::combine(b, d, alpha));
+                        guidance::combine_into(&mut mixed, b, d, alpha);
+                        measure.refresh(rec, b, alpha, &mixed);
                     }
                 });
             }

@@ -19,6 +19,12 @@ pub fn combine(base: &[f32], delta: &[f32], alpha: f32) -> Vec<f32> {
     base[..delta.len()].iter().zip(delta).map(|(b, d)| b + alpha * d).collect()
 }
 
+/// [`combine`] into `out` (cleared first), so that a loop over many tokens reuses one buffer.
+pub fn combine_into(out: &mut Vec<f32>, base: &[f32], delta: &[f32], alpha: f32) {
+    out.clear();
+    out.extend(base[..delta.len()].iter().zip(delta).map(|(b, d)| b + alpha * d));
+}
+
 /// The index of the largest `base[i] + α · delta[i]`, the same values [`combine`] computes (first
 /// on ties, NaN never wins, as [`argmax`]), in one pass with nothing allocated.
 pub fn argmax_mixed(base: &[f32], delta: &[f32], alpha: f32) -> u32 {
@@ -238,9 +244,10 @@ pub struct GuidedMeasures {
 }
 
 thread_local! {
-    /// [`guided_measures`]' buffer (16 bytes per vocabulary entry), kept per thread so that
-    /// re-measuring thousands of tokens allocates once.
-    static SCRATCH: std::cell::RefCell<Vec<(f64, f64)>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// [`guided_measures`]' buffer (8 bytes per vocabulary entry), kept per thread so that
+    /// re-measuring thousands of tokens allocates once. The unnormalised probabilities are kept
+    /// in f32 (relative error 6e-8, far below what the measures are shown with); every sum is f64.
+    static SCRATCH: std::cell::RefCell<Vec<(f32, f32)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// [`GuidedMeasures`] of the mixed logits `mixed` against the base logits `base` (same length).
@@ -267,7 +274,7 @@ pub fn guided_measures(base: &[f32], mixed: &[f32], chosen: u32, k: usize) -> Gu
             let (eb, em) = ((b as f64 - mb).exp(), (m as f64 - mm).exp());
             sum_b += eb;
             sum_m += em;
-            scratch.push((eb, em));
+            scratch.push((eb as f32, em as f32));
         }
         let (lse_b, lse_m) = (sum_b.ln() + mb, sum_m.ln() + mm);
         let (inv_b, inv_m) = (1.0 / sum_b, 1.0 / sum_m);
@@ -276,7 +283,7 @@ pub fn guided_measures(base: &[f32], mixed: &[f32], chosen: u32, k: usize) -> Gu
         let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
         for (i, ((&b, &m), &(eb, em))) in base.iter().zip(mixed).zip(scratch.iter()).enumerate() {
             let (lg, lb) = (m as f64 - lse_m, b as f64 - lse_b);
-            let (p, q) = (em * inv_m, eb * inv_b);
+            let (p, q) = (em as f64 * inv_m, eb as f64 * inv_b);
             if p > 0.0 {
                 entropy -= p * lg;
                 kl_total += p * (lg - lb);
@@ -333,9 +340,10 @@ pub fn rank(logits: &[f32], token: u32) -> usize {
 mod tests {
     use super::*;
 
-    /// Equal to rounding: the fused passes divide by the sum where the separate ones subtract its log.
+    /// Equal to rounding: the fused passes keep probabilities in f32 and divide by the sum where
+    /// the separate ones subtract its log in f64.
     fn to_rounding(a: f64, b: f64) -> bool {
-        a == b || (a - b).abs() <= 1e-12 * (1.0 + a.abs().max(b.abs()))
+        a == b || (a - b).abs() <= 1e-6 * (1.0 + a.abs().max(b.abs()))
     }
 
     #[test]
