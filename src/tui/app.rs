@@ -125,6 +125,11 @@ pub struct TokenCell {
     pub verify: bool,
     /// A self-verification phrase ends at this token (each phrase is counted here once).
     pub verify_end: bool,
+    /// Think-segment tokens and self-verification phrases up to and including this token: the
+    /// pane titles read the last cell's, so a frame costs the same however long the stream is
+    /// (and a truncated stream's counts are right without recounting).
+    pub thinks_through: usize,
+    pub verifies_through: usize,
 }
 
 impl TokenCell {
@@ -163,7 +168,7 @@ impl TokenCell {
             text = text.chars().take(WIDEST - 1).chain(std::iter::once('…')).collect();
         }
         let width = Span::raw(text.as_str()).width().max(1) as u16;
-        TokenCell { text, width, newline, think: false, think_open: false, verify: false, verify_end: false }
+        TokenCell { text, width, newline, think: false, think_open: false, verify: false, verify_end: false, thinks_through: 0, verifies_through: 0 }
     }
 }
 
@@ -331,15 +336,20 @@ impl App {
         let open_before = self.cells[pane].last().map_or(self.think_at_start[pane], |c| c.think_open);
         let (think, think_open) = crate::think::step(open_before, raw);
         let cells = &mut self.cells[pane];
+        let (thinks, verifies) = cells.last().map_or((0, 0), |c| (c.thinks_through, c.verifies_through));
         // A stream that closes a segment it was never seen to open (a trace from before the
         // prompt said so, a template that opened it unseen) was thinking from its first token.
-        if raw.contains(crate::think::CLOSE) && !open_before && !raw.contains(crate::think::OPEN) && !cells.iter().any(|c| c.think) {
-            for c in cells.iter_mut() {
+        let thinks = if raw.contains(crate::think::CLOSE) && !open_before && !raw.contains(crate::think::OPEN) && thinks == 0 {
+            for (i, c) in cells.iter_mut().enumerate() {
                 c.think = true;
                 c.think_open = true;
+                c.thinks_through = i + 1;
             }
-        }
-        cells.push(TokenCell { think, think_open, ..TokenCell::new(raw) });
+            cells.len()
+        } else {
+            thinks
+        };
+        cells.push(TokenCell { think, think_open, thinks_through: thinks + usize::from(think), verifies_through: verifies, ..TokenCell::new(raw) });
         self.mark_verification(pane);
     }
 
@@ -365,12 +375,13 @@ impl App {
         }
         if let Some(last) = cells.last_mut() {
             last.verify_end = true;
+            last.verifies_through += 1;
         }
     }
 
     /// Self-verification phrases in pane `pane`.
     pub fn verify_count(&self, pane: Pane) -> usize {
-        self.cells[pane.index()].iter().filter(|c| c.verify_end).count()
+        self.cells[pane.index()].last().map_or(0, |c| c.verifies_through)
     }
 
     /// The first token of each self-verification phrase in pane `pane`, in order.
@@ -398,7 +409,7 @@ impl App {
 
     /// Tokens inside think segments in pane `pane`.
     pub fn think_count(&self, pane: Pane) -> usize {
-        self.cells[pane.index()].iter().filter(|c| c.think).count()
+        self.cells[pane.index()].last().map_or(0, |c| c.thinks_through)
     }
 
     /// Adds a guided token; a record for an earlier step replaces the stream from there.
