@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::config::{self, TrioPlacement};
-use crate::engine::{Session, Settings};
+use crate::engine::{Session, Settings, Sweep};
 use crate::error::{Error, Result};
 use crate::placement::{dtype_name, Devices};
 use crate::prepare::{prepare_prompt, PreparedPrompt};
@@ -221,6 +221,17 @@ impl SessionPlan {
             Some(prompts) => Session::with_prompts(trio, tokenizer.clone(), prompts.clone(), settings, checkpoint.eos_token_ids.clone()),
             None => Session::new(trio, tokenizer.clone(), prompt.input.clone(), settings, checkpoint.eos_token_ids.clone()),
         }
+    }
+
+    /// An α sweep over the loaded weights, prefilled with `prompt`, decoding a guided stream at
+    /// each of `alphas` (what `eval` runs per question).
+    pub fn sweep(&self, prompt: &PreparedPrompt, alphas: &[f32]) -> Result<Sweep> {
+        let trio = self.trio()?;
+        let (checkpoint, tokenizer) = self.files.base();
+        let lengths = prompt_lengths(prompt);
+        tracing::info!("sweep: {} prompt tokens (rft {}, small {}), α {alphas:?}", lengths.base, lengths.rft, lengths.small);
+        let prompts = prompt.per_model.clone().unwrap_or_else(|| PerModel::from_fn(|_| prompt.input.clone()));
+        Sweep::new(trio, tokenizer.clone(), prompts, self.decoding.clone(), alphas, checkpoint.eos_token_ids.clone())
     }
 
     /// Prepares `inputs` and starts a session on them at `alpha`.
