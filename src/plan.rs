@@ -41,6 +41,8 @@ pub struct SessionRequest {
     settings: config::Settings,
     devices: Devices,
     decoding: Settings,
+    /// What the memory preflight counts: a session's rows unless [`sweeping`](Self::sweeping).
+    memory: crate::preflight::Decoding,
 }
 
 impl SessionRequest {
@@ -74,7 +76,14 @@ impl SessionRequest {
             stop_strings: settings.stop.value.clone(),
             stop_at_eos: !settings.ignore_eos.value,
         };
-        Ok(SessionRequest { settings, devices, decoding })
+        Ok(SessionRequest { settings, devices, decoding, memory: crate::preflight::Decoding::session() })
+    }
+
+    /// The plan will run α sweeps of `alphas` values ([`SessionPlan::sweep`], as `eval` does):
+    /// the memory preflight counts their KV cache rows (one more per α in every model) instead
+    /// of a session's.
+    pub fn sweeping(self, alphas: usize) -> SessionRequest {
+        SessionRequest { memory: crate::preflight::Decoding::sweep(alphas), ..self }
     }
 
     pub fn settings(&self) -> &config::Settings {
@@ -114,7 +123,7 @@ impl SessionRequest {
         let longest = prompt_lengths(&prepared).into_array().into_iter().max().unwrap_or(0);
         let context = (longest as u64).saturating_add(plan.decoding.max_new_tokens as u64);
         let guided = plan.decoding.max_new_tokens as u64;
-        let mut notes = crate::preflight::check(&plan.files, &plan.settings.placement, &plan.devices, context, guided)?;
+        let mut notes = crate::preflight::check_for(&plan.files, &plan.settings.placement, &plan.devices, context, guided, &self.memory)?;
         notes.extend(plan.files.vocab_note());
         notes.extend(plan.files.quant_notes(plan.settings.placement.quants())?);
         Ok(SessionPlan { notes, first: Some((first, prepared)), ..plan })
