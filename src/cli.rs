@@ -695,7 +695,8 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         return Err(Error::invalid(format!("--alphas: {bad} is not a finite number")));
     }
     // The checks that need no files come before a dataset download.
-    let session = SessionRequest::new(settings, EVAL_PROBE_QUESTION)?;
+    // The preflight counts every α's rows: they decode together.
+    let session = SessionRequest::new(settings, EVAL_PROBE_QUESTION)?.sweeping(alphas.len());
     let wanted = crate::eval::source::DataRequest {
         data: args.data.clone(),
         split: args.split.clone(),

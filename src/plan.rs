@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::config::{self, TrioPlacement};
-use crate::engine::{Session, Settings};
+use crate::engine::{Session, Settings, Sweep};
 use crate::error::{Error, Result};
 use crate::placement::{dtype_name, Devices};
 use crate::prepare::{prepare_prompt, PreparedPrompt};
@@ -41,6 +41,8 @@ pub struct SessionRequest {
     settings: config::Settings,
     devices: Devices,
     decoding: Settings,
+    /// What the memory preflight counts: a session's rows unless [`sweeping`](Self::sweeping).
+    memory: crate::preflight::Decoding,
 }
 
 impl SessionRequest {
@@ -74,7 +76,14 @@ impl SessionRequest {
             stop_strings: settings.stop.value.clone(),
             stop_at_eos: !settings.ignore_eos.value,
         };
-        Ok(SessionRequest { settings, devices, decoding })
+        Ok(SessionRequest { settings, devices, decoding, memory: crate::preflight::Decoding::session() })
+    }
+
+    /// The plan will run α sweeps of `alphas` values ([`SessionPlan::sweep`], as `eval` does):
+    /// the memory preflight counts their KV cache rows (one more per α in every model) instead
+    /// of a session's.
+    pub fn sweeping(self, alphas: usize) -> SessionRequest {
+        SessionRequest { memory: crate::preflight::Decoding::sweep(alphas), ..self }
     }
 
     pub fn settings(&self) -> &config::Settings {
@@ -114,7 +123,7 @@ impl SessionRequest {
         let longest = prompt_lengths(&prepared).into_array().into_iter().max().unwrap_or(0);
         let context = (longest as u64).saturating_add(plan.decoding.max_new_tokens as u64);
         let guided = plan.decoding.max_new_tokens as u64;
-        let mut notes = crate::preflight::check(&plan.files, &plan.settings.placement, &plan.devices, context, guided)?;
+        let mut notes = crate::preflight::check_for(&plan.files, &plan.settings.placement, &plan.devices, context, guided, &self.memory)?;
         notes.extend(plan.files.vocab_note());
         notes.extend(plan.files.quant_notes(plan.settings.placement.quants())?);
         Ok(SessionPlan { notes, first: Some((first, prepared)), ..plan })
@@ -221,6 +230,17 @@ impl SessionPlan {
             Some(prompts) => Session::with_prompts(trio, tokenizer.clone(), prompts.clone(), settings, checkpoint.eos_token_ids.clone()),
             None => Session::new(trio, tokenizer.clone(), prompt.input.clone(), settings, checkpoint.eos_token_ids.clone()),
         }
+    }
+
+    /// An α sweep over the loaded weights, prefilled with `prompt`, decoding a guided stream at
+    /// each of `alphas` (what `eval` runs per question).
+    pub fn sweep(&self, prompt: &PreparedPrompt, alphas: &[f32]) -> Result<Sweep> {
+        let trio = self.trio()?;
+        let (checkpoint, tokenizer) = self.files.base();
+        let lengths = prompt_lengths(prompt);
+        tracing::info!("sweep: {} prompt tokens (rft {}, small {}), α {alphas:?}", lengths.base, lengths.rft, lengths.small);
+        let prompts = prompt.per_model.clone().unwrap_or_else(|| PerModel::from_fn(|_| prompt.input.clone()));
+        Sweep::new(trio, tokenizer.clone(), prompts, self.decoding.clone(), alphas, checkpoint.eos_token_ids.clone())
     }
 
     /// Prepares `inputs` and starts a session on them at `alpha`.

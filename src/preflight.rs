@@ -4,10 +4,11 @@
 //! Per model: its weights (every tensor in the safetensors headers × the size of the dtype it is
 //! loaded in; the text decoder's linear weights at the bytes per block of their quantized format,
 //! fallbacks included), its KV cache for the whole context (prompt + new tokens; base 2 rows,
-//! rft 2, small 1; per row and token: layers × 2 × kv_heads × head_dim × dtype size), the
+//! rft 2, small 1; `eval`'s α sweep of k values: base and rft 1 + k, small k, see [`Decoding`];
+//! per row and token: layers × 2 × kv_heads × head_dim × dtype size), the
 //! live-α vectors (f32 `base[..V]` and `rft[..V] − small[..V]`, 4·V bytes each per guided token,
 //! counted with the base and the RFT model), which the session keeps in host memory: they count
-//! against the cpu whatever device the models are on; and the prefill's activations (the prompt's
+//! against the cpu whatever device the models are on (an α sweep keeps none); and the prefill's activations (the prompt's
 //! attention scores, heads × prompt² f32 values held up to four times over while they are scaled,
 //! masked and normalised, the causal mask, and the MLP's activations: the prefill of a long prompt
 //! needs more than the weights). Each model is prefilled once, on one row, one after another, so
@@ -76,21 +77,51 @@ pub fn prefill_bytes(checkpoint: &Checkpoint, rows: u64, prompt_tokens: u64) -> 
     scores.saturating_add(mask).saturating_add(mlp).saturating_mul(4)
 }
 
-/// What each model needs for a context of `context_tokens` (prompt + new tokens) of which
-/// `guided_tokens` are guided tokens.
+/// How a trio decodes, as far as memory goes: the KV cache rows of each model, and whether the
+/// live-α store is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoding {
+    pub kv_rows: PerModel<u64>,
+    pub live_alpha: bool,
+    /// How many α values decode at once (1 for a session): a refusal suggests fewer when more.
+    pub alphas: u64,
+}
+
+impl Decoding {
+    /// A session (`run`, `bench`, the UI): the rows of [`ROW_PLAN`] (base 2, rft 2, small 1) and
+    /// the live-α store.
+    pub fn session() -> Decoding {
+        Decoding { kv_rows: ROW_PLAN.map(|rows| rows.len() as u64), live_alpha: true, alphas: 1 }
+    }
+
+    /// An α sweep of `alphas` values (`eval`, see [`crate::engine::Sweep`]): base and RFT
+    /// 1 + `alphas` rows, small `alphas`; its α values are fixed, so it keeps no live-α store.
+    pub fn sweep(alphas: usize) -> Decoding {
+        let k = alphas as u64;
+        Decoding { kv_rows: PerModel::new(k.saturating_add(1), k.saturating_add(1), k), live_alpha: false, alphas: k }
+    }
+}
+
+/// What each model of a session needs for a context of `context_tokens` (prompt + new tokens)
+/// of which `guided_tokens` are guided tokens.
 pub fn estimate(files: &TrioFiles, placement: &TrioPlacement, context_tokens: u64, guided_tokens: u64) -> Result<PerModel<ModelNeed>> {
+    estimate_for(files, placement, context_tokens, guided_tokens, &Decoding::session())
+}
+
+/// [`estimate`] for a trio decoding as `decoding` says (an α sweep's rows, say).
+pub fn estimate_for(files: &TrioFiles, placement: &TrioPlacement, context_tokens: u64, guided_tokens: u64, decoding: &Decoding) -> Result<PerModel<ModelNeed>> {
     let v = files.shared_vocab() as u64;
     let placed = placement.specs().zip(placement.quants());
-    files.checkpoints().zip(placed).zip(ROW_PLAN).try_map(|role, ((ckpt, ((dtype, device), quant)), rows)| {
+    files.checkpoints().zip(placed).zip(decoding.kv_rows.clone()).try_map(|role, ((ckpt, ((dtype, device), quant)), rows)| {
         Ok(ModelNeed {
             name: role.name(),
             device,
             dtype,
             quant,
             weights: weight_bytes(ckpt, dtype, quant)?,
-            kv_cache: kv_row_bytes(ckpt, dtype, context_tokens).saturating_mul(rows.len() as u64),
+            kv_cache: kv_row_bytes(ckpt, dtype, context_tokens).saturating_mul(rows),
             // base[..V] lives with the base model, rft[..V] − small[..V] with the RFT model.
-            live_alpha: if role == Role::Small { 0 } else { v.saturating_mul(4).saturating_mul(guided_tokens) },
+            live_alpha: if role == Role::Small || !decoding.live_alpha { 0 } else { v.saturating_mul(4).saturating_mul(guided_tokens) },
             // Each model is prefilled once, on one row, and the three one after another.
             prefill: prefill_bytes(ckpt, 1, context_tokens.saturating_sub(guided_tokens)),
         })
@@ -242,6 +273,12 @@ fn join_names(names: &[&str]) -> String {
 
 /// The refusal for one device: what is needed, what is free, what to try.
 pub fn refusal(need: &DeviceNeed, free: u64, source: &str, context_tokens: u64) -> String {
+    refusal_for(need, free, source, context_tokens, &Decoding::session())
+}
+
+/// [`refusal`] for a trio decoding as `decoding` says: with several α values at once, fewer
+/// of them is one more thing to try.
+pub fn refusal_for(need: &DeviceNeed, free: u64, source: &str, context_tokens: u64, decoding: &Decoding) -> String {
     let dtypes: Vec<&str> = need.dtypes.iter().map(|d| dtype_name(*d)).collect();
     let quantized: Vec<&str> = need.quants.iter().filter(|q| **q != QuantFormat::None).map(|q| q.name()).collect();
     let mut format = dtypes.join("/");
@@ -260,7 +297,11 @@ pub fn refusal(need: &DeviceNeed, free: u64, source: &str, context_tokens: u64) 
         }
     }
     tries.push("another device (--device, or --base-device/--rft-device/--small-device to spread the models)".into());
-    tries.push("fewer --max-new-tokens".into());
+    tries.push(if decoding.alphas > 1 && need.kv_cache > 0 {
+        "fewer --max-new-tokens or --alphas (each α is one more KV cache row in every model)".into()
+    } else {
+        "fewer --max-new-tokens".into()
+    });
     tries.push("or a smaller preset (`proxythinker presets`)".into());
     let (who, verb) = match need.models.as_slice() {
         [] => ("the live-α store".to_string(), "needs"),
@@ -312,8 +353,8 @@ pub fn check_one(
     })
 }
 
-/// Checks that the trio fits on its devices; refuses with the figures when it does not. Returns
-/// notes for what could not be checked.
+/// Checks that the trio fits on its devices for a session; refuses with the figures when it does
+/// not. Returns notes for what could not be checked.
 pub fn check(
     files: &TrioFiles,
     placement: &TrioPlacement,
@@ -321,7 +362,19 @@ pub fn check(
     context_tokens: u64,
     guided_tokens: u64,
 ) -> Result<Vec<String>> {
-    let needs = estimate(files, placement, context_tokens, guided_tokens)?.into_array();
+    check_for(files, placement, opened, context_tokens, guided_tokens, &Decoding::session())
+}
+
+/// [`check`] for a trio decoding as `decoding` says (`eval`'s α sweep).
+pub fn check_for(
+    files: &TrioFiles,
+    placement: &TrioPlacement,
+    opened: &Devices,
+    context_tokens: u64,
+    guided_tokens: u64,
+    decoding: &Decoding,
+) -> Result<Vec<String>> {
+    let needs = estimate_for(files, placement, context_tokens, guided_tokens, decoding)?.into_array();
     let devices = opened.as_ref().map(|(_, d)| d).into_array();
     let mut notes = Vec::new();
     for need in per_device(&needs) {
@@ -330,7 +383,7 @@ pub fn check(
         match free_memory(need.device, device)? {
             Free::Bytes { bytes, source } => {
                 if need.total() > bytes {
-                    return Err(Error::invalid(refusal(&need, bytes, source, context_tokens)));
+                    return Err(Error::invalid(refusal_for(&need, bytes, source, context_tokens, decoding)));
                 }
             }
             Free::Unknown(why) => notes.push(format!(

@@ -1,7 +1,8 @@
 //! `proxythinker eval` end to end on the tiny trio and tests/fixtures/eval/tiny.jsonl (image
 //! paths, a base64 image, multiple choice, a text-only question): every result line, the
-//! summary, the guided stream at each α against `run` at that α, a resume after a crash, a
-//! changed run refused, and bad dataset lines.
+//! summary, the guided stream at each α against `run` at that α, three α values in one batch
+//! against the serial path's results and `run`'s traces, a resume after a crash, a changed run
+//! refused, and bad dataset lines.
 
 mod common;
 
@@ -95,6 +96,63 @@ fn every_question_gets_each_stream_graded_and_guided_matches_run_at_each_alpha()
     let paper = std::fs::read_to_string(dir.path().join("tiny/guided-alpha0.5.jsonl")).unwrap();
     assert_eq!(paper.lines().count(), 4);
     assert!(paper.contains("generated_text"));
+}
+
+/// Every line as the serial path (one session per question, each further α through live α,
+/// commit 42de91b) wrote it for `--alphas 0.25,0.5,1 --max-new-tokens 16 --stop sw --stop " answer"`,
+/// with `seconds` set to 0: streams there end after 3 to 16 tokens.
+const SERIAL_RESULTS: &str = "eval/serial-3-alphas.jsonl";
+const SERIAL_SUMMARY: &str = "eval/serial-3-alphas-summary.json";
+
+#[test]
+fn three_alphas_decoded_as_one_batch_give_the_serial_results_and_the_traces_run_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let decoding = ["--max-new-tokens", "16", "--stop", "sw", "--stop", " answer"];
+    let mut args = vec!["eval".to_string(), "--data".into(), data(), "--out".into(), dir.path().to_str().unwrap().into()];
+    args.extend(trio());
+    args.extend(["--alphas", "0.25,0.5,1", "--traces"].map(String::from));
+    args.extend(decoding.map(String::from));
+    ok(&bin().args(&args).output().unwrap());
+
+    // Result lines and the summary: what the serial path wrote, but for the time.
+    let lines = results(dir.path());
+    let serial: Vec<ResultLine> = std::fs::read_to_string(fixtures().join(SERIAL_RESULTS))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), serial.len());
+    for (got, want) in lines.iter().zip(&serial) {
+        let question: Vec<&ResultLine> = lines.iter().filter(|l| l.id == got.id).collect();
+        assert!(got.seconds > 0.0 && question.iter().all(|l| l.seconds == got.seconds), "one wall time per question: {question:?}");
+        assert_eq!(&ResultLine { seconds: 0.0, ..got.clone() }, want);
+    }
+    let summary = std::fs::read_to_string(dir.path().join("summary.json")).unwrap();
+    assert_eq!(summary, std::fs::read_to_string(fixtures().join(SERIAL_SUMMARY)).unwrap());
+
+    // Each α's trace holds what `run --trace` records at that α, record for record (measures up
+    // to the last bits of f32: the batch has more rows than a session's).
+    let traced = |path: &Path| -> Vec<Value> {
+        std::fs::read_to_string(path).unwrap().lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    for (id, question, image) in [("q1", "How many circles are in the picture?", Some("images/56x56.png")), ("q4", "What is 2 + 2?", None)] {
+        for alpha in ["0.25", "0.5", "1"] {
+            let trace = dir.path().join(format!("run-{id}-{alpha}.jsonl"));
+            let mut run = vec!["run".to_string()];
+            run.extend(trio());
+            run.extend(["--question", question, "--suffix", "boxed", "--alpha", alpha, "--trace"].map(String::from));
+            run.push(trace.to_str().unwrap().into());
+            if let Some(image) = image {
+                run.extend(["--image".to_string(), tiny(image).to_str().unwrap().into()]);
+            }
+            run.extend(decoding.map(String::from));
+            ok(&bin().args(&run).output().unwrap());
+            let want = traced(&trace);
+            let got = traced(&dir.path().join(format!("traces/{id}-alpha{alpha}.jsonl")));
+            assert!(want.len() > 3, "{id} α={alpha}: {} records", want.len());
+            assert_json_near(&Value::from(got), &Value::from(want), &format!("{id} α={alpha} trace"));
+        }
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! read the Instruct template, the RFT model the Thinking one, whose prompt is longer (it opens
 //! with `<think>`). The prompts, each model's own greedy stream and the guided stream equal a
 //! reference loop written with transformers (tests/fixtures/qwen3_vl_templates.py); the streams
-//! advance in lockstep, live α equals a fresh run, and by default (the paper's way) the base
+//! advance in lockstep, live α equals a fresh run, an α sweep equals a session at each α, and by default (the paper's way) the base
 //! model's template serves all three.
 
 mod common;
@@ -220,4 +220,30 @@ fn with_own_templates_the_thinking_model_s_stream_opens_inside_its_think_segment
     let one = PerModel::new(own.base.clone(), own.base.clone(), own.base.clone());
     let opens = s.session(&one, 0.5, 4).opens_in_think();
     assert_eq!((opens.base, opens.rft, opens.small), (false, false, false));
+}
+
+fn json<T: serde::Serialize>(x: &T) -> Value {
+    serde_json::to_value(x).unwrap()
+}
+
+#[test]
+fn an_alpha_sweep_over_prompts_of_different_lengths_gives_a_session_at_each_alpha() {
+    use proxythinker::engine::{Sweep, SweepStream};
+    let s = setup();
+    let prompts = s.prompts("How many circles are there?", Some("images/56x56.png"));
+    assert_ne!(prompts.base.input_ids.len(), prompts.rft.input_ids.len());
+    let alphas = [0.5f32, 1.0, 2.0];
+    let (checkpoint, tokenizer) = s.files.base();
+    let settings = Settings { alpha: 0.0, sampling: Sampling::Greedy, max_new_tokens: 8, stop_strings: vec![], stop_at_eos: false };
+    let mut sweep = Sweep::new(s.trio.clone(), tokenizer.clone(), prompts.clone(), settings, &alphas, checkpoint.eos_token_ids.clone()).unwrap();
+    sweep.run_to_end().unwrap();
+    for (i, &alpha) in alphas.iter().enumerate() {
+        let mut session = s.session(&prompts, alpha, 8);
+        session.run_to_end().unwrap();
+        assert_eq!(sweep.tokens(SweepStream::Guided(i)), session.tokens(StreamKind::Guided), "α={alpha}");
+        assert_json_near(&json(&sweep.guided_records(i)), &json(&session.guided_records()), &format!("α={alpha} guided"));
+        assert_eq!(sweep.tokens(SweepStream::Rft), session.tokens(StreamKind::Rft), "rft alone with its own prompt");
+        assert_json_near(&json(&sweep.stream_records(SweepStream::Base)), &json(&session.stream_records(StreamKind::Base)), "base");
+        assert_json_near(&json(&sweep.stream_records(SweepStream::Rft)), &json(&session.stream_records(StreamKind::Rft)), "rft");
+    }
 }

@@ -1,6 +1,6 @@
 //! Memory preflight and trio checks before any weights load: the figures on the fixture
 //! checkpoints (weights from the safetensors headers, KV cache by formula from config.json, live
-//! α), a forced refusal through the binary, a normal run that passes, a mismatched tokenizer
+//! α), an α sweep's rows (`eval`), a forced refusal through the binary, a normal run that passes, a mismatched tokenizer
 //! refused through the binary, and the note when vocabularies differ.
 
 mod common;
@@ -12,7 +12,7 @@ use candle_core::DType;
 use common::*;
 use proxythinker::config::{resolve_with, Loaded, Overrides, PlacementOverrides, TrioPlacement};
 use proxythinker::trio::{PerModel, TrioFiles};
-use proxythinker::preflight::{self, estimate, per_device};
+use proxythinker::preflight::{self, estimate, estimate_for, per_device, Decoding};
 use proxythinker::presets::human_bytes;
 use serde_json::Value;
 
@@ -218,4 +218,41 @@ fn run_notes_differing_vocabularies_on_stderr() {
     let out = bin(Some("cpu:100000000000")).args(&args).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn eval_counts_a_kv_cache_row_per_alpha_in_every_model_and_no_live_alpha_store() {
+    let files = trio();
+    let p = placement(PlacementOverrides::default());
+    let dirs = [tiny("qwen2_5_vl"), tiny("trio_rft"), tiny("trio_small")];
+    let (context, guided) = (100u64, 40u64);
+    // Three α: base and RFT carry their own row and one per α, the small model one per α.
+    let needs = estimate_for(&files, &p, context, guided, &Decoding::sweep(3)).unwrap().into_array();
+    for (i, rows) in [4u64, 4, 3].into_iter().enumerate() {
+        assert_eq!(needs[i].kv_cache, rows * context * kv_per_token_elems(&dirs[i]) * 4, "{} kv", needs[i].name);
+        assert_eq!(needs[i].live_alpha, 0, "a sweep's α values are fixed: no live-α store");
+    }
+    // A session's figures are what they were.
+    assert_eq!(estimate_for(&files, &p, context, guided, &Decoding::session()).unwrap(), estimate(&files, &p, context, guided).unwrap());
+
+    // Through the binary: with room for one α's rows but not three's, one α runs and three are refused.
+    let question = ["--question", "How many circles are in the picture?", "--suffix", "boxed", "--image"];
+    let mut run: Vec<String> = run_args(&["--json"]).into_iter().skip(5).collect();
+    run.splice(0..0, ["run".to_string()].into_iter().chain(question.map(String::from)).chain([tiny("images/56x56.png").to_str().unwrap().into(), "--max-new-tokens".into(), "8".into()]));
+    let prompt_tokens = json_stdout(&bin(None).args(&run).output().unwrap())["prompt_tokens"].as_u64().unwrap();
+    let need = |k: usize| per_device(&estimate_for(&files, &p, prompt_tokens + 8, 8, &Decoding::sweep(k)).unwrap().into_array())[0].total();
+    assert!(need(1) < need(3));
+    let out = tempfile::tempdir().unwrap();
+    let eval = |alphas: &str, free: u64| {
+        let mut a: Vec<String> = vec!["eval".into(), "--data".into(), fixtures().join("eval/tiny.jsonl").to_str().unwrap().into()];
+        a.extend(["--out".to_string(), out.path().join(alphas).to_str().unwrap().into(), "--alphas".into(), alphas.into(), "--max-new-tokens".into(), "8".into()]);
+        a.extend(run_args(&[]).into_iter().skip(5));
+        bin(Some(&format!("cpu:{free}"))).args(&a).output().unwrap()
+    };
+    let err = one_line_error(&eval("0.25,0.5,1", need(3) - 1));
+    assert!(err.contains(&format!("need {}", human_bytes(need(3)))) && err.contains("--alphas"), "{err}");
+    for (alphas, free) in [("0.5", need(3) - 1), ("0.25,0.5,1", need(3))] {
+        let o = eval(alphas, free);
+        assert!(o.status.success(), "{alphas}: {}", String::from_utf8_lossy(&o.stderr));
+    }
 }

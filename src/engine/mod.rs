@@ -1,9 +1,11 @@
 //! The guided decoding engine: a [`Session`] of three streams advancing in lockstep, and
 //! [`Engine`], which runs a session on its own thread, sends records, progress and errors over a
 //! channel and takes commands (pause, resume, set α, force, stop). The engine owns α: a change
-//! is in force once its `GuidedReset` says so. No terminal code here.
+//! is in force once its `GuidedReset` says so. [`Sweep`] decodes one prompt at several α values
+//! at once (what `eval` runs per question). No terminal code here.
 
 pub mod session;
+pub mod sweep;
 pub mod why;
 
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -15,6 +17,7 @@ use crate::trio::PerModel;
 pub use session::{
     Candidate, Distribution, GuidedRecord, Record, Session, Settings, Stop, StreamKind, StreamRecord, TOP_K,
 };
+pub use sweep::{Sweep, SweepStream};
 pub use why::{Why, WhyRow};
 
 /// What the engine reports.

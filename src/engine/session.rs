@@ -135,11 +135,12 @@ pub enum Record {
     Guided(GuidedRecord),
 }
 
+/// One stream's tokens, records and stop (shared with [`super::sweep`]).
 #[derive(Debug, Clone)]
-struct Stream<R> {
-    tokens: Vec<u32>,
-    records: Vec<R>,
-    stop: Option<Stop>,
+pub(super) struct Stream<R> {
+    pub(super) tokens: Vec<u32>,
+    pub(super) records: Vec<R>,
+    pub(super) stop: Option<Stop>,
 }
 
 impl<R> Default for Stream<R> {
@@ -176,9 +177,10 @@ pub struct Session {
 }
 
 /// Measures records from logits on the host; borrows only the tokenizer (for token texts), so
-/// it can run on other threads while the session launches the next forwards.
+/// it can run on other threads while the session launches the next forwards. The α sweep
+/// ([`super::sweep`]) measures its records with it too, so both give the same records.
 #[derive(Clone, Copy)]
-struct Measure<'a>(&'a Tokenizer);
+pub(super) struct Measure<'a>(pub(super) &'a Tokenizer);
 
 impl Measure<'_> {
     fn token_text(&self, t: u32) -> String {
@@ -202,7 +204,7 @@ impl Measure<'_> {
         (d, logp)
     }
 
-    fn stream_record(&self, step: usize, logits: &[f32], token: u32) -> StreamRecord {
+    pub(super) fn stream_record(&self, step: usize, logits: &[f32], token: u32) -> StreamRecord {
         let (d, _) = self.distribution(logits, token);
         StreamRecord { step, token, text: self.token_text(token), logprob: d.chosen_logprob, entropy: d.entropy, top: d.top, stop: None }
     }
@@ -229,7 +231,7 @@ impl Measure<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn guided_record(&self, step: usize, t: u32, forced: bool, alpha: f32, b: &[f32], r: &[f32], s: &[f32], mixed: &[f32]) -> GuidedRecord {
+    pub(super) fn guided_record(&self, step: usize, t: u32, forced: bool, alpha: f32, b: &[f32], r: &[f32], s: &[f32], mixed: &[f32]) -> GuidedRecord {
         let (base, (rft, small, kl_rft_small), (guided, kl_guided_base, js_guided_base, flipped, lse)) = std::thread::scope(|scope| {
             let base = scope.spawn(|| self.distribution(b, t));
             let rft = scope.spawn(|| self.distribution(r, t));
@@ -284,12 +286,44 @@ fn own_row(rows: &[Row]) -> usize {
 }
 
 /// The result of a scoped thread; a panic there is a bug, so it goes on unwinding here.
-fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+pub(super) fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
     h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
+/// Why a stream with these tokens ends after its latest one under `settings`, if it does.
+pub(super) fn stop_after(tokenizer: &Tokenizer, settings: &Settings, eos: &[u32], tokens: &[u32]) -> Option<Stop> {
+    let last = *tokens.last()?;
+    if settings.stop_at_eos && eos.contains(&last) {
+        return Some(Stop::Eos);
+    }
+    if !settings.stop_strings.is_empty() {
+        // Only the tail can complete a stop string; decode enough of it to cover the longest.
+        let longest = settings.stop_strings.iter().map(|s| s.len()).max().unwrap_or(0);
+        let tail = &tokens[tokens.len().saturating_sub(longest + 2)..];
+        let text = tokenizer.decode(tail, false).unwrap_or_default();
+        if let Some(s) = settings.stop_strings.iter().find(|s| text.contains(s.as_str())) {
+            return Some(Stop::StopString(s.clone()));
+        }
+    }
+    if tokens.len() >= settings.max_new_tokens {
+        return Some(Stop::MaxNewTokens);
+    }
+    None
+}
+
+/// The stop of the base-only (`name` "base") or RFT-only stream whose logits at `step` hold a NaN.
+pub(super) fn own_nan_stop(name: &str, step: usize, logits: &[f32]) -> Option<Stop> {
+    guidance::has_nan(logits).then(|| Stop::Error(format!("the {name} model's logits hold NaN at step {step}")))
+}
+
+/// The stop of the guided stream when one of the three models' logits at `step` holds a NaN.
+pub(super) fn guided_nan_stop(step: usize, b: &[f32], r: &[f32], s: &[f32]) -> Option<Stop> {
+    let which = [("base", b), ("RFT", r), ("small", s)].into_iter().find(|(_, l)| guidance::has_nan(l))?.0;
+    Some(Stop::Error(format!("the {which} model's logits hold NaN at guided step {step}")))
+}
+
 /// Every row of a logits tensor, on the host, in one copy.
-fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
+pub(super) fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
     Ok(t.to_dtype(DType::F32)?.to_vec2()?)
 }
 
@@ -409,23 +443,7 @@ impl Session {
 
     /// Why a stream with these tokens ends after its latest one, if it does.
     fn check_stop(&self, tokens: &[u32]) -> Option<Stop> {
-        let last = *tokens.last()?;
-        if self.settings.stop_at_eos && self.eos.contains(&last) {
-            return Some(Stop::Eos);
-        }
-        if !self.settings.stop_strings.is_empty() {
-            // Only the tail can complete a stop string; decode enough of it to cover the longest.
-            let longest = self.settings.stop_strings.iter().map(|s| s.len()).max().unwrap_or(0);
-            let tail = &tokens[tokens.len().saturating_sub(longest + 2)..];
-            let text = self.tokenizer.decode(tail, false).unwrap_or_default();
-            if let Some(s) = self.settings.stop_strings.iter().find(|s| text.contains(s.as_str())) {
-                return Some(Stop::StopString(s.clone()));
-            }
-        }
-        if tokens.len() >= self.settings.max_new_tokens {
-            return Some(Stop::MaxNewTokens);
-        }
-        None
+        stop_after(&self.tokenizer, &self.settings, &self.eos, tokens)
     }
 
     /// Advances every stream that has not ended by one token and returns the new records.
@@ -460,9 +478,8 @@ impl Session {
         if self.guided.stop.is_none() {
             debug_assert_eq!(self.guided.tokens.len(), step);
             let (b, r, s) = (base_g, rft_g, small_g);
-            if guidance::has_nan(b) || guidance::has_nan(r) || guidance::has_nan(s) {
-                let which = if guidance::has_nan(b) { "base" } else if guidance::has_nan(r) { "RFT" } else { "small" };
-                self.guided.stop = Some(Stop::Error(format!("the {which} model's logits hold NaN at guided step {step}")));
+            if let Some(stop) = guided_nan_stop(step, b, r, s) {
+                self.guided.stop = Some(stop);
             } else {
                 let delta = guidance::delta(r, s, v);
                 let mixed = guidance::combine(b, &delta, self.settings.alpha);
@@ -531,8 +548,8 @@ impl Session {
         if step < stream.tokens.len() || stream.stop.is_some() {
             return None;
         }
-        if guidance::has_nan(logits) {
-            self.own_stream(kind).stop = Some(Stop::Error(format!("the {name} model's logits hold NaN at step {step}")));
+        if let Some(stop) = own_nan_stop(name, step, logits) {
+            self.own_stream(kind).stop = Some(stop);
             return None;
         }
         let t = guidance::choose(logits, &self.settings.sampling, step);

@@ -1,11 +1,10 @@
 //! Running a dataset: every question through one guided session, all three streams graded, an α
 //! sweep on top, results that survive a crash, a summary.
 //!
-//! Per question the models are prefilled once and the base-alone, RFT-alone and guided streams
-//! decode together at the first α. Each further α reuses that session through live α: the
-//! guided tokens that α would not change are kept, the caches are cut back to the first one it
-//! changes and only the guided stream decodes on (exactly what a fresh run at that α gives; the
-//! base and RFT streams do not depend on α and are not decoded again).
+//! Per question one [`Sweep`](crate::engine::Sweep) decodes every α at once: each model is
+//! prefilled once, and the base-alone and RFT-alone streams (which do not depend on α) and one
+//! guided stream per α decode as rows of one batch, each row leaving the batch when its stream
+//! ends; each stream is what `run` gives at that α.
 //!
 //! `DIR/results.jsonl` gets one line per question × stream (× α for guided), appended and
 //! flushed as each question finishes, so a crash loses at most the question in flight; running
@@ -26,7 +25,7 @@ use serde_json::{json, Value};
 
 use super::dataset::{prompt_text, Dataset, Question};
 use super::grade::grade;
-use crate::engine::{Record, Session, StreamKind};
+use crate::engine::{GuidedRecord, Record, Stop, StreamRecord, SweepStream};
 use crate::error::{Error, Result};
 use crate::plan::{Inputs, SessionPlan};
 
@@ -56,6 +55,8 @@ pub struct ResultLine {
     pub tokens: usize,
     /// eos, stop_string, max_new_tokens, error; for a skipped question, why.
     pub stop: String,
+    /// The question's wall time, prefill included, the same on each of its lines: its streams
+    /// decode as rows of one batch (0 for a skipped question).
     pub seconds: f64,
     pub answer: String,
     /// The dataset line's other fields (category, skill, ...).
@@ -152,25 +153,25 @@ fn resume(path: &Path, alphas: &[f32]) -> Result<Vec<ResultLine>> {
     Ok(kept)
 }
 
-/// The records of a session, step by step, base then RFT then guided (as the engine emits them).
-fn records_of(session: &Session) -> Vec<Record> {
-    let (b, r, g) = (session.stream_records(StreamKind::Base), session.stream_records(StreamKind::Rft), session.guided_records());
-    let steps = b.len().max(r.len()).max(g.len());
+/// The records of one α's streams, step by step, base then RFT then guided (as the engine emits
+/// them, and as `run --trace` writes them).
+fn records_of(base: &[StreamRecord], rft: &[StreamRecord], guided: &[GuidedRecord]) -> Vec<Record> {
+    let steps = base.len().max(rft.len()).max(guided.len());
     let mut out = Vec::new();
     for s in 0..steps {
-        out.extend(b.get(s).cloned().map(Record::Base));
-        out.extend(r.get(s).cloned().map(Record::Rft));
-        out.extend(g.get(s).cloned().map(Record::Guided));
+        out.extend(base.get(s).cloned().map(Record::Base));
+        out.extend(rft.get(s).cloned().map(Record::Rft));
+        out.extend(guided.get(s).cloned().map(Record::Guided));
     }
     out
 }
 
-fn stop_name(session: &Session, kind: StreamKind) -> String {
-    match session.stop(kind) {
-        Some(crate::engine::Stop::Eos) => "eos".into(),
-        Some(crate::engine::Stop::StopString(_)) => "stop_string".into(),
-        Some(crate::engine::Stop::MaxNewTokens) => "max_new_tokens".into(),
-        Some(crate::engine::Stop::Error(e)) => format!("error: {e}"),
+fn stop_name(stop: Option<&Stop>) -> String {
+    match stop {
+        Some(Stop::Eos) => "eos".into(),
+        Some(Stop::StopString(_)) => "stop_string".into(),
+        Some(Stop::MaxNewTokens) => "max_new_tokens".into(),
+        Some(Stop::Error(e)) => format!("error: {e}"),
         None => "none".into(),
     }
 }
@@ -180,17 +181,19 @@ fn safe_name(id: &str) -> String {
     id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
 }
 
-/// Decodes one question and grades its streams.
+/// Decodes one question at every α at once (one [`Sweep`]) and grades its streams. Every line
+/// of the question gets its wall time, prefill included, in `seconds`: the streams decode as
+/// rows of one batch, so none has a time of its own.
 fn run_question(plan: &SessionPlan, q: &Question, opts: &EvalOptions) -> Result<Vec<ResultLine>> {
     let image = q.image.as_ref().map(|i| i.open()).transpose()?;
     let inputs = Inputs { question: prompt_text(q), image };
     let prompt = plan.prompt(&inputs)?;
     let started = Instant::now();
-    let mut session = plan.session(&prompt, opts.alphas[0])?;
-    session.run_to_end()?;
-    let first_seconds = started.elapsed().as_secs_f64();
-    let line = |session: &Session, stream: &str, kind: StreamKind, alpha: Option<f32>, seconds: f64| -> Result<ResultLine> {
-        let response = session.text(kind)?;
+    let mut sweep = plan.sweep(&prompt, &opts.alphas)?;
+    sweep.run_to_end()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let line = |stream: &str, s: SweepStream, alpha: Option<f32>| -> Result<ResultLine> {
+        let response = sweep.text(s)?;
         let g = grade(&q.answer, &q.choices, &response);
         Ok(ResultLine {
             id: q.id.clone(),
@@ -200,35 +203,24 @@ fn run_question(plan: &SessionPlan, q: &Question, opts: &EvalOptions) -> Result<
             response,
             extracted: g.extracted,
             correct: g.correct,
-            tokens: session.tokens(kind).len(),
-            stop: stop_name(session, kind),
+            tokens: sweep.tokens(s).len(),
+            stop: stop_name(sweep.stop(s)),
             seconds,
             answer: q.answer.clone(),
             fields: q.extra.clone(),
         })
     };
-    let mut out = vec![
-        line(&session, "base", StreamKind::Base, None, first_seconds)?,
-        line(&session, "rft", StreamKind::Rft, None, first_seconds)?,
-        line(&session, "guided", StreamKind::Guided, Some(opts.alphas[0]), first_seconds)?,
-    ];
-    let trace = |session: &Session, alpha: f32| -> Result<()> {
-        if !opts.traces {
-            return Ok(());
+    let mut out = vec![line("base", SweepStream::Base, None)?, line("rft", SweepStream::Rft, None)?];
+    for (i, &alpha) in opts.alphas.iter().enumerate() {
+        out.push(line("guided", SweepStream::Guided(i), Some(alpha))?);
+        if opts.traces {
+            let dir = opts.out.join("traces");
+            std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
+            let path = dir.join(format!("{}-alpha{alpha}.jsonl", safe_name(&q.id)));
+            let writer = crate::trace::TraceWriter::create(&path)?;
+            let records = records_of(sweep.stream_records(SweepStream::Base), sweep.stream_records(SweepStream::Rft), sweep.guided_records(i));
+            writer.finish(&plan.trace_header("proxythinker eval", &inputs, &prompt, alpha), &records)?;
         }
-        let dir = opts.out.join("traces");
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
-        let path = dir.join(format!("{}-alpha{alpha}.jsonl", safe_name(&q.id)));
-        let writer = crate::trace::TraceWriter::create(&path)?;
-        writer.finish(&plan.trace_header("proxythinker eval", &inputs, &prompt, alpha), &records_of(session))
-    };
-    trace(&session, opts.alphas[0])?;
-    for &alpha in &opts.alphas[1..] {
-        let t = Instant::now();
-        session.set_alpha(alpha)?;
-        session.run_to_end()?;
-        out.push(line(&session, "guided", StreamKind::Guided, Some(alpha), t.elapsed().as_secs_f64())?);
-        trace(&session, alpha)?;
     }
     Ok(out)
 }

@@ -95,3 +95,38 @@ pub fn one_line_error(out: &std::process::Output) -> String {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     stderr
 }
+
+/// Asserts that two JSON values (records, traces) are the same up to the last bits of f32:
+/// every string, integer, bool and key equal; every fractional number within 1e-5 + 1e-4·|want|.
+/// A list of candidates (objects with a `token`) is compared by token, since two candidates
+/// whose probabilities differ by less than that may trade places. Logits from forwards over
+/// different numbers of rows differ by about 1e-6 (see tests/decoding.rs).
+pub fn assert_json_near(got: &Value, want: &Value, at: &str) {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => {
+            let (gk, wk): (Vec<_>, Vec<_>) = (g.keys().collect(), w.keys().collect());
+            assert_eq!(gk, wk, "{at}: different fields");
+            for (k, v) in w {
+                assert_json_near(&g[k], v, &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(g), Value::Array(w)) => {
+            assert_eq!(g.len(), w.len(), "{at}: different lengths");
+            let by_token = |a: &[Value]| {
+                let mut a = a.to_vec();
+                if a.iter().all(|x| x.get("token").is_some_and(Value::is_u64)) {
+                    a.sort_by_key(|x| x["token"].as_u64());
+                }
+                a
+            };
+            for (i, (a, b)) in by_token(g).iter().zip(&by_token(w)).enumerate() {
+                assert_json_near(a, b, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Number(g), Value::Number(w)) if g.is_f64() || w.is_f64() => {
+            let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+            assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{at}: {g} against {w}");
+        }
+        _ => assert_eq!(got, want, "{at}"),
+    }
+}
