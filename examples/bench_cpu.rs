@@ -8,7 +8,8 @@
 //! ```
 //!
 //! QUANT (`none`, `q8_0`, `q6_k`, `q4_k`; default none) quantizes the text decoder's linear
-//! layers while loading, as `--quant` does. Prints one JSON object: prompt tokens, prefill
+//! layers while loading, as `--quant` does; `q8_0+head` (any format, `+head`) quantizes the
+//! output head to it too, as `--quant-head` does. Prints one JSON object: prompt tokens, prefill
 //! tokens/s and decode tokens/s (medians over the repeats), and how many linear layers hold each
 //! format. The image and question are the committed fixtures', so both sides see the same inputs.
 //! CONTEXT (default 0) appends that many text tokens to the prompt, so that decoding is timed at a
@@ -36,7 +37,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = PathBuf::from(args.get(1).ok_or("usage: bench_cpu MODEL_DIR [NEW_TOKENS] [REPEATS]")?);
     let new_tokens: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(64);
     let repeats: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(3);
-    let quant = args.get(4).map(|s| QuantFormat::parse(s)).transpose()?.unwrap_or_default();
+    let (quant, head) = match args.get(4) {
+        Some(s) => match s.strip_suffix("+head") {
+            Some(format) => (QuantFormat::parse(format)?, QuantFormat::parse(format)?),
+            None => (QuantFormat::parse(s)?, QuantFormat::None),
+        },
+        None => (QuantFormat::None, QuantFormat::None),
+    };
     let context: usize = args.get(5).map(|s| s.parse()).transpose()?.unwrap_or(0);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // The same picture bench/transformers_reference.py gives transformers.
@@ -51,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     prepared.input.input_ids.extend((0..context as u32).map(|i| 20 + (i * 37) % 250));
     let loading = Instant::now();
     // Any family: the engine's own loading path.
-    let model = checkpoint.load_decoder_quantized(DType::F32, &device, Quantization::new(quant))?;
+    let model = checkpoint.load_decoder_quantized(DType::F32, &device, Quantization { format: quant, head })?;
     let load_seconds = loading.elapsed().as_secs_f64();
     let formats: serde_json::Map<String, serde_json::Value> =
         model.formats().into_iter().map(|(f, n)| (f.name().to_string(), n.into())).collect();
@@ -77,6 +84,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "family": checkpoint.config.family.model_type(),
             "engine": "proxythinker (candle, f32, cpu)",
             "quant": quant.name(),
+            "quant_head": head.name(),
             "linear_layers_by_format": formats,
             "load_seconds": load_seconds,
             "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),

@@ -157,10 +157,10 @@ pub fn run(plan: &SessionPlan, prompt: &PromptInput, unbatched: bool) -> Result<
         .files
         .checkpoints()
         .zip(plan.devices.as_ref())
-        .zip(plan.placement().quants())
+        .zip(plan.placement().quantizations())
         .into_array()
         .iter()
-        .map(|((c, (dtype, _)), quant)| c.decode_weight_bytes_quantized(*dtype, *quant))
+        .map(|((c, (dtype, _)), quant)| c.decode_weight_bytes_with_head(*dtype, *quant))
         .sum::<Result<u64>>()?;
     let models = trio.as_ref().map(|m| m.as_ref()).into_array();
 

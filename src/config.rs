@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::guidance::Sampling;
-use crate::models::QuantFormat;
+use crate::models::{QuantFormat, Quantization};
 use crate::placement::{dtype_name, parse_dtype, DeviceSpec, Devices};
 use crate::presets::{self, Preset, Suffix};
 use crate::trio::{PerModel, Role};
@@ -73,6 +73,9 @@ pub struct ConfigFile {
     pub rft_quant: Option<QuantFormat>,
     #[serde(default, deserialize_with = "de_quant")]
     pub small_quant: Option<QuantFormat>,
+    /// The block format of every model's output head (`--quant-head`; unquantized by default).
+    #[serde(default, deserialize_with = "de_quant")]
+    pub quant_head: Option<QuantFormat>,
     /// The Hugging Face cache (sets HF_HUB_CACHE when the environment does not).
     pub hub_cache: Option<PathBuf>,
 }
@@ -251,6 +254,8 @@ pub struct PlacementOverrides {
     pub dtypes: PerModel<Option<DType>>,
     pub devices: PerModel<Option<DeviceSpec>>,
     pub quants: PerModel<Option<QuantFormat>>,
+    /// The output heads' format (`--quant-head`).
+    pub quant_head: Option<QuantFormat>,
 }
 
 /// One model's resolved dtype, device and weight quantization, with where each came from.
@@ -260,6 +265,8 @@ pub struct ModelPlacement {
     pub device: Setting<DeviceSpec>,
     /// The block format of the text decoder's linear layers (`none`: the dtype's).
     pub quant: Setting<QuantFormat>,
+    /// The block format of the output head (`none` unless `--quant-head` or `quant_head` asks).
+    pub head: Setting<QuantFormat>,
     /// What named the device, for error messages ("--small-device", "device in /path/config.toml").
     pub device_flag: String,
 }
@@ -279,12 +286,18 @@ impl TrioPlacement {
         self.0.as_ref().map(|m| m.quant.value)
     }
 
+    /// The whole quantization of base, rft and small: linear layers and output head.
+    pub fn quantizations(&self) -> PerModel<Quantization> {
+        self.0.as_ref().map(|m| Quantization { format: m.quant.value, head: m.head.value })
+    }
+
     /// Opens the devices, each one once, so that models on the same GPU share it, and checks that
     /// each device can run its model's quantized products.
     pub fn open(&self) -> Result<Devices> {
         let devices = crate::placement::open_all(self.specs(), self.0.as_ref().map(|m| m.device_flag.as_str()))?;
         for ((role, m), (dtype, device)) in self.0.iter().zip(devices.as_ref().into_array()) {
             crate::placement::check_quant(role, m.quant.value, *dtype, device, m.device.value)?;
+            crate::placement::check_quant(role, m.head.value, *dtype, device, m.device.value)?;
         }
         Ok(devices)
     }
@@ -313,12 +326,18 @@ impl TrioPlacement {
         Self::summary(self.quants().map(|q| q.name().to_string()))
     }
 
-    /// A short description for headers and reports: "cpu f32" ("cpu bf16 q8_0" when quantized),
-    /// or each model's when they differ.
+    /// A short description for headers and reports: "cpu f32" ("cpu bf16 q8_0" when quantized,
+    /// "cpu f32 q8_0 head q8_0" with a quantized head), or each model's when they differ.
     pub fn describe(&self) -> String {
-        Self::summary(self.specs().zip(self.quants()).map(|((d, spec), q)| match q {
-            QuantFormat::None => format!("{spec} {}", dtype_name(d)),
-            q => format!("{spec} {} {q}", dtype_name(d)),
+        Self::summary(self.specs().zip(self.quantizations()).map(|((d, spec), q)| {
+            let mut s = format!("{spec} {}", dtype_name(d));
+            if q.format != QuantFormat::None {
+                s.push_str(&format!(" {}", q.format));
+            }
+            if q.head != QuantFormat::None {
+                s.push_str(&format!(" head {}", q.head));
+            }
+            s
         }))
     }
 
@@ -326,9 +345,15 @@ impl TrioPlacement {
     /// "quant" for a quantized model (absent when unquantized, so the unquantized form is the
     /// one `run --json` always printed).
     pub fn to_json(&self) -> serde_json::Value {
-        let s = self.specs().zip(self.quants()).map(|((d, spec), q)| match q {
-            QuantFormat::None => json!({"device": spec.to_string(), "dtype": dtype_name(d)}),
-            q => json!({"device": spec.to_string(), "dtype": dtype_name(d), "quant": q.name()}),
+        let s = self.specs().zip(self.quantizations()).map(|((d, spec), q)| {
+            let mut m = json!({"device": spec.to_string(), "dtype": dtype_name(d)});
+            if q.format != QuantFormat::None {
+                m["quant"] = json!(q.format.name());
+            }
+            if q.head != QuantFormat::None {
+                m["quant_head"] = json!(q.head.name());
+            }
+            m
         });
         json!({"base": s.base, "rft": s.rft, "small": s.small})
     }
@@ -479,13 +504,14 @@ pub fn resolve_placement(p: &PlacementOverrides, f: &ConfigFile, fsrc: &Source) 
         let dtype = pick(own_dtype.or(p.dtype), fd.or(f.dtype), fsrc, None, DType::F32);
         let device = pick(own_device.or(p.device), fdev.or(f.device), fsrc, None, DeviceSpec::Cpu);
         let quant = pick(p.quants.get(role).or(p.quant), file_quants.get(role).or(f.quant), fsrc, None, QuantFormat::None);
+        let head = pick(p.quant_head, f.quant_head, fsrc, None, QuantFormat::None);
         let device_flag = match &device.from {
             Source::CommandLine if own_device.is_some() => format!("--{name}-device"),
             Source::File(path) if fdev.is_some() => format!("{name}_device in {}", path.display()),
             Source::File(path) => format!("device in {}", path.display()),
             _ => "--device".to_string(),
         };
-        ModelPlacement { dtype, device, quant, device_flag }
+        ModelPlacement { dtype, device, quant, head, device_flag }
     }))
 }
 
@@ -575,6 +601,8 @@ impl Settings {
             row(&format!("{name}_device"), m.device.value.to_string(), &m.device.from);
             row(&format!("{name}_quant"), m.quant.value.name().to_string(), &m.quant.from);
         }
+        let head = &self.placement.0.base.head;
+        row("quant_head", head.value.name().to_string(), &head.from);
         match &self.hub_cache {
             Some(h) => row("hub_cache", h.value.display().to_string(), &h.from),
             None => row("hub_cache", "(not set)".into(), &Source::Default),

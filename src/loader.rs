@@ -279,6 +279,49 @@ impl Checkpoint {
         Ok(self.tensors()?.iter().map(|t| t.bytes(dtype, quant)).sum())
     }
 
+    /// [`weight_bytes`](Self::weight_bytes) with the output head in `quant.head` too: an untied
+    /// head is held in that format instead of the dtype; a tied one is an extra quantized copy of
+    /// the input embedding, which stays in the dtype for its lookups.
+    pub fn weight_bytes_with_head(&self, dtype: DType, quant: Quantization) -> Result<u64> {
+        let all = self.weight_bytes(dtype, quant.format)?;
+        Ok(match self.quantized_head(dtype, quant.head)? {
+            None => all,
+            Some(QuantizedHead { untied: Some(plain), bytes }) => all.saturating_sub(plain).saturating_add(bytes),
+            Some(QuantizedHead { untied: None, bytes }) => all.saturating_add(bytes),
+        })
+    }
+
+    /// [`decode_weight_bytes_quantized`](Self::decode_weight_bytes_quantized) with the output
+    /// head in `quant.head`: a step reads the quantized head instead of the dtype's (for a tied
+    /// head, instead of the embedding it was copied from).
+    pub fn decode_weight_bytes_with_head(&self, dtype: DType, quant: Quantization) -> Result<u64> {
+        let read = self.decode_weight_bytes_quantized(dtype, quant.format)?;
+        Ok(match self.quantized_head(dtype, quant.head)? {
+            None => read,
+            Some(QuantizedHead { untied: Some(plain), bytes }) => read.saturating_sub(plain).saturating_add(bytes),
+            Some(QuantizedHead { untied: None, bytes }) => {
+                let embedding = self.tensors()?.iter().find(|t| is_input_embedding(&t.name)).map_or(0, |t| t.bytes(dtype, QuantFormat::None));
+                read.saturating_sub(embedding).saturating_add(bytes)
+            }
+        })
+    }
+
+    /// The output head's bytes in `head` (None when it stays in the dtype), and for an untied
+    /// head what its `lm_head.weight` takes in the dtype.
+    fn quantized_head(&self, dtype: DType, head: QuantFormat) -> Result<Option<QuantizedHead>> {
+        if head == QuantFormat::None {
+            return Ok(None);
+        }
+        let tensors = self.tensors()?;
+        let untied = tensors.iter().find(|t| t.name == "lm_head.weight");
+        let Some(weight) = untied.or_else(|| tensors.iter().find(|t| is_input_embedding(&t.name))) else { return Ok(None) };
+        let [out, width] = weight.shape[..] else { return Ok(None) };
+        Ok(Some(QuantizedHead {
+            untied: untied.map(|t| t.bytes(dtype, QuantFormat::None)),
+            bytes: head.for_width(width).weight_bytes(out as u64, width as u64, dtype),
+        }))
+    }
+
     /// How the decoder's linear layers take `quant`: (how many there are, and for each format
     /// they fall back to: how many, the kinds of layer, e.g. `mlp.down_proj`, and their input
     /// widths).
@@ -401,7 +444,7 @@ impl Checkpoint {
         VlModel::new_quantized(&self.config, vb, quant).map_err(|e| {
             let message = first_line(&e);
             if is_out_of_memory(&message) {
-                let need = self.weight_bytes(dtype, quant.format).unwrap_or(0);
+                let need = self.weight_bytes_with_head(dtype, quant).unwrap_or(0);
                 let quantized = if quant.format == QuantFormat::None { String::new() } else { format!(" ({} linear layers)", quant.format) };
                 let tries = match quant.format {
                     QuantFormat::None => "try --dtype bf16, --quant q8_0, another device, or a smaller model",
@@ -438,6 +481,18 @@ pub struct QuantFallback {
 pub struct TensorEntry {
     pub name: String,
     pub shape: Vec<usize>,
+}
+
+/// An output head held in a block format; see [`Checkpoint::weight_bytes_with_head`].
+struct QuantizedHead {
+    /// An untied head's bytes in the dtype (None: the head is tied to the input embedding).
+    untied: Option<u64>,
+    bytes: u64,
+}
+
+/// Whether `name` is the text decoder's input embedding (the Hub's or transformers 5's spelling).
+fn is_input_embedding(name: &str) -> bool {
+    !name.contains("visual.") && name.ends_with("embed_tokens.weight")
 }
 
 impl TensorEntry {

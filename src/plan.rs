@@ -213,7 +213,7 @@ impl SessionPlan {
             return Ok(t.clone());
         }
         let started = std::time::Instant::now();
-        let trio = self.files.load_quantized(&self.devices, self.placement().quants())?;
+        let trio = self.files.load_quantized(&self.devices, self.placement().quantizations())?;
         tracing::info!("models loaded in {:.2}s", started.elapsed().as_secs_f64());
         *slot = Some(trio.clone());
         Ok(trio)

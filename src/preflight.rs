@@ -20,7 +20,7 @@
 use candle_core::{DType, Device};
 
 use crate::config::TrioPlacement;
-use crate::models::QuantFormat;
+use crate::models::{QuantFormat, Quantization};
 use crate::error::{Error, Result};
 use crate::loader::Checkpoint;
 use crate::placement::{dtype_name, DeviceSpec, Devices};
@@ -111,14 +111,14 @@ pub fn estimate(files: &TrioFiles, placement: &TrioPlacement, context_tokens: u6
 /// [`estimate`] for a trio decoding as `decoding` says (an α sweep's rows, say).
 pub fn estimate_for(files: &TrioFiles, placement: &TrioPlacement, context_tokens: u64, guided_tokens: u64, decoding: &Decoding) -> Result<PerModel<ModelNeed>> {
     let v = files.shared_vocab() as u64;
-    let placed = placement.specs().zip(placement.quants());
-    files.checkpoints().zip(placed).zip(decoding.kv_rows.clone()).try_map(|role, ((ckpt, ((dtype, device), quant)), rows)| {
+    let placed = placement.specs().zip(placement.quantizations());
+    files.checkpoints().zip(placed).zip(decoding.kv_rows).try_map(|role, ((ckpt, ((dtype, device), quant)), rows)| {
         Ok(ModelNeed {
             name: role.name(),
             device,
             dtype,
-            quant,
-            weights: weight_bytes(ckpt, dtype, quant)?,
+            quant: quant.format,
+            weights: ckpt.weight_bytes_with_head(dtype, quant)?,
             kv_cache: kv_row_bytes(ckpt, dtype, context_tokens).saturating_mul(rows),
             // base[..V] lives with the base model, rft[..V] − small[..V] with the RFT model.
             live_alpha: if role == Role::Small || !decoding.live_alpha { 0 } else { v.saturating_mul(4).saturating_mul(guided_tokens) },
@@ -331,7 +331,7 @@ pub fn check_one(
     spec: DeviceSpec,
     device: &Device,
     dtype: DType,
-    quant: QuantFormat,
+    quant: Quantization,
     prompt_tokens: u64,
     new_tokens: u64,
 ) -> Result<Vec<String>> {
@@ -340,8 +340,8 @@ pub fn check_one(
         device: spec,
         models: vec!["the model"],
         dtypes: vec![dtype],
-        quants: vec![quant],
-        weights: weight_bytes(checkpoint, dtype, quant)?,
+        quants: vec![quant.format],
+        weights: checkpoint.weight_bytes_with_head(dtype, quant)?,
         kv_cache: kv_row_bytes(checkpoint, dtype, context),
         live_alpha: 0,
         prefill: prefill_bytes(checkpoint, 1, prompt_tokens),

@@ -65,11 +65,9 @@ impl TrioFiles {
     }
 
     /// Loads each model's weights with its own dtype on its own device, its text decoder's linear
-    /// layers quantized to its own format.
-    pub fn load_quantized(&self, devices: &Devices, quants: PerModel<QuantFormat>) -> Result<Trio> {
-        self.0.as_ref().zip(devices.as_ref()).zip(quants).try_map(|_, (((c, _), (dtype, device)), quant)| {
-            c.load_decoder_quantized(*dtype, device, Quantization::new(quant))
-        })
+    /// layers (and output head, if asked) quantized as its own [`Quantization`] says.
+    pub fn load_quantized(&self, devices: &Devices, quants: PerModel<Quantization>) -> Result<Trio> {
+        self.0.as_ref().zip(devices.as_ref()).zip(quants).try_map(|_, (((c, _), (dtype, device)), quant)| c.load_decoder_quantized(*dtype, device, quant))
     }
 
     /// The load notes of the quantized layers that fall back to another format (once per kind of

@@ -150,7 +150,7 @@ fn trio_files(dirs: [&Path; 3]) -> TrioFiles {
 }
 
 fn load_trio(files: &TrioFiles, quant: QuantFormat) -> Trio {
-    files.load_quantized(&proxythinker::placement::uniform(DType::F32, &Device::Cpu), PerModel::new(quant, quant, quant)).unwrap()
+    files.load_quantized(&proxythinker::placement::uniform(DType::F32, &Device::Cpu), PerModel::from_fn(|_| Quantization::new(quant))).unwrap()
 }
 
 /// Measures every format on one trio of checkpoints; prints the table rows; returns, per format,
@@ -488,4 +488,59 @@ fn config_shows_each_models_quantization_and_where_it_came_from() {
     let text = String::from_utf8(out.stdout).unwrap();
     let line = text.lines().find(|l| l.starts_with("base_quant ")).unwrap_or_else(|| panic!("{text}"));
     assert!(line.contains("none") && line.ends_with("default"), "{line}");
+}
+
+#[test]
+fn an_opt_in_quantized_head_is_counted_loaded_and_reported() {
+    // Bytes: an untied head (the tiny Qwen2.5-VL's lm_head) is held in q8_0 instead of f32; a tied
+    // one (the tiny Qwen3-VL's) is an extra q8_0 copy of the embedding, which stays f32. A step
+    // reads the quantized head either way.
+    let q = Quantization { format: QuantFormat::None, head: QuantFormat::Q8_0 };
+    for (name, tied) in [("qwen2_5_vl", false), ("qwen3_vl", true)] {
+        let (c, _) = open(&tiny(name));
+        let entries = c.tensors().unwrap();
+        let head = entries.iter().find(|e| if tied { e.name.ends_with("embed_tokens.weight") } else { e.name == "lm_head.weight" }).unwrap();
+        assert_eq!(entries.iter().any(|e| e.name == "lm_head.weight"), !tied, "{name}");
+        let (f32_bytes, q8_bytes) = (head.numel() * 4, head.numel() / 32 * 34);
+        let plain = c.weight_bytes(DType::F32, QuantFormat::None).unwrap();
+        let want = if tied { plain + q8_bytes } else { plain - f32_bytes + q8_bytes };
+        assert_eq!(c.weight_bytes_with_head(DType::F32, q).unwrap(), want, "{name}");
+        let read = c.decode_weight_bytes_quantized(DType::F32, QuantFormat::None).unwrap();
+        assert_eq!(c.decode_weight_bytes_with_head(DType::F32, q).unwrap(), read - f32_bytes + q8_bytes, "{name}");
+        assert_eq!(c.weight_bytes_with_head(DType::F32, Quantization::default()).unwrap(), plain);
+    }
+
+    // logits --quant-head: the logits move off f32's, a little; --quant alone leaves the head.
+    let logits = |extra: &[&str]| -> Vec<f32> {
+        let model = tiny("qwen2_5_vl");
+        let mut args = vec!["logits", "--model", model.to_str().unwrap(), "--prompt", "Hello"];
+        args.extend(extra);
+        let out = bin().args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        f32s(&serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["logits"])
+    };
+    let (f, h) = (logits(&[]), logits(&["--quant-head", "q8_0"]));
+    let scale = f.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let d = max_abs_diff(&f, &h);
+    assert!(d > 0.0 && d < 0.08 * scale, "{d} of {scale}");
+    assert_eq!(logits(&["--quant", "q8_0", "--quant-head", "none"]), logits(&["--quant", "q8_0"]));
+
+    // run: the placement reports it; the config file's key and the flag, with their sources.
+    let out = bin().env("PROXYTHINKER_FREE_MEMORY_BYTES", "cpu:100000000000").args(run_args(&["--json", "--quant", "q8_0", "--quant-head", "q8_0"])).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["placement"]["rft"], serde_json::json!({"device": "cpu", "dtype": "f32", "quant": "q8_0", "quant_head": "q8_0"}));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "quant_head = \"q4_k\"\n").unwrap();
+    let setting = |args: &[&str]| {
+        let out = bin().env("PROXYTHINKER_CONFIG", &config).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["settings"]["quant_head"]["value"].clone(), v["settings"]["quant_head"]["from"].as_str().unwrap().to_string())
+    };
+    assert_eq!(setting(&["config", "--json"]), ("q4_k".into(), config.to_str().unwrap().to_string()));
+    assert_eq!(setting(&["config", "--json", "--quant-head", "none"]), ("none".into(), "command line".to_string()));
+    let err = one_line_error(&bin().args(run_args(&["--quant-head", "q5_k"])).output().unwrap());
+    assert!(err.contains("use none, q8_0, q6_k or q4_k"), "{err}");
 }
