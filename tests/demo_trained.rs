@@ -139,3 +139,55 @@ fn eval_scores_the_heldout_set_and_guided_at_alpha_0_grades_as_the_base() {
     }
     assert!(verified >= 15, "guided at α=1 checks its answer on {verified} of 20 questions");
 }
+
+#[test]
+fn the_inspectors_why_table_shows_the_reasoner_pushing_wait() {
+    // The demo's own question at α = 1, through `run --trace` and the UI's replay of that trace,
+    // as a user inspecting the guided stream sees it.
+    let dir = tempfile::tempdir().unwrap();
+    let files = installed(dir.path());
+    let trace = dir.path().join("demo.trace.jsonl");
+    let mut args = vec!["run".to_string()];
+    args.extend(trio(&files));
+    args.extend(["--image".into(), files.image.to_str().unwrap().into(), "--question".into(), demo::question()]);
+    args.extend(["--alpha", "1", "--max-new-tokens", "96", "--trace", trace.to_str().unwrap()].map(String::from));
+    ok(&bin().args(&args).output().unwrap());
+    let (mut app, _) = proxythinker::tui::trace_io::replay(&trace);
+    assert!(!app.guided.is_empty(), "the replay holds the guided stream");
+
+    // The guided token where "Wait" begins: the base would not have said it; the reasoner did.
+    let text: String = app.guided.iter().map(|r| r.text.as_str()).collect();
+    let at = text.find("Wait").unwrap_or_else(|| panic!("no Wait in the guided stream: {text}"));
+    let mut start = 0;
+    let i = app.guided.iter().position(|r| {
+        start += r.text.len();
+        start > at
+    }).unwrap();
+    let r = app.guided[i].clone();
+    assert!(r.text.trim_start().starts_with('W'), "the token that begins Wait: {:?}", r.text);
+    assert!(r.base_rank > 1, "the base alone would have chosen another token: rank {}", r.base_rank);
+    let why = r.why.as_ref().expect("a why table");
+    let chosen = why.chosen().unwrap();
+    assert_eq!(chosen.token, r.token);
+    assert!(chosen.shift > 0.0, "guidance raised it: {chosen:?}");
+    assert!(chosen.probs.rft > chosen.probs.small && chosen.probs.rft > chosen.probs.base, "the reasoner wants it most: {chosen:?}");
+    assert_eq!(why.guided_rank, 1, "and it became the guided choice");
+    assert_eq!(why.promoted(1).first().map(|p| p.token), Some(r.token), "the most promoted plausible token");
+
+    // What the inspector draws for it.
+    app.follow = false;
+    app.focus = proxythinker::tui::app::Pane::Guided;
+    app.cursor = i;
+    let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(200, 50)).unwrap();
+    term.draw(|f| proxythinker::tui::view::draw(f, &mut app)).unwrap();
+    let buf = term.backend().buffer();
+    let rows: Vec<String> = (0..buf.area.height).map(|y| (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect()).collect();
+    let screen = rows.join("\n");
+    let token = proxythinker::printable::terminal_text(&r.text).replace('\n', "↵");
+    let verdict = format!("guidance moved `{token}` from base rank {} to 1", r.base_rank);
+    assert!(screen.contains(&verdict) && screen.contains("from the reasoner"), "{verdict}\n{screen}");
+    let chosen_row = rows.iter().find(|l| l.contains('▶') && l.contains(&format!(" {} ", r.token))).unwrap_or_else(|| panic!("the chosen row\n{screen}"));
+    assert!(chosen_row.contains(&format!("+{:.2}", chosen.shift)), "its shift in the table: {chosen_row}");
+    let promoted = rows.iter().find(|l| l.contains("▲ promoted")).unwrap_or_else(|| panic!("{screen}"));
+    assert!(promoted.contains(token.trim()), "{promoted}");
+}
