@@ -279,9 +279,9 @@ fn enter_forces_the_selected_candidate_at_the_cursor() {
     update(&mut a, ch('h'));
     update(&mut a, ch('h'));
     assert_eq!(a.cursor, 7);
-    update(&mut a, ch('n'));
-    update(&mut a, ch('n'));
-    update(&mut a, ch('p'));
+    update(&mut a, ch('c'));
+    update(&mut a, ch('c'));
+    update(&mut a, ch('C'));
     assert_eq!(a.candidate, 1);
     let want = a.guided[7].guided.top[1].token;
     let fx = update(&mut a, key(KeyCode::Enter));
@@ -298,11 +298,11 @@ fn enter_forces_the_selected_candidate_at_the_cursor() {
 fn candidate_selection_stays_in_the_top_k() {
     let mut a = app(3);
     for _ in 0..30 {
-        update(&mut a, ch('n'));
+        update(&mut a, ch('c'));
     }
     assert_eq!(a.candidate, a.guided[a.cursor].guided.top.len() - 1);
     for _ in 0..30 {
-        update(&mut a, ch('p'));
+        update(&mut a, ch('C'));
     }
     assert_eq!(a.candidate, 0);
 }
@@ -677,7 +677,7 @@ fn a_paste_lands_whole_in_the_input_line_as_one_line() {
     update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)));
     let pasted = format!("{}\nsecond line\tq", "x".repeat(4096));
     assert!(update(&mut a, Msg::Paste(pasted)).is_empty(), "a pasted q is text, not quit");
-    let text = a.input.as_ref().map(|i| i.text.clone()).unwrap_or_default();
+    let text = a.input.as_ref().map(|i| i.text().to_string()).unwrap_or_default();
     assert_eq!(text, format!("{} second line q", "x".repeat(4096)));
     assert!(matches!(update(&mut a, key(KeyCode::Enter)).as_slice(), [Effect::Restart { .. }]));
     // Outside the input line a paste does nothing but say so.
@@ -691,7 +691,7 @@ fn ctrl_c_quits_from_the_input_line_and_control_chords_type_nothing() {
     update(&mut a, ch('e'));
     update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)));
     update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('x'), KeyModifiers::CONTROL)));
-    assert_eq!(a.input.as_ref().map(|i| i.text.as_str()), Some(""));
+    assert_eq!(a.input.as_ref().map(|i| i.text()), Some(""));
     let fx = update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
     assert!(matches!(fx.as_slice(), [Effect::Quit]), "{fx:?}");
 }
@@ -911,7 +911,7 @@ fn type_text(a: &mut App, text: &str) -> Vec<Effect> {
 fn a_asks_for_an_exact_alpha_typed_on_the_input_line() {
     let mut a = app(5);
     assert!(update(&mut a, ch('a')).is_empty());
-    assert_eq!(a.input.as_ref().map(|i| (i.purpose, i.text.as_str())), Some((InputPurpose::Alpha, "")));
+    assert_eq!(a.input.as_ref().map(|i| (i.purpose, i.text())), Some((InputPurpose::Alpha, "")));
     // Typed keys go to the input line, not to the keymap (`]` would change α by 0.1).
     let fx = type_text(&mut a, "0.735\n");
     assert_eq!(alpha_sent(&fx), Some(0.735), "exactly what was typed, not rounded");

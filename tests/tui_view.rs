@@ -368,7 +368,7 @@ fn status_line_error_and_input() {
     let mut app = synthetic::app(3, (120, 40));
     app.set_error("image /tmp/x.txt: not a readable image");
     let error = text(footer::StatusLine(&app), 100, 1);
-    app.input = Some(Input { purpose: InputPurpose::Question, text: "How many?".into() });
+    app.input = Some(Input::new(InputPurpose::Question, proxythinker::tui::line_edit::Editor { text: "How many?".into(), cursor: 9, ..Default::default() }));
     let input = text(footer::StatusLine(&app), 100, 1);
     insta::assert_snapshot!(format!("{error}{input}"));
 }
@@ -398,7 +398,7 @@ fn narrow_key_hints_keep_help_and_quit() {
 #[test]
 fn the_help_lists_every_binding_of_the_keymap() {
     use proxythinker::tui::keymap::{BINDINGS, MOUSE};
-    for (width, height) in [(140, 60), (120, 40), (80, 24)] {
+    for (width, height) in [(140, 72), (120, 40), (80, 24)] {
         // Everything the overlay shows as it is scrolled from top to bottom.
         let max = help::max_scroll((width, height));
         assert_eq!(max == 0, width >= 140, "{width}×{height}: scrolls only when it does not fit");
