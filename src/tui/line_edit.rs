@@ -54,7 +54,7 @@ pub enum Edit {
 }
 
 fn is_word_char(c: char, stop_at_punctuation: bool) -> bool {
-    !c.is_whitespace() && !(stop_at_punctuation && !c.is_alphanumeric() && c != '_')
+    !(c.is_whitespace() || (stop_at_punctuation && !c.is_alphanumeric() && c != '_'))
 }
 
 impl Editor {
