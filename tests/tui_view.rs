@@ -368,7 +368,7 @@ fn status_line_error_and_input() {
     let mut app = synthetic::app(3, (120, 40));
     app.set_error("image /tmp/x.txt: not a readable image");
     let error = text(footer::StatusLine(&app), 100, 1);
-    app.input = Some(Input::new(InputPurpose::Question, proxythinker::tui::line_edit::Editor { text: "How many?".into(), cursor: 9, ..Default::default() }));
+    app.input = Some(Input::new(InputPurpose::Question, proxythinker::tui::line_edit::Editor::with_text("How many?".into())));
     let input = text(footer::StatusLine(&app), 100, 1);
     insta::assert_snapshot!(format!("{error}{input}"));
 }

@@ -130,7 +130,7 @@ impl Input {
 
     /// What has been typed.
     pub fn text(&self) -> &str {
-        &self.editor.text
+        self.editor.text()
     }
 }
 

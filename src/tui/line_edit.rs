@@ -1,20 +1,20 @@
 //! The input line's editor (question `e`, image path `o`, α `a`, search `/`, lookup `t`): a
 //! cursor, word moves and deletes, history per input, and path completion for `o`.
 //!
-//! Hand-written rather than taken from `tui-input`: that crate gives cursor moves and deletes,
-//! but neither history nor completion, and a prefilled value that the first typed character
-//! replaces; all three would have been built on top of it, and its crossterm backend is tied to
-//! a crossterm version of its own. What is here is a few string operations on char boundaries.
+//! The editing itself (cursor moves, word moves and deletes, kill and yank) is `tui-input`'s
+//! [`tui_input::Input`], driven through its crossterm key mapping. What is the project's own sits
+//! on top: a prefilled value that starts selected, history per input, path completion, and the
+//! Alt chords most terminals send as ALT (the crate's mapping reads them as META only).
 //!
 //! A prefilled value (the question, the image path) starts *selected*, as in a dialog box: the
 //! first typed character or paste replaces it, Backspace or Delete clears it, and any movement
 //! (←, →, Home, End) keeps it and puts the cursor there, so that it can be edited. Keys:
 //! ← → (Ctrl-B / Ctrl-F) a character, Ctrl-← / Ctrl-→ (Alt-B / Alt-F) a word, Home / Ctrl-A and
-//! End / Ctrl-E the ends; Backspace and Delete (Ctrl-D) a character, Ctrl-W the word before the
-//! cursor (up to a space), Alt-Backspace the word before the cursor (up to a space or
-//! punctuation such as `/`), Ctrl-U everything before the cursor, Ctrl-K everything after; ↑ / ↓
-//! earlier and later entries of the same input (this session's, newest last); Tab completes a
-//! path (image input only).
+//! End / Ctrl-E the ends; Backspace (Ctrl-H) and Delete a character, Ctrl-W or Alt-Backspace the
+//! word before the cursor, Ctrl-Delete (Alt-D) the word after it, Ctrl-U the whole line, Ctrl-K
+//! everything after the cursor, Ctrl-Y puts back what the last delete took; ↑ / ↓ earlier and
+//! later entries of the same input (this session's, newest last); Tab completes a path (image
+//! input only).
 //!
 //! Completion never lists a directory on the UI thread: Tab asks for a listing
 //! ([`super::update::Effect::CompletePath`]), a thread lists at most [`LISTING_LIMIT`] entries and
@@ -22,24 +22,31 @@
 
 use std::path::Path;
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use tui_input::backend::crossterm::to_input_request;
+use tui_input::{Input, InputRequest};
 
 /// Entries a completion reads from one directory at most: a huge directory answers with what
 /// it has so far, and says so.
 pub const LISTING_LIMIT: usize = 2000;
 
 /// The editable text and its cursor.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Editor {
-    pub text: String,
-    /// Byte offset of the cursor, on a char boundary.
-    pub cursor: usize,
+    input: Input,
     /// The text is a prefilled value, still selected (see the module docs).
     pub selected: bool,
     /// The history entry shown (index into the input's history), while browsing it.
     pub browsing: Option<usize>,
     /// What was typed before browsing the history started (↓ past the newest brings it back).
     pub draft: String,
+}
+
+impl PartialEq for Editor {
+    fn eq(&self, other: &Editor) -> bool {
+        (self.text(), self.input.cursor(), self.selected, self.browsing, &self.draft)
+            == (other.text(), other.input.cursor(), other.selected, other.browsing, &other.draft)
+    }
 }
 
 /// What a key did to the editor.
@@ -53,26 +60,42 @@ pub enum Edit {
     NotMine,
 }
 
-fn is_word_char(c: char, stop_at_punctuation: bool) -> bool {
-    !(c.is_whitespace() || (stop_at_punctuation && !c.is_alphanumeric() && c != '_'))
-}
-
 impl Editor {
     /// An empty editor.
     pub fn empty() -> Editor {
         Editor::default()
     }
 
+    /// An editor holding `text`, not selected, the cursor at its end.
+    pub fn with_text(text: String) -> Editor {
+        Editor { input: Input::new(text), ..Editor::default() }
+    }
+
     /// An editor holding a prefilled value, selected, the cursor at its end.
     pub fn prefilled(text: String) -> Editor {
         let selected = !text.is_empty();
-        Editor { cursor: text.len(), text, selected, ..Editor::default() }
+        Editor { selected, ..Editor::with_text(text) }
+    }
+
+    /// What has been typed.
+    pub fn text(&self) -> &str {
+        self.input.value()
+    }
+
+    /// The cursor, in characters from the start.
+    pub fn cursor(&self) -> usize {
+        self.input.cursor()
+    }
+
+    /// Ends a selection, the text kept and the cursor at its end (before a completion).
+    pub fn keep(&mut self) {
+        self.selected = false;
+        self.input.handle(InputRequest::GoToEnd);
     }
 
     fn take_selection(&mut self) {
         if self.selected {
-            self.text.clear();
-            self.cursor = 0;
+            self.input.reset();
             self.selected = false;
         }
     }
@@ -80,119 +103,60 @@ impl Editor {
     /// Inserts text at the cursor (a typed character or a paste; replaces a selected prefill).
     pub fn insert(&mut self, s: &str) {
         self.take_selection();
-        self.text.insert_str(self.cursor, s);
-        self.cursor += s.len();
-        self.browsing = None;
-    }
-
-    fn prev_boundary(&self, at: usize) -> usize {
-        self.text[..at].char_indices().next_back().map_or(0, |(i, _)| i)
-    }
-
-    fn next_boundary(&self, at: usize) -> usize {
-        self.text[at..].chars().next().map_or(at, |c| at + c.len_utf8())
-    }
-
-    /// The start of the word before `at`: spaces skipped, then word characters.
-    fn word_start(&self, at: usize, punctuation: bool) -> usize {
-        let before = &self.text[..at];
-        let mut i = at;
-        let mut chars = before.char_indices().rev().peekable();
-        while let Some(&(j, c)) = chars.peek() {
-            if is_word_char(c, punctuation) {
-                break;
-            }
-            i = j;
-            chars.next();
+        for c in s.chars() {
+            self.input.handle(InputRequest::InsertChar(c));
         }
-        // A run of separators with no word before it (`a //`) is deleted as the word.
-        let mut any = false;
-        for (j, c) in chars {
-            if !is_word_char(c, punctuation) {
-                break;
-            }
-            i = j;
-            any = true;
-        }
-        if !any && punctuation && i == at {
-            return self.prev_boundary(at);
-        }
-        i
-    }
-
-    /// The end of the word after `at`.
-    fn word_end(&self, at: usize) -> usize {
-        let mut i = at;
-        let mut seen = false;
-        for (j, c) in self.text[at..].char_indices() {
-            let word = is_word_char(c, false);
-            if seen && !word {
-                return at + j;
-            }
-            seen |= word;
-            i = at + j + c.len_utf8();
-        }
-        i
-    }
-
-    fn delete(&mut self, from: usize, to: usize) {
-        self.text.replace_range(from..to, "");
-        self.cursor = from;
         self.browsing = None;
     }
 
     /// Applies an editing key; `history` is this input's earlier entries, oldest first.
     pub fn key(&mut self, key: &KeyEvent, history: &[String]) -> Edit {
-        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        let alt = key.modifiers.contains(KeyModifiers::ALT);
-        // Movement keeps a selected prefill (and ends the selection); deletes take it.
-        let moving = matches!(key.code, KeyCode::Left | KeyCode::Right | KeyCode::Home | KeyCode::End)
-            || (ctrl && matches!(key.code, KeyCode::Char('a' | 'e' | 'b' | 'f')))
-            || (alt && matches!(key.code, KeyCode::Char('b' | 'f')));
-        if moving {
-            self.selected = false;
-        }
-        let deleting = matches!(key.code, KeyCode::Backspace | KeyCode::Delete) || (ctrl && matches!(key.code, KeyCode::Char('w' | 'u' | 'k' | 'd' | 'h')));
-        if deleting && self.selected {
-            self.take_selection();
-            return Edit::Changed;
-        }
         match key.code {
-            KeyCode::Left if ctrl || alt => self.cursor = self.word_start(self.cursor, false),
-            KeyCode::Right if ctrl || alt => self.cursor = self.word_end(self.cursor),
-            KeyCode::Char('b') if alt => self.cursor = self.word_start(self.cursor, false),
-            KeyCode::Char('f') if alt => self.cursor = self.word_end(self.cursor),
-            KeyCode::Left | KeyCode::Char('b') if key.code == KeyCode::Left || ctrl => self.cursor = self.prev_boundary(self.cursor),
-            KeyCode::Right | KeyCode::Char('f') if key.code == KeyCode::Right || ctrl => self.cursor = self.next_boundary(self.cursor),
-            KeyCode::Home => self.cursor = 0,
-            KeyCode::Char('a') if ctrl => self.cursor = 0,
-            KeyCode::End => self.cursor = self.text.len(),
-            KeyCode::Char('e') if ctrl => self.cursor = self.text.len(),
-            KeyCode::Backspace if alt => self.delete(self.word_start(self.cursor, true), self.cursor),
-            KeyCode::Backspace => self.delete(self.prev_boundary(self.cursor), self.cursor),
-            KeyCode::Char('h') if ctrl => self.delete(self.prev_boundary(self.cursor), self.cursor),
-            KeyCode::Delete => self.delete(self.cursor, self.next_boundary(self.cursor)),
-            KeyCode::Char('d') if ctrl => self.delete(self.cursor, self.next_boundary(self.cursor)),
-            KeyCode::Char('w') if ctrl => self.delete(self.word_start(self.cursor, false), self.cursor),
-            KeyCode::Char('u') if ctrl => self.delete(0, self.cursor),
-            KeyCode::Char('k') if ctrl => {
-                let end = self.text.len();
-                self.delete(self.cursor, end)
+            KeyCode::Up => {
+                self.history_back(history);
+                return Edit::Changed;
             }
-            KeyCode::Up => self.history_back(history),
-            KeyCode::Down => self.history_forward(history),
+            KeyCode::Down => {
+                self.history_forward(history);
+                return Edit::Changed;
+            }
             KeyCode::Tab => return Edit::Complete,
+            KeyCode::Enter | KeyCode::Esc => return Edit::NotMine,
+            _ => {}
+        }
+        let Some(request) = request_for(key) else {
             // Other control or Alt chords type nothing.
-            KeyCode::Char(_) if ctrl || alt => {}
-            KeyCode::Char(c) => self.insert(c.encode_utf8(&mut [0; 4])),
-            _ => return Edit::NotMine,
+            let chord = key.modifiers.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT | KeyModifiers::META);
+            return if chord && matches!(key.code, KeyCode::Char(_)) { Edit::Changed } else { Edit::NotMine };
+        };
+        match request {
+            InputRequest::InsertChar(c) => {
+                self.insert(c.encode_utf8(&mut [0; 4]));
+                return Edit::Changed;
+            }
+            // Movement keeps a selected prefill (and ends the selection); deletes take it.
+            InputRequest::GoToPrevChar
+            | InputRequest::GoToNextChar
+            | InputRequest::GoToPrevWord
+            | InputRequest::GoToNextWord
+            | InputRequest::GoToStart
+            | InputRequest::GoToEnd
+            | InputRequest::SetCursor(_) => self.selected = false,
+            InputRequest::Yank => self.take_selection(),
+            _ if self.selected => {
+                self.take_selection();
+                return Edit::Changed;
+            }
+            _ => {}
+        }
+        if self.input.handle(request).is_some_and(|c| c.value) {
+            self.browsing = None;
         }
         Edit::Changed
     }
 
     fn show(&mut self, text: String) {
-        self.cursor = text.len();
-        self.text = text;
+        self.input = Input::new(text);
         self.selected = false;
     }
 
@@ -202,7 +166,7 @@ impl Editor {
             Some(i) => i - 1,
             None if history.is_empty() => return,
             None => {
-                self.draft = if self.selected { String::new() } else { self.text.clone() };
+                self.draft = if self.selected { String::new() } else { self.text().to_string() };
                 history.len() - 1
             }
         };
@@ -224,7 +188,22 @@ impl Editor {
 
     /// The text before the cursor and after it, as the status line draws them.
     pub fn split(&self) -> (&str, &str) {
-        self.text.split_at(self.cursor)
+        let text = self.text();
+        let at = text.char_indices().nth(self.cursor()).map_or(text.len(), |(i, _)| i);
+        text.split_at(at)
+    }
+}
+
+/// The request `tui-input` makes of a key, with the Alt chords it reads as META only.
+fn request_for(key: &KeyEvent) -> Option<InputRequest> {
+    let alt = key.modifiers == KeyModifiers::ALT;
+    match key.code {
+        KeyCode::Char('b') if alt => Some(InputRequest::GoToPrevWord),
+        KeyCode::Char('f') if alt => Some(InputRequest::GoToNextWord),
+        KeyCode::Char('d') if alt => Some(InputRequest::DeleteNextWord),
+        KeyCode::Left if alt => Some(InputRequest::GoToPrevWord),
+        KeyCode::Right if alt => Some(InputRequest::GoToNextWord),
+        _ => to_input_request(&Event::Key(KeyEvent { kind: KeyEventKind::Press, ..*key })),
     }
 }
 

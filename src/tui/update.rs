@@ -383,9 +383,8 @@ fn input_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     let history = &app.history[input.purpose.index()];
     match input.editor.key(&key, history) {
         Edit::Complete if input.purpose == InputPurpose::ImagePath => {
-            input.editor.selected = false;
-            input.editor.cursor = input.editor.text.len();
-            vec![Effect::CompletePath(input.editor.text.clone())]
+            input.editor.keep();
+            vec![Effect::CompletePath(input.editor.text().to_string())]
         }
         _ => Vec::new(),
     }
@@ -394,7 +393,7 @@ fn input_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
 /// A directory listing for Tab: completes the common prefix of the names, or lists them on the
 /// status line when that adds nothing. An answer for text changed since is dropped.
 fn completed(app: &mut App, c: Completion) {
-    let Some(input) = app.input.as_mut().filter(|i| i.purpose == InputPurpose::ImagePath && i.editor.text == c.typed) else { return };
+    let Some(input) = app.input.as_mut().filter(|i| i.purpose == InputPurpose::ImagePath && i.editor.text() == c.typed) else { return };
     if let Some(e) = c.error {
         app.set_error(e);
         return;
@@ -408,7 +407,7 @@ fn completed(app: &mut App, c: Completion) {
     }
     if common.len() > start.len() {
         let text = format!("{dir}{common}");
-        input.editor = Editor { cursor: text.len(), text, ..Editor::empty() };
+        input.editor = Editor::with_text(text);
     }
     if c.candidates.len() > 1 && common.len() <= start.len() {
         const SHOWN: usize = 12;
@@ -428,7 +427,7 @@ fn completed(app: &mut App, c: Completion) {
 /// Enter on the input line.
 fn confirm_input(app: &mut App) -> Vec<Effect> {
     let Some(Input { purpose, editor }) = app.input.take() else { return Vec::new() };
-    let text = editor.text.trim().to_string();
+    let text = editor.text().trim().to_string();
     line_edit::remember(&mut app.history[purpose.index()], &text);
     match purpose {
         InputPurpose::Question => {
@@ -455,18 +454,18 @@ fn confirm_input(app: &mut App) -> Vec<Effect> {
             }
         },
         InputPurpose::Search => {
-            if editor.text.is_empty() {
+            if editor.text().is_empty() {
                 app.search = None;
                 app.set_status("search cleared");
                 return Vec::new();
             }
             // Spaces count (a leading space finds whole words mid-sentence).
-            let query = editor.text;
+            let query = editor.text().to_string();
             app.search = Some(Search { hits: search::find(app, app.focus, &query), from: app.focus, query, current: None });
             walk_matches(app, true);
             Vec::new()
         }
-        InputPurpose::Lookup => look_up(app, editor.text),
+        InputPurpose::Lookup => look_up(app, editor.text().to_string()),
     }
 }
 
