@@ -340,7 +340,7 @@ fn force_candidate(app: &mut App) -> Vec<Effect> {
         return Vec::new();
     };
     let Some(c) = record.guided.top.get(app.candidate) else {
-        app.set_error("no candidate selected (n / p choose one)");
+        app.set_error("no candidate selected (c / C choose one)");
         return Vec::new();
     };
     let token = c.token;
