@@ -406,3 +406,38 @@ fn opening_a_fifo_with_o_is_refused_and_the_ui_keeps_answering() {
     tmux.send("q", true);
     assert_eq!(wait_for_file(&code, 10).trim(), "0", "q still quits");
 }
+
+#[test]
+fn search_and_lookup_in_the_demo() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let code = dir.path().join("code");
+    let tmux = Tmux::start("lookup");
+    tmux.type_line(&format!(
+        "cd {} && PROXYTHINKER_CACHE={} {BIN} demo --alpha 1 --max-new-tokens 64; echo $? > {}",
+        quoted(dir.path()),
+        quoted(&dir.path().join("cache")),
+        quoted(&code)
+    ));
+    tmux.wait_for("the session to finish", 180, |s| s.contains("· finished"));
+    // `/Wait`: the reasoner's check is found in the RFT and guided streams.
+    tmux.send("/", true);
+    tmux.wait_for("the search prompt", 10, |s| s.contains("search /"));
+    tmux.type_line("Wait");
+    // One in each stream that checks; Enter goes to the first after the cursor, round and round.
+    let screen = tmux.wait_for("a match", 20, |s| s.contains("/2 of \"Wait\": "));
+    let first = if screen.contains("match 1/2") { "match 1/2" } else { "match 2/2" };
+    let other = if first == "match 1/2" { "match 2/2" } else { "match 1/2" };
+    tmux.send("n", true);
+    let screen = tmux.wait_for("the other match", 20, |s| s.contains(other));
+    assert!(screen.contains("RFT-small stream") || screen.contains("guided stream"), "{screen}");
+    // `t Wait`: the engine answers with the token's figures at the guided step under the cursor.
+    tmux.send("t", true);
+    tmux.wait_for("the lookup prompt", 10, |s| s.contains("look up> "));
+    tmux.type_line("Wait");
+    let screen = tmux.wait_for("the lookup's answer", 30, |s| s.contains("look up \"Wait\" at guided step") && s.contains("encodes as"));
+    assert!(screen.contains("base") && screen.contains("guided") && screen.contains('#'), "{screen}");
+    tmux.send("Escape", false);
+    tmux.wait_for("the lookup to close", 10, |s| !s.contains("look up \"Wait\""));
+    tmux.send("q", true);
+    assert_eq!(wait_for_file(&code, 20).trim(), "0");
+}

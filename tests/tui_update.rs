@@ -279,9 +279,9 @@ fn enter_forces_the_selected_candidate_at_the_cursor() {
     update(&mut a, ch('h'));
     update(&mut a, ch('h'));
     assert_eq!(a.cursor, 7);
-    update(&mut a, ch('n'));
-    update(&mut a, ch('n'));
-    update(&mut a, ch('p'));
+    update(&mut a, ch('c'));
+    update(&mut a, ch('c'));
+    update(&mut a, ch('C'));
     assert_eq!(a.candidate, 1);
     let want = a.guided[7].guided.top[1].token;
     let fx = update(&mut a, key(KeyCode::Enter));
@@ -298,11 +298,11 @@ fn enter_forces_the_selected_candidate_at_the_cursor() {
 fn candidate_selection_stays_in_the_top_k() {
     let mut a = app(3);
     for _ in 0..30 {
-        update(&mut a, ch('n'));
+        update(&mut a, ch('c'));
     }
     assert_eq!(a.candidate, a.guided[a.cursor].guided.top.len() - 1);
     for _ in 0..30 {
-        update(&mut a, ch('p'));
+        update(&mut a, ch('C'));
     }
     assert_eq!(a.candidate, 0);
 }
@@ -677,7 +677,7 @@ fn a_paste_lands_whole_in_the_input_line_as_one_line() {
     update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)));
     let pasted = format!("{}\nsecond line\tq", "x".repeat(4096));
     assert!(update(&mut a, Msg::Paste(pasted)).is_empty(), "a pasted q is text, not quit");
-    let text = a.input.as_ref().map(|i| i.text.clone()).unwrap_or_default();
+    let text = a.input.as_ref().map(|i| i.text().to_string()).unwrap_or_default();
     assert_eq!(text, format!("{} second line q", "x".repeat(4096)));
     assert!(matches!(update(&mut a, key(KeyCode::Enter)).as_slice(), [Effect::Restart { .. }]));
     // Outside the input line a paste does nothing but say so.
@@ -691,7 +691,7 @@ fn ctrl_c_quits_from_the_input_line_and_control_chords_type_nothing() {
     update(&mut a, ch('e'));
     update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)));
     update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('x'), KeyModifiers::CONTROL)));
-    assert_eq!(a.input.as_ref().map(|i| i.text.as_str()), Some(""));
+    assert_eq!(a.input.as_ref().map(|i| i.text()), Some(""));
     let fx = update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
     assert!(matches!(fx.as_slice(), [Effect::Quit]), "{fx:?}");
 }
@@ -911,7 +911,7 @@ fn type_text(a: &mut App, text: &str) -> Vec<Effect> {
 fn a_asks_for_an_exact_alpha_typed_on_the_input_line() {
     let mut a = app(5);
     assert!(update(&mut a, ch('a')).is_empty());
-    assert_eq!(a.input.as_ref().map(|i| (i.purpose, i.text.as_str())), Some((InputPurpose::Alpha, "")));
+    assert_eq!(a.input.as_ref().map(|i| (i.purpose, i.text())), Some((InputPurpose::Alpha, "")));
     // Typed keys go to the input line, not to the keymap (`]` would change α by 0.1).
     let fx = type_text(&mut a, "0.735\n");
     assert_eq!(alpha_sent(&fx), Some(0.735), "exactly what was typed, not rounded");
@@ -1081,4 +1081,308 @@ fn a_failed_step_leaves_the_header_paused_not_running_and_space_resumes() {
     let fx = update(&mut a, ch(' '));
     assert!(matches!(fx.as_slice(), [Effect::SendCommand(Command::Resume)]), "{fx:?}");
     assert_eq!(a.run, RunState::Running);
+}
+
+// ---- #14: search, flips, spikes, lookup, LaTeX, the line editor ----
+
+fn ctrl(c: char) -> Msg {
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+fn status(a: &App) -> String {
+    a.status.as_ref().map(|s| s.text.clone()).unwrap_or_default()
+}
+
+/// Where `needle` occurs in the joined texts of `texts` (case-folded when `fold`), as (first
+/// token, last token) pairs: an oracle written apart from the search module.
+fn occurrences(texts: &[&str], needle: &str, fold: bool) -> Vec<(usize, usize)> {
+    let f = |s: &str| if fold { s.to_lowercase() } else { s.to_string() };
+    let mut owner = Vec::new();
+    let mut joined = String::new();
+    for (i, t) in texts.iter().enumerate() {
+        let t = f(t);
+        owner.extend(std::iter::repeat_n(i, t.len()));
+        joined.push_str(&t);
+    }
+    let needle = f(needle);
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(at) = joined[from..].find(&needle) {
+        let at = from + at;
+        out.push((owner[at], owner[at + needle.len() - 1]));
+        from = at + needle.len();
+    }
+    out
+}
+
+/// A synthetic app whose three streams hold these texts.
+fn app_with_texts(panes: [&[&str]; 3]) -> App {
+    let mut a = app(0);
+    for (i, t) in panes[0].iter().enumerate() {
+        let mut r = proxythinker::tui::synthetic::stream_record(i, 1);
+        r.text = t.to_string();
+        a.push_base(r);
+    }
+    for (i, t) in panes[1].iter().enumerate() {
+        let mut r = proxythinker::tui::synthetic::stream_record(i, 2);
+        r.text = t.to_string();
+        a.push_rft(r);
+    }
+    for (i, t) in panes[2].iter().enumerate() {
+        let mut r = proxythinker::tui::synthetic::guided_record(i, 3);
+        r.text = t.to_string();
+        a.push_guided(r);
+    }
+    a
+}
+
+#[test]
+fn slash_searches_all_three_streams_focused_pane_first_and_n_walks_the_matches() {
+    let mut a = app_with_texts([
+        &["There", " are", " 3", ".", " Counting", " done"],
+        &["Let", " me", " count", ":", " 1", ".", " Wait", ",", " COUNT", "ING", " again"],
+        &["Count", "ing", " them", ":", " 1", ",", " 2", ".", " Count", "ing", " twice"],
+    ]);
+    a.focus = Pane::Rft;
+    a.follow = false;
+    a.cursor = 0;
+    update(&mut a, ch('/'));
+    assert_eq!(a.input.as_ref().map(|i| i.purpose), Some(InputPurpose::Search));
+    type_text(&mut a, "counting");
+    update(&mut a, key(KeyCode::Enter));
+    // " Count" + "ing" across two tokens, in any case; the RFT pane's matches first.
+    let want: Vec<(Pane, usize, usize)> = [Pane::Rft, Pane::Guided, Pane::Base]
+        .into_iter()
+        .flat_map(|p| occurrences(&a.raw_texts(p), "counting", true).into_iter().map(move |(f, l)| (p, f, l)))
+        .collect();
+    assert!(want.len() >= 3 && want.iter().any(|&(_, f, l)| l == f + 1), "the fixture spans tokens: {want:?}");
+    let s = a.search.clone().expect("a search in force");
+    assert_eq!(s.hits.iter().map(|h| (h.pane, h.first, h.last)).collect::<Vec<_>>(), want);
+    // Enter goes to the first match after the cursor in the focused pane.
+    assert_eq!((a.focus, a.cursor), (want[0].0, want[0].1));
+    assert!(status(&a).starts_with(&format!("match 1/{}", want.len())), "{}", status(&a));
+    update(&mut a, ch('n'));
+    assert_eq!((a.focus, a.cursor), (want[1].0, want[1].1));
+    for _ in 1..want.len() {
+        update(&mut a, ch('n'));
+    }
+    assert_eq!((a.focus, a.cursor), (want[0].0, want[0].1), "n goes round");
+    update(&mut a, ch('N'));
+    let last = want[want.len() - 1];
+    assert_eq!((a.focus, a.cursor), (last.0, last.1), "N goes back round");
+    // Esc clears the search; n then says how to start one.
+    update(&mut a, key(KeyCode::Esc));
+    assert!(a.search.is_none());
+    update(&mut a, ch('n'));
+    assert!(status(&a).contains("press /"), "{}", status(&a));
+}
+
+#[test]
+fn search_is_case_sensitive_with_a_capital_and_says_when_nothing_matches() {
+    let mut a = app(60);
+    let count = |a: &App, q: &str, fold: bool| Pane::ALL.iter().map(|&p| occurrences(&a.raw_texts(p), q, fold).len()).sum::<usize>();
+    for (q, fold) in [("The", false), ("the", true)] {
+        update(&mut a, ch('/'));
+        type_text(&mut a, q);
+        update(&mut a, key(KeyCode::Enter));
+        assert_eq!(a.search.as_ref().unwrap().hits.len(), count(&a, q, fold), "{q}");
+    }
+    assert!(count(&a, "the", true) > count(&a, "The", false), "the fixture tells the two apart");
+    update(&mut a, ch('/'));
+    type_text(&mut a, "zebra");
+    update(&mut a, key(KeyCode::Enter));
+    assert!(status(&a).contains("no match of \"zebra\""), "{}", status(&a));
+}
+
+#[test]
+fn f_and_shift_f_jump_between_flips_of_the_guided_stream() {
+    let mut a = app(60);
+    let flips: Vec<usize> = a.guided.iter().filter(|r| r.flipped).map(|r| r.step).collect();
+    assert!(flips.len() >= 3, "{flips:?}");
+    a.focus = Pane::Base;
+    a.follow = false;
+    a.cursor = 0;
+    update(&mut a, ch('f'));
+    assert_eq!((a.focus, a.cursor), (Pane::Guided, flips[0]), "f takes the guided pane");
+    assert!(status(&a).starts_with(&format!("flip 1/{}", flips.len())), "{}", status(&a));
+    update(&mut a, ch('f'));
+    assert_eq!(a.cursor, flips[1]);
+    update(&mut a, ch('F'));
+    assert_eq!(a.cursor, flips[0]);
+    update(&mut a, ch('F'));
+    assert_eq!(a.cursor, flips[0], "nothing before the first");
+    assert!(status(&a).contains("no flip before"), "{}", status(&a));
+}
+
+#[test]
+fn s_and_shift_s_jump_between_spikes_of_the_selected_measure() {
+    let mut a = app(80);
+    a.follow = false;
+    a.cursor = 0;
+    a.focus = Pane::Guided;
+    // Uniform values have no spike: three tokens stand out.
+    for i in [17, 41, 66] {
+        a.guided[i].kl_guided_base = 9.0;
+    }
+    // Mean + 2σ of the values, computed here on their own.
+    let v: Vec<f64> = a.guided.iter().map(|r| a.measure.guided_value(r) as f64).collect();
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+    let spikes: Vec<usize> = (0..v.len()).filter(|&i| v[i] > mean + 2.0 * sd).collect();
+    assert_eq!(spikes, [17, 41, 66], "the fixture's spikes");
+    update(&mut a, ch('s'));
+    assert_eq!(a.cursor, spikes[0]);
+    assert!(status(&a).starts_with(&format!("spike 1/{}", spikes.len())), "{}", status(&a));
+    a.cursor = v.len() - 1;
+    update(&mut a, ch('S'));
+    assert_eq!(a.cursor, *spikes.last().unwrap());
+}
+
+#[test]
+fn t_asks_the_engine_for_a_lookup_at_the_cursor_and_shows_only_its_own_answer() {
+    use proxythinker::engine::{Lookup, LookupRow, Match, Score};
+    use proxythinker::tui::app::LookupAnswer;
+    let mut a = app(10);
+    a.follow = false;
+    a.cursor = 4;
+    update(&mut a, ch('t'));
+    type_text(&mut a, "red");
+    let fx = update(&mut a, key(KeyCode::Enter));
+    assert!(matches!(&fx[..], [Effect::SendCommand(Command::Lookup { step: 4, text })] if text == "red"), "{fx:?}");
+    assert_eq!(a.lookup.as_ref().map(|l| l.answer.clone()), Some(LookupAnswer::Pending));
+    let answer = |query: &str, step: usize| Lookup {
+        query: query.into(),
+        step,
+        encoding: vec![7],
+        rows: vec![LookupRow {
+            token: 7,
+            text: " red".into(),
+            how: Match::Spaced,
+            base: Some(Score { prob: 0.25, rank: Some(2) }),
+            rft: None,
+            small: None,
+            guided: Some(Score { prob: 0.5, rank: Some(1) }),
+        }],
+        exact: true,
+    };
+    // An answer to another question (an earlier `t`) is not this one's.
+    update(&mut a, Msg::Engine(Event::Lookup(Box::new(answer("blue", 4)))));
+    assert_eq!(a.lookup.as_ref().map(|l| l.answer.clone()), Some(LookupAnswer::Pending));
+    update(&mut a, Msg::Engine(Event::Lookup(Box::new(answer("red", 4)))));
+    assert_eq!(a.lookup.as_ref().map(|l| l.answer.clone()), Some(LookupAnswer::Done(Box::new(answer("red", 4)))));
+    update(&mut a, key(KeyCode::Esc));
+    assert!(a.lookup.is_none(), "Esc closes it");
+}
+
+#[test]
+fn a_replay_answers_a_lookup_from_the_record_itself() {
+    use proxythinker::tui::app::LookupAnswer;
+    let mut a = app(10);
+    a.info.mode = Mode::Replay(PathBuf::from("replayed.trace.jsonl"));
+    a.follow = false;
+    a.cursor = 3;
+    let r = a.guided[3].clone();
+    let named = r.base.top[0].clone();
+    update(&mut a, ch('t'));
+    type_text(&mut a, named.text.trim_start());
+    let fx = update(&mut a, key(KeyCode::Enter));
+    assert!(fx.is_empty(), "no engine to ask: {fx:?}");
+    let Some(LookupAnswer::Done(found)) = a.lookup.as_ref().map(|l| l.answer.clone()) else { panic!("{:?}", a.lookup) };
+    let row = found.rows.iter().find(|row| row.token == named.token).unwrap_or_else(|| panic!("{found:?}"));
+    assert_eq!(row.base.map(|s| (s.prob, s.rank)), Some((named.prob, Some(1))), "the base's top-1 at that step");
+    assert!(!found.exact);
+}
+
+#[test]
+fn backslash_toggles_latex_in_the_panes_and_the_records_stay_raw() {
+    let mut a = app(0);
+    for (i, t) in ["x", " =", " \\", "frac", "{", "1", "}{", "2", "}", " \\", "times", " 3"].iter().enumerate() {
+        let mut r = proxythinker::tui::synthetic::guided_record(i, 3);
+        r.text = t.to_string();
+        a.push_guided(r);
+    }
+    let shown = |a: &App| a.shown_cells(Pane::Guided).iter().map(|c| c.text.clone()).collect::<String>();
+    assert_eq!(shown(&a), "x = \\frac{1}{2} \\times 3");
+    update(&mut a, ch('\\'));
+    assert!(a.latex);
+    assert_eq!(shown(&a), "x = ½ × 3");
+    assert_eq!(a.guided[3].text, "frac", "the records keep the raw tokens");
+    // The cursor on a swallowed token highlights the construct's cell.
+    assert_eq!(a.shown_owner(Pane::Guided, 5), 2);
+    // A token that arrives while it is on is rendered too.
+    let mut r = proxythinker::tui::synthetic::guided_record(12, 3);
+    r.text = " \\alpha".into();
+    a.push_guided(r);
+    assert_eq!(shown(&a), "x = ½ × 3 α");
+    update(&mut a, ch('\\'));
+    assert_eq!(shown(&a), "x = \\frac{1}{2} \\times 3 \\alpha");
+}
+
+#[test]
+fn the_question_editor_moves_deletes_words_and_remembers() {
+    let mut a = app(3);
+    update(&mut a, ch('e'));
+    let text = |a: &App| a.input.as_ref().map(|i| i.text().to_string()).unwrap_or_default();
+    assert_eq!(text(&a), "How many circles are in the picture?");
+    // ← keeps the prefilled question and edits it where the cursor is.
+    update(&mut a, key(KeyCode::Left));
+    type_text(&mut a, " now");
+    assert_eq!(text(&a), "How many circles are in the picture now?");
+    update(&mut a, key(KeyCode::Home));
+    update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Right, KeyModifiers::CONTROL)));
+    type_text(&mut a, "exactly ");
+    assert_eq!(text(&a), "How exactly many circles are in the picture now?", "Ctrl-→ goes to the next word's start");
+    update(&mut a, ctrl('w'));
+    assert_eq!(text(&a), "How many circles are in the picture now?");
+    update(&mut a, ctrl('e'));
+    update(&mut a, ctrl('w'));
+    assert_eq!(text(&a), "How many circles are in the picture ");
+    let fx = update(&mut a, key(KeyCode::Enter));
+    assert!(matches!(&fx[..], [Effect::Restart { question, .. }] if question == "How many circles are in the picture"), "{fx:?}");
+    assert_eq!(a.info.question, "How many circles are in the picture");
+    // ↑ brings the confirmed question back; typing into a prefill replaces it.
+    update(&mut a, ch('e'));
+    type_text(&mut a, "x");
+    assert_eq!(text(&a), "x");
+    update(&mut a, key(KeyCode::Up));
+    assert_eq!(text(&a), "How many circles are in the picture");
+    update(&mut a, key(KeyCode::Down));
+    assert_eq!(text(&a), "x", "↓ past the newest brings back what was typed");
+}
+
+#[test]
+fn tab_on_the_image_path_asks_for_a_listing_and_completes_the_common_prefix() {
+    use proxythinker::tui::line_edit::Completion;
+    let mut a = app(3);
+    update(&mut a, ch('o'));
+    update(&mut a, ctrl('u'));
+    type_text(&mut a, "pics/ca");
+    let fx = update(&mut a, key(KeyCode::Tab));
+    assert!(matches!(&fx[..], [Effect::CompletePath(t)] if t == "pics/ca"), "{fx:?}");
+    let answer = |typed: &str, names: &[&str]| Completion { typed: typed.into(), candidates: names.iter().map(|s| s.to_string()).collect(), truncated: false, error: None };
+    // An answer for text that changed since is dropped.
+    update(&mut a, Msg::Completed(answer("pics/c", &["cat.png"])));
+    assert_eq!(a.input.as_ref().unwrap().text(), "pics/ca");
+    update(&mut a, Msg::Completed(answer("pics/ca", &["cat.png", "cattle.png"])));
+    assert_eq!(a.input.as_ref().unwrap().text(), "pics/cat");
+    update(&mut a, key(KeyCode::Tab));
+    update(&mut a, Msg::Completed(answer("pics/cat", &["cat.png", "cattle.png"])));
+    assert!(status(&a).contains("2 matches") && status(&a).contains("cattle.png"), "{}", status(&a));
+}
+
+#[test]
+fn listing_a_directory_finds_names_marks_directories_and_hides_dot_files() {
+    use proxythinker::tui::line_edit::list_candidates;
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["cat.png", "cattle.png", "dog.png", ".cache"] {
+        std::fs::write(dir.path().join(f), b"").unwrap();
+    }
+    std::fs::create_dir(dir.path().join("cats")).unwrap();
+    let typed = format!("{}/ca", dir.path().display());
+    let c = list_candidates(&typed, dir.path());
+    assert_eq!(c.candidates, ["cat.png", "cats/", "cattle.png"]);
+    let c = list_candidates(&format!("{}/.", dir.path().display()), dir.path());
+    assert_eq!(c.candidates, [".cache"]);
+    let c = list_candidates("x/y", &dir.path().join("missing"));
+    assert!(c.error.as_deref().is_some_and(|e| e.contains("cannot list")), "{c:?}");
 }

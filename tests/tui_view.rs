@@ -368,7 +368,7 @@ fn status_line_error_and_input() {
     let mut app = synthetic::app(3, (120, 40));
     app.set_error("image /tmp/x.txt: not a readable image");
     let error = text(footer::StatusLine(&app), 100, 1);
-    app.input = Some(Input { purpose: InputPurpose::Question, text: "How many?".into() });
+    app.input = Some(Input::new(InputPurpose::Question, proxythinker::tui::line_edit::Editor::with_text("How many?".into())));
     let input = text(footer::StatusLine(&app), 100, 1);
     insta::assert_snapshot!(format!("{error}{input}"));
 }
@@ -398,7 +398,7 @@ fn narrow_key_hints_keep_help_and_quit() {
 #[test]
 fn the_help_lists_every_binding_of_the_keymap() {
     use proxythinker::tui::keymap::{BINDINGS, MOUSE};
-    for (width, height) in [(140, 60), (120, 40), (80, 24)] {
+    for (width, height) in [(140, 72), (120, 40), (80, 24)] {
         // Everything the overlay shows as it is scrolled from top to bottom.
         let max = help::max_scroll((width, height));
         assert_eq!(max == 0, width >= 140, "{width}×{height}: scrolls only when it does not fit");
@@ -517,4 +517,90 @@ fn the_header_drops_whole_parts_before_cutting_a_number_at_80_columns() {
     assert!(second.contains("α=0.50"), "{out}");
     assert!(!second.contains("bf16"), "the dtype goes first: {out}");
     insta::assert_snapshot!(out);
+}
+
+/// An app with a search for `query` in force, opened from the guided pane.
+fn searching(n: usize, screen: (u16, u16), query: &str) -> App {
+    let mut app = inspecting(n, screen, Pane::Guided, 0);
+    update(&mut app, key('/'));
+    for c in query.chars() {
+        update(&mut app, key(c));
+    }
+    update(&mut app, Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    app
+}
+
+#[test]
+fn search_matches_are_highlighted_in_every_pane_the_selected_one_brighter() {
+    for (screen, name) in [((200, 55), "search_200x55"), ((80, 24), "search_80x24")] {
+        let app = searching(60, screen, "circles");
+        let s = app.search.as_ref().expect("a search");
+        assert!(s.hits.len() > 3, "{:?}", s.hits);
+        let buf = draw_app(&app);
+        // Every cell of the screen with a search colour belongs to a " circles" token, and the
+        // selected match is the lighter one.
+        let mut lit = 0;
+        for y in 0..buf.area.height {
+            for x in 0..buf.area.width {
+                let c = &buf[(x, y)];
+                if c.bg == Color::Cyan || c.bg == Color::LightCyan {
+                    lit += 1;
+                }
+            }
+        }
+        assert!(lit >= " circles".len(), "no highlighted cells");
+        let out = buffer_text(&buf);
+        assert!(out.contains(&format!("match 1/{}", s.hits.len())), "{out}");
+        insta::assert_snapshot!(name, out);
+    }
+}
+
+#[test]
+fn the_inspector_shows_a_lookups_answer() {
+    use proxythinker::engine::Lookup;
+    use proxythinker::tui::app::{LookupAnswer, LookupState};
+    for (screen, name) in [((200, 55), "lookup_200x55"), ((80, 24), "lookup_80x24")] {
+        let mut app = inspecting(40, screen, Pane::Guided, 12);
+        let r = app.guided[12].clone();
+        let word = r.guided.top[0].text.trim_start().to_string();
+        let found = Lookup::from_record(&word, &r);
+        assert!(!found.rows.is_empty(), "{word:?} is named by the record");
+        app.lookup = Some(LookupState { query: word.clone(), step: 12, answer: LookupAnswer::Done(Box::new(found.clone())) });
+        let out = buffer_text(&draw_app(&app));
+        assert!(out.contains(&format!("look up {word:?} at guided step 12")), "{out}");
+        let row = &found.rows[0];
+        let guided = row.guided.expect("the guided top-1 is recorded");
+        let cell = format!("{} #1", format!("{:.3}", guided.prob).trim_start_matches('0'));
+        assert!(out.lines().any(|l| l.contains(&format!(" {} ", row.token)) && l.contains(&cell)), "{cell}\n{out}");
+        insta::assert_snapshot!(name, out);
+    }
+}
+
+#[test]
+fn a_pending_lookup_says_the_engine_is_asked() {
+    use proxythinker::tui::app::{LookupAnswer, LookupState};
+    let mut app = inspecting(20, (200, 55), Pane::Guided, 3);
+    app.lookup = Some(LookupState { query: "red".into(), step: 3, answer: LookupAnswer::Pending });
+    assert!(buffer_text(&draw_app(&app)).contains("asking the engine…"));
+    app.lookup = Some(LookupState { query: "red".into(), step: 3, answer: LookupAnswer::Failed("no guided token at step 3".into()) });
+    assert!(buffer_text(&draw_app(&app)).contains("no guided token at step 3"));
+}
+
+#[test]
+fn latex_shown_readably_marks_the_pane_titles() {
+    for (screen, name) in [((200, 55), "latex_200x55"), ((80, 24), "latex_80x24")] {
+        let mut app = synthetic::app(0, screen);
+        let texts = ["So", " \\", "frac", "{", "1", "}{", "2", "}", " \\", "times", " 4", " =", " 2", "^", "{", "2", "}", " \\", "alpha"];
+        for (i, t) in texts.iter().enumerate() {
+            let mut r = synthetic::guided_record(i, 3);
+            r.text = t.to_string();
+            app.push_guided(r);
+        }
+        app.focus = Pane::Guided;
+        update(&mut app, key('\\'));
+        let out = buffer_text(&draw_app(&app));
+        assert!(out.contains("So ½ × 4 = 2² α"), "{out}");
+        assert!(out.contains("TeX"), "the titles say the panes are rendered: {out}");
+        insta::assert_snapshot!(name, out);
+    }
 }

@@ -4,6 +4,7 @@
 //! is in force once its `GuidedReset` says so. [`Sweep`] decodes one prompt at several α values
 //! at once (what `eval` runs per question). No terminal code here.
 
+pub mod lookup;
 pub mod session;
 pub mod sweep;
 pub mod why;
@@ -17,6 +18,7 @@ use crate::trio::PerModel;
 pub use session::{
     Candidate, Distribution, GuidedRecord, Record, Session, Settings, Stop, StreamKind, StreamRecord, TOP_K,
 };
+pub use lookup::{Lookup, LookupRow, Match, Score};
 pub use sweep::{Sweep, SweepStream};
 pub use why::{Why, WhyRow};
 
@@ -47,6 +49,10 @@ pub enum Event {
     Error(String),
     /// A step failed (after its `Error`): the engine has paused itself; `Resume` tries again.
     Paused,
+    /// The answer to a `Lookup`: the string's tokens and their figures at the step.
+    Lookup(Box<Lookup>),
+    /// A `Lookup` could not be answered (no guided token at that step).
+    LookupFailed(String),
 }
 
 /// What the engine can be told. Starting over is spawning another engine.
@@ -59,6 +65,8 @@ pub enum Command {
     Force { step: usize, token: u32 },
     /// The guided step the user is looking at: stale records nearest it are re-measured first.
     Focus(usize),
+    /// Look a string up at a guided step (see [`lookup`]); answered by `Lookup` or `LookupFailed`.
+    Lookup { step: usize, text: String },
     Stop,
 }
 
@@ -153,6 +161,15 @@ impl Engine {
                         }
                         Command::Focus(step) => {
                             focus = step;
+                            Ok(())
+                        }
+                        Command::Lookup { step, text } => {
+                            // A few passes over V: answered between two steps, never blocking the UI.
+                            let answer = match session.lookup(step, &text) {
+                                Ok(l) => Event::Lookup(Box::new(l)),
+                                Err(e) => Event::LookupFailed(e.to_string()),
+                            };
+                            let _ = ev_tx.send(answer);
                             Ok(())
                         }
                         Command::SetAlpha(a) => session.set_alpha_lazy(a).map(|changed_from| {

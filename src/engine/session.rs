@@ -424,6 +424,28 @@ impl Session {
         &self.guided.records
     }
 
+    /// Looks `query` up at guided step `step` (see [`super::lookup`]): its encoding, the single
+    /// tokens that spell it (with or without a leading space), and their figures there.
+    pub fn lookup(&self, step: usize, query: &str) -> Result<super::lookup::Lookup> {
+        use super::lookup::{Lookup, Match};
+        let (Some(record), Some((base, delta))) = (self.guided.records.get(step), self.replay.get(step)) else {
+            return Err(Error::invalid(format!("no guided token at step {step} to look {query:?} up at (the guided stream has {}): move the cursor onto it", self.guided.records.len())));
+        };
+        let encode = |s: &str| self.tokenizer.encode(s, false).map(|e| e.get_ids().to_vec()).unwrap_or_default();
+        let encoding = encode(query);
+        let mut exact = Vec::new();
+        for (text, how) in [(query.to_string(), Match::Exact), (format!(" {query}"), Match::Spaced)] {
+            if let [t] = encode(&text)[..] {
+                if (t as usize) < delta.len() && !exact.iter().any(|(e, _)| *e == t) {
+                    exact.push((t, how));
+                }
+            }
+        }
+        let encoding: Vec<u32> = encoding.into_iter().filter(|&t| (t as usize) < delta.len()).collect();
+        let text = |t: u32| self.tokenizer.decode(&[t], false).unwrap_or_default();
+        Ok(Lookup::with_vectors(query, record, encoding, exact, text, base, delta, self.settings.alpha))
+    }
+
     pub fn stream_records(&self, kind: StreamKind) -> &[StreamRecord] {
         match kind {
             StreamKind::Base => &self.base.records,

@@ -8,12 +8,15 @@ use std::path::PathBuf;
 
 use ratatui::text::Span;
 
-use crate::engine::{GuidedRecord, Stop, StreamRecord};
+use crate::engine::{GuidedRecord, Lookup, Stop, StreamRecord};
 use crate::eval::grade;
 use crate::guidance::Sampling;
 use crate::printable::{self, Shown};
 
+use super::latex;
+use super::line_edit::Editor;
 use super::measure::Measure;
+use super::search::Search;
 use super::picture::Thumbnail;
 
 /// The three stream panes, left to right.
@@ -100,13 +103,52 @@ pub enum InputPurpose {
     ImagePath,
     /// An exact α (`a`).
     Alpha,
+    /// Text to find in the streams (`/`).
+    Search,
+    /// A token or string to look up at the selected step (`t`).
+    Lookup,
+}
+
+impl InputPurpose {
+    /// Each input keeps its own history.
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// The input line, while one is open.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Input {
     pub purpose: InputPurpose,
-    pub text: String,
+    pub editor: Editor,
+}
+
+impl Input {
+    pub fn new(purpose: InputPurpose, editor: Editor) -> Input {
+        Input { purpose, editor }
+    }
+
+    /// What has been typed.
+    pub fn text(&self) -> &str {
+        self.editor.text()
+    }
+}
+
+/// A token lookup (`t`) and where its answer stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LookupAnswer {
+    /// Asked of the engine, not answered yet.
+    Pending,
+    Done(Box<Lookup>),
+    Failed(String),
+}
+
+/// The lookup the inspector shows, until Esc.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookupState {
+    pub query: String,
+    pub step: usize,
+    pub answer: LookupAnswer,
 }
 
 /// A token as a pane lays it out: its text made printable, its width in cells, and whether the
@@ -130,7 +172,12 @@ pub struct TokenCell {
     /// (and a truncated stream's counts are right without recounting).
     pub thinks_through: usize,
     pub verifies_through: usize,
+    /// A forced guided token (Enter): drawn after a [`FORCED_MARK`], counted in `width`.
+    pub forced: bool,
 }
+
+/// The glyph before a forced token (besides its colour and underline).
+pub const FORCED_MARK: &str = "▸";
 
 impl TokenCell {
     /// Text of any length made printable as a token is (`↵`, `→`, `·`), not clipped.
@@ -168,7 +215,7 @@ impl TokenCell {
             text = text.chars().take(WIDEST - 1).chain(std::iter::once('…')).collect();
         }
         let width = Span::raw(text.as_str()).width().max(1) as u16;
-        TokenCell { text, width, newline, think: false, think_open: false, verify: false, verify_end: false, thinks_through: 0, verifies_through: 0 }
+        TokenCell { text, width, newline, think: false, think_open: false, verify: false, verify_end: false, thinks_through: 0, verifies_through: 0, forced: false }
     }
 }
 
@@ -228,7 +275,22 @@ pub struct App {
     pub pending_force: Option<(usize, String, u32)>,
     /// Frames drawn while busy, for the spinner.
     pub ticks: u64,
+    /// Per input (see [`InputPurpose::index`]), the entries confirmed this session, oldest first.
+    pub history: [Vec<String>; 5],
+    /// The search in force (`/`): its matches are highlighted, `n` / `N` walk them.
+    pub search: Option<Search>,
+    /// The token lookup the inspector shows (`t`).
+    pub lookup: Option<LookupState>,
+    /// The panes show LaTeX readably (`\`); the inspector keeps the raw tokens.
+    pub latex: bool,
+    /// Per pane, the tokens as the LaTeX rendering shows them (kept up to date while `latex`).
+    pub pretty: [Vec<TokenCell>; 3],
+    /// Per pane and token, the token whose cell shows it under the LaTeX rendering.
+    pub pretty_owner: [Vec<usize>; 3],
 }
+
+/// How many tokens back a new token renders LaTeX again at most (see [`App::render_latex_tail`]).
+pub const LATEX_TAIL: usize = 256;
 
 /// The spinner's frames, one per tick.
 pub const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
@@ -308,6 +370,12 @@ impl App {
             redecoding: None,
             pending_force: None,
             ticks: 0,
+            history: Default::default(),
+            search: None,
+            lookup: None,
+            latex: false,
+            pretty: Default::default(),
+            pretty_owner: Default::default(),
         }
     }
 
@@ -321,18 +389,20 @@ impl App {
     }
 
     pub fn push_base(&mut self, r: StreamRecord) {
-        self.push_cell(0, &r.text);
+        let text = r.text.clone();
         self.base.push(r);
+        self.push_cell(0, &text, false);
     }
 
     pub fn push_rft(&mut self, r: StreamRecord) {
-        self.push_cell(1, &r.text);
+        let text = r.text.clone();
         self.rft.push(r);
+        self.push_cell(1, &text, false);
     }
 
     /// Lays out one more token of pane `pane`, inside or outside a think segment as the tokens
     /// before it (and the pane's prompt) leave it.
-    fn push_cell(&mut self, pane: usize, raw: &str) {
+    fn push_cell(&mut self, pane: usize, raw: &str, forced: bool) {
         let open_before = self.cells[pane].last().map_or(self.think_at_start[pane], |c| c.think_open);
         let (think, think_open) = crate::think::step(open_before, raw);
         let cells = &mut self.cells[pane];
@@ -349,8 +419,86 @@ impl App {
         } else {
             thinks
         };
-        cells.push(TokenCell { think, think_open, thinks_through: thinks + usize::from(think), verifies_through: verifies, ..TokenCell::new(raw) });
+        let cell = TokenCell::new(raw);
+        let width = cell.width + u16::from(forced);
+        cells.push(TokenCell { think, think_open, thinks_through: thinks + usize::from(think), verifies_through: verifies, forced, width, ..cell });
         self.mark_verification(pane);
+        if self.latex {
+            self.render_latex_tail(pane);
+        }
+    }
+
+    /// The raw texts of pane `pane`'s tokens.
+    pub fn raw_texts(&self, pane: Pane) -> Vec<&str> {
+        match pane {
+            Pane::Base => self.base.iter().map(|r| r.text.as_str()).collect(),
+            Pane::Rft => self.rft.iter().map(|r| r.text.as_str()).collect(),
+            Pane::Guided => self.guided.iter().map(|r| r.text.as_str()).collect(),
+        }
+    }
+
+    /// The cells a pane shows: the LaTeX rendering's while it is on, else the raw tokens'.
+    pub fn shown_cells(&self, pane: Pane) -> &[TokenCell] {
+        let i = pane.index();
+        if self.latex && self.pretty[i].len() == self.cells[i].len() {
+            &self.pretty[i]
+        } else {
+            &self.cells[i]
+        }
+    }
+
+    /// The token whose cell shows token `i` of `pane` (itself unless LaTeX swallowed it).
+    pub fn shown_owner(&self, pane: Pane, i: usize) -> usize {
+        if self.latex {
+            self.pretty_owner[pane.index()].get(i).copied().unwrap_or(i)
+        } else {
+            i
+        }
+    }
+
+    /// Turns the LaTeX rendering on or off (rendering every pane when it comes on).
+    pub fn set_latex(&mut self, on: bool) {
+        self.latex = on;
+        for pane in 0..3 {
+            self.pretty[pane].clear();
+            self.pretty_owner[pane].clear();
+            if on {
+                self.render_latex_from(pane, 0);
+            }
+        }
+    }
+
+    /// Renders the tail of pane `pane` again after a token arrived: from the last line break
+    /// (constructs do not span lines), at most [`LATEX_TAIL`] tokens back, so a token costs the
+    /// same however long the stream is.
+    fn render_latex_tail(&mut self, pane: usize) {
+        let n = self.cells[pane].len();
+        let floor = n.saturating_sub(LATEX_TAIL).min(self.pretty[pane].len());
+        let from = (floor..n.saturating_sub(1)).rev().find(|&i| self.cells[pane][i].newline).map_or(floor, |i| i + 1);
+        self.render_latex_from(pane, from);
+    }
+
+    fn render_latex_from(&mut self, pane: usize, from: usize) {
+        let p = Pane::ALL[pane];
+        let mut texts = self.raw_texts(p);
+        // While a pane is laid out again its records are ahead of its cells.
+        texts.truncate(self.cells[pane].len());
+        let from = from.min(texts.len()).min(self.pretty[pane].len());
+        let rendered = latex::render(&texts[from..], from);
+        let cells: Vec<TokenCell> = rendered
+            .texts
+            .iter()
+            .zip(&self.cells[pane][from..])
+            .map(|(text, raw)| {
+                let shown = if text.is_empty() { TokenCell { text: String::new(), width: 0, ..TokenCell::new("") } } else { TokenCell::new(text) };
+                // The flags (think, verification, line break) are the raw token's.
+                TokenCell { text: shown.text, width: shown.width + u16::from(raw.forced), ..raw.clone() }
+            })
+            .collect();
+        self.pretty[pane].truncate(from);
+        self.pretty[pane].extend(cells);
+        self.pretty_owner[pane].truncate(from);
+        self.pretty_owner[pane].extend(rendered.owners);
     }
 
     /// Marks the self-verification phrase that the newest token of `pane` completes, if any.
@@ -401,8 +549,9 @@ impl App {
                 _ => self.guided.iter().map(|r| r.text.clone()).collect(),
             };
             self.cells[pane].clear();
-            for t in &texts {
-                self.push_cell(pane, t);
+            let forced: Vec<bool> = if pane == 2 { self.guided.iter().map(|r| r.forced).collect() } else { vec![false; texts.len()] };
+            for (t, f) in texts.iter().zip(forced) {
+                self.push_cell(pane, t, f);
             }
         }
     }
@@ -418,8 +567,9 @@ impl App {
             self.guided.truncate(r.step);
             self.cells[2].truncate(r.step);
         }
-        self.push_cell(2, &r.text);
+        let (text, forced) = (r.text.clone(), r.forced);
         self.guided.push(r);
+        self.push_cell(2, &text, forced);
         if self.redecoding.is_some_and(|(_, until)| self.guided.len() >= until) {
             self.redecoding = None;
         }
@@ -431,10 +581,11 @@ impl App {
     /// Replaces the guided stream with `kept` (after a change of α or a forced token).
     pub fn reset_guided(&mut self, kept: Vec<GuidedRecord>) {
         self.cells[2].clear();
-        for r in &kept {
-            self.push_cell(2, &r.text);
-        }
+        let cells: Vec<(String, bool)> = kept.iter().map(|r| (r.text.clone(), r.forced)).collect();
         self.guided = kept;
+        for (text, forced) in &cells {
+            self.push_cell(2, text, *forced);
+        }
         if self.follow {
             self.cursor = self.guided.len().saturating_sub(1);
         }

@@ -4,7 +4,8 @@
 //! then matches on the action; the help overlay and the hint line draw from the same table, so a
 //! binding cannot be handled without being listed, or listed without being handled.
 //!
-//! The input line (question, image path) is a small text editor of its own and is not here.
+//! The input line (question, image path, α, search, lookup) is a line editor of its own
+//! ([`super::line_edit`]) and is not here.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -28,6 +29,15 @@ pub enum Action {
     NextPane,
     NextCandidate,
     PreviousCandidate,
+    Search,
+    NextMatch,
+    PreviousMatch,
+    NextFlip,
+    PreviousFlip,
+    NextSpike,
+    PreviousSpike,
+    LookUp,
+    ToggleLatex,
     Force,
     TogglePause,
     Restart,
@@ -192,16 +202,50 @@ pub const BINDINGS: &[Binding] = &[
         hint: hint("pane", 5),
     },
     Binding {
-        keys: &[Key::char('n')],
+        keys: &[Key::char('c')],
         action: Action::NextCandidate,
         help: "next guided candidate in the inspector",
         hint: hint("candidate", 4),
     },
     Binding {
-        keys: &[Key::char('p')],
+        keys: &[Key::char('C')],
         action: Action::PreviousCandidate,
         help: "previous guided candidate in the inspector",
         hint: hint("candidate", 4),
+    },
+    Binding {
+        keys: &[Key::char('/')],
+        action: Action::Search,
+        help: "search the three streams (the focused pane first; a capital letter makes it case-sensitive; Esc clears)",
+        hint: hint("search", 5),
+    },
+    Binding { keys: &[Key::char('n')], action: Action::NextMatch, help: "next match of the search", hint: None },
+    Binding { keys: &[Key::char('N')], action: Action::PreviousMatch, help: "previous match of the search", hint: None },
+    Binding {
+        keys: &[Key::char('f')],
+        action: Action::NextFlip,
+        help: "next flip: a guided token where guidance changed the base model's choice",
+        hint: None,
+    },
+    Binding { keys: &[Key::char('F')], action: Action::PreviousFlip, help: "previous flip", hint: None },
+    Binding {
+        keys: &[Key::char('s')],
+        action: Action::NextSpike,
+        help: "next spike in the focused pane: a token whose measure is above the stream's mean + 2σ",
+        hint: None,
+    },
+    Binding { keys: &[Key::char('S')], action: Action::PreviousSpike, help: "previous spike", hint: None },
+    Binding {
+        keys: &[Key::char('t')],
+        action: Action::LookUp,
+        help: "look a token or string up at the selected step: its ids, probability and rank under each model",
+        hint: hint("lookup", 6),
+    },
+    Binding {
+        keys: &[Key::char('\\')],
+        action: Action::ToggleLatex,
+        help: "show LaTeX readably in the panes (\\frac{1}{2} → ½, \\times → ×, ^2 → ²; the inspector keeps the raw tokens)",
+        hint: None,
     },
     Binding {
         keys: &[Key::plain(KeyCode::Enter)],
@@ -229,7 +273,12 @@ pub const BINDINGS: &[Binding] = &[
         help: "export the trace (JSON Lines; the path is shown below)",
         hint: hint("export", 7),
     },
-    Binding { keys: &[Key::plain(KeyCode::Esc)], action: Action::ClearStatus, help: "clear the status line", hint: None },
+    Binding {
+        keys: &[Key::plain(KeyCode::Esc)],
+        action: Action::ClearStatus,
+        help: "clear the status line, the search's highlights and the lookup",
+        hint: None,
+    },
     Binding {
         keys: &[Key::char('?')],
         action: Action::Help,

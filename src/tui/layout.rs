@@ -107,7 +107,7 @@ pub fn pane_lines(app: &App, pane: Pane) -> Option<PaneLines> {
 
 /// Lays out one pane of `app` inside `area` (the pane's inside).
 pub fn pane_lines_in(app: &App, pane: Pane, area: Rect) -> PaneLines {
-    let starts = wrap(&app.cells[pane.index()], area.width.max(1));
+    let starts = wrap(app.shown_cells(pane), area.width.max(1));
     let top = top_line(app.scroll[pane.index()], starts.len(), area.height as usize);
     PaneLines { area, starts, top }
 }
@@ -145,7 +145,7 @@ pub fn hit(app: &App, x: u16, y: u16) -> Option<(Pane, Option<usize>)> {
             if line >= lines.starts.len() {
                 return Some((pane, None));
             }
-            return Some((pane, token_at(&app.cells[pane.index()], &lines.starts, line, x - a.x)));
+            return Some((pane, token_at(app.shown_cells(pane), &lines.starts, line, x - a.x)));
         }
     }
     None

@@ -18,9 +18,12 @@ pub mod demo;
 pub mod download;
 pub mod graphics;
 pub mod keymap;
+pub mod latex;
 pub mod layout;
+pub mod line_edit;
 pub mod measure;
 pub mod picture;
+pub mod search;
 pub mod synthetic;
 pub mod terminal;
 pub mod trace_io;
@@ -217,12 +220,15 @@ struct Runtime {
     /// An image being read for `o`, on a thread of its own: a slow or stuck file must not freeze
     /// the keys.
     opening: Option<std::sync::mpsc::Receiver<Msg>>,
+    /// A directory being listed for Tab on the image path, on a thread of its own (a slow or
+    /// huge directory must not freeze the keys); a later Tab replaces it.
+    listing: Option<std::sync::mpsc::Receiver<Msg>>,
 }
 
 impl Runtime {
     fn new(plan: Option<Arc<SessionPlan>>) -> Runtime {
         let export_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        Runtime { engine: None, plan, first: None, replayed: None, export_dir, engine_gone: false, opening: None }
+        Runtime { engine: None, plan, first: None, replayed: None, export_dir, engine_gone: false, opening: None, listing: None }
     }
 
     /// The header of the session on screen: the plan describes a live one (its prompt prepared
@@ -289,6 +295,23 @@ impl Runtime {
         (true, true)
     }
 
+    /// Hands a finished directory listing to `update`; whether one came.
+    fn poll_listing(&mut self, app: &mut App) -> bool {
+        let Some(rx) = &self.listing else { return false };
+        match rx.try_recv() {
+            Ok(msg) => {
+                self.listing = None;
+                update(app, msg);
+                true
+            }
+            Err(TryRecvError::Empty) => false,
+            Err(TryRecvError::Disconnected) => {
+                self.listing = None;
+                false
+            }
+        }
+    }
+
     fn shut_down(&mut self) {
         // Not joined: the process is about to exit, and a step in progress would delay it.
         if let Some(engine) = self.engine.take() {
@@ -326,6 +349,14 @@ impl Runtime {
                         Err(e) => Msg::Failed(e.to_string()),
                     };
                     let _ = tx.send(msg);
+                });
+            }
+            Effect::CompletePath(typed) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                self.listing = Some(rx);
+                std::thread::spawn(move || {
+                    let dir = expand_home(Path::new(line_edit::split_path(&typed).0));
+                    let _ = tx.send(Msg::Completed(line_edit::list_candidates(&typed, &dir)));
                 });
             }
             Effect::ExportTrace => {
@@ -389,6 +420,7 @@ fn event_loop(terminal: &mut terminal::Term, app: &mut App, runtime: &mut Runtim
             return Ok(());
         }
         dirty |= opened;
+        dirty |= runtime.poll_listing(app);
         if dirty {
             terminal.draw(|f| view::draw_with_graphics(f, app, graphics.as_mut())).map_err(io)?;
             dirty = false;

@@ -12,7 +12,9 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, M
 use crate::engine::{Command, Event, Record};
 use crate::processor::SourceImage;
 
-use super::app::{alpha_text, App, Input, InputPurpose, Pane, RunState, TokenCell};
+use super::app::{alpha_text, App, Input, InputPurpose, LookupAnswer, LookupState, Pane, RunState, TokenCell};
+use super::line_edit::{self, Completion, Edit, Editor};
+use super::search::{self, Search};
 use super::keymap::{self, Action};
 use super::layout;
 use super::picture::Thumbnail;
@@ -36,6 +38,8 @@ pub enum Msg {
     EngineStopped,
     /// Time passes while the app is busy: the spinner turns.
     Tick,
+    /// The listing asked for with Tab on the image path.
+    Completed(Completion),
 }
 
 /// Something for the terminal loop to do.
@@ -49,6 +53,9 @@ pub enum Effect {
     OpenImage(PathBuf),
     /// Write the records to a trace file; answer with `Msg::Done` or `Msg::Failed`.
     ExportTrace,
+    /// List the directory of this typed path (off the UI thread, bounded); answer with
+    /// `Msg::Completed`.
+    CompletePath(String),
     Quit,
 }
 
@@ -84,7 +91,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::Paste(text) => {
             match app.input.as_mut() {
                 // One line: line breaks and other control characters become spaces.
-                Some(input) => input.text.extend(text.chars().map(|c| if c.is_control() { ' ' } else { c })),
+                Some(input) => input.editor.insert(&text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>()),
                 None => app.set_status("pasted text ignored: press e (question) or o (image) first"),
             }
             Vec::new()
@@ -109,6 +116,10 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         }
         Msg::Tick => {
             app.ticks = app.ticks.wrapping_add(1);
+            Vec::new()
+        }
+        Msg::Completed(c) => {
+            completed(app, c);
             Vec::new()
         }
         Msg::EngineStopped => {
@@ -163,8 +174,26 @@ fn key_press(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         Action::AlphaDownFine => return change_alpha(app, -0.01),
         Action::TypeAlpha => {
             if needs_models(app, "changing α") {
-                app.input = Some(Input { purpose: InputPurpose::Alpha, text: String::new() });
+                app.input = Some(Input::new(InputPurpose::Alpha, Editor::empty()));
             }
+        }
+        Action::Search => app.input = Some(Input::new(InputPurpose::Search, Editor::empty())),
+        Action::NextMatch => walk_matches(app, true),
+        Action::PreviousMatch => walk_matches(app, false),
+        Action::NextFlip => jump_to_flip(app, true),
+        Action::PreviousFlip => jump_to_flip(app, false),
+        Action::NextSpike => jump_to_spike(app, true),
+        Action::PreviousSpike => jump_to_spike(app, false),
+        Action::LookUp => {
+            if app.guided.is_empty() {
+                app.set_error("nothing to look up at yet: the guided stream has no token");
+            } else {
+                app.input = Some(Input::new(InputPurpose::Lookup, Editor::empty()));
+            }
+        }
+        Action::ToggleLatex => {
+            app.set_latex(!app.latex);
+            app.set_status(if app.latex { "LaTeX shown readably in the panes (\\ shows it raw; the inspector keeps the raw tokens)" } else { "LaTeX shown raw" });
         }
         Action::Force => return force_candidate(app),
         Action::TogglePause => return toggle_pause(app),
@@ -200,20 +229,24 @@ fn key_press(app: &mut App, key: KeyEvent) -> Vec<Effect> {
         Action::PreviousCandidate => app.candidate = app.candidate.saturating_sub(1),
         Action::EditQuestion => {
             if needs_models(app, "editing the question") {
-                app.input = Some(Input { purpose: InputPurpose::Question, text: app.info.question.clone() });
+                app.input = Some(Input::new(InputPurpose::Question, Editor::prefilled(app.info.question.clone())));
             }
         }
         Action::OpenImage => {
             if needs_models(app, "opening an image") {
                 let text = app.info.image_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-                app.input = Some(Input { purpose: InputPurpose::ImagePath, text });
+                app.input = Some(Input::new(InputPurpose::ImagePath, Editor::prefilled(text)));
             }
         }
         Action::Help => {
             app.help = true;
             app.help_scroll = 0;
         }
-        Action::ClearStatus => app.status = None,
+        Action::ClearStatus => {
+            app.status = None;
+            app.search = None;
+            app.lookup = None;
+        }
     }
     Vec::new()
 }
@@ -307,7 +340,7 @@ fn force_candidate(app: &mut App) -> Vec<Effect> {
         return Vec::new();
     };
     let Some(c) = record.guided.top.get(app.candidate) else {
-        app.set_error("no candidate selected (n / p choose one)");
+        app.set_error("no candidate selected (c / C choose one)");
         return Vec::new();
     };
     let token = c.token;
@@ -335,57 +368,191 @@ fn restart(app: &mut App) -> Vec<Effect> {
 
 fn input_key(app: &mut App, key: KeyEvent) -> Vec<Effect> {
     let Some(input) = app.input.as_mut() else { return Vec::new() };
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     match key.code {
         KeyCode::Esc => {
             app.input = None;
             app.set_status("cancelled");
-            Vec::new()
+            return Vec::new();
         }
-        KeyCode::Backspace => {
-            input.text.pop();
-            Vec::new()
-        }
-        KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-            input.text.clear();
-            Vec::new()
-        }
-        // Ctrl-C quits here too (it is no `c`); other control chords type nothing.
-        KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => vec![Effect::Quit],
-        KeyCode::Char(_) if key.modifiers.contains(KeyModifiers::CONTROL) => Vec::new(),
-        KeyCode::Char(c) => {
-            input.text.push(c);
-            Vec::new()
-        }
-        KeyCode::Enter => {
-            let Input { purpose, text } = app.input.take().unwrap_or(Input { purpose: InputPurpose::Question, text: String::new() });
-            let text = text.trim().to_string();
-            match purpose {
-                InputPurpose::Question => {
-                    if text.is_empty() {
-                        app.set_error("the question is empty: press e and type one (the session keeps the old one)");
-                        return Vec::new();
-                    }
-                    app.info.question = text;
-                    app.set_status("new question: restarting");
-                    restart(app)
-                }
-                InputPurpose::ImagePath => {
-                    if text.is_empty() {
-                        app.set_error("no image path given: press o and type one (the session keeps the old image)");
-                        return Vec::new();
-                    }
-                    vec![Effect::OpenImage(PathBuf::from(text))]
-                }
-                InputPurpose::Alpha => match parse_alpha(&text, app.alpha) {
-                    Ok(alpha) => ask_alpha(app, alpha),
-                    Err(why) => {
-                        app.set_error(why);
-                        Vec::new()
-                    }
-                },
-            }
+        // Ctrl-C quits here too (it is no `c`).
+        KeyCode::Char('c') if ctrl => return vec![Effect::Quit],
+        KeyCode::Enter => return confirm_input(app),
+        _ => {}
+    }
+    let history = &app.history[input.purpose.index()];
+    match input.editor.key(&key, history) {
+        Edit::Complete if input.purpose == InputPurpose::ImagePath => {
+            input.editor.keep();
+            vec![Effect::CompletePath(input.editor.text().to_string())]
         }
         _ => Vec::new(),
+    }
+}
+
+/// A directory listing for Tab: completes the common prefix of the names, or lists them on the
+/// status line when that adds nothing. An answer for text changed since is dropped.
+fn completed(app: &mut App, c: Completion) {
+    let Some(input) = app.input.as_mut().filter(|i| i.purpose == InputPurpose::ImagePath && i.editor.text() == c.typed) else { return };
+    if let Some(e) = c.error {
+        app.set_error(e);
+        return;
+    }
+    let (dir, start) = line_edit::split_path(&c.typed);
+    let common = line_edit::common_prefix(&c.candidates);
+    let partial = if c.truncated { format!(" (the first {} entries read)", line_edit::LISTING_LIMIT) } else { String::new() };
+    if c.candidates.is_empty() {
+        app.set_error(format!("nothing in {} starts with {start:?}{partial}", if dir.is_empty() { "." } else { dir }));
+        return;
+    }
+    if common.len() > start.len() {
+        let text = format!("{dir}{common}");
+        input.editor = Editor::with_text(text);
+    }
+    if c.candidates.len() > 1 && common.len() <= start.len() {
+        const SHOWN: usize = 12;
+        let more = c.candidates.len().saturating_sub(SHOWN);
+        let mut list = c.candidates.iter().take(SHOWN).map(|n| TokenCell::printable(n)).collect::<Vec<_>>().join("  ");
+        if more > 0 {
+            list.push_str(&format!("  … {more} more"));
+        }
+        app.set_status(format!("{} matches{partial}: {list}", c.candidates.len()));
+    } else if c.candidates.len() > 1 {
+        app.set_status(format!("{} matches{partial}: Tab again lists them", c.candidates.len()));
+    } else {
+        app.status = None;
+    }
+}
+
+/// Enter on the input line.
+fn confirm_input(app: &mut App) -> Vec<Effect> {
+    let Some(Input { purpose, editor }) = app.input.take() else { return Vec::new() };
+    let text = editor.text().trim().to_string();
+    line_edit::remember(&mut app.history[purpose.index()], &text);
+    match purpose {
+        InputPurpose::Question => {
+            if text.is_empty() {
+                app.set_error("the question is empty: press e and type one (the session keeps the old one)");
+                return Vec::new();
+            }
+            app.info.question = text;
+            app.set_status("new question: restarting");
+            restart(app)
+        }
+        InputPurpose::ImagePath => {
+            if text.is_empty() {
+                app.set_error("no image path given: press o and type one (the session keeps the old image)");
+                return Vec::new();
+            }
+            vec![Effect::OpenImage(PathBuf::from(text))]
+        }
+        InputPurpose::Alpha => match parse_alpha(&text, app.alpha) {
+            Ok(alpha) => ask_alpha(app, alpha),
+            Err(why) => {
+                app.set_error(why);
+                Vec::new()
+            }
+        },
+        InputPurpose::Search => {
+            if editor.text().is_empty() {
+                app.search = None;
+                app.set_status("search cleared");
+                return Vec::new();
+            }
+            // Spaces count (a leading space finds whole words mid-sentence).
+            let query = editor.text().to_string();
+            app.search = Some(Search { hits: search::find(app, app.focus, &query), from: app.focus, query, current: None });
+            walk_matches(app, true);
+            Vec::new()
+        }
+        InputPurpose::Lookup => look_up(app, editor.text().to_string()),
+    }
+}
+
+/// `t` confirmed: asks the engine (live), or reads the record (a replay has no engine).
+fn look_up(app: &mut App, query: String) -> Vec<Effect> {
+    if query.is_empty() {
+        app.lookup = None;
+        return Vec::new();
+    }
+    // The guided step under the cursor: all four distributions are of the guided prefix there.
+    let step = app.cursor.min(app.guided.len().saturating_sub(1));
+    let Some(record) = app.guided.get(step) else {
+        app.set_error("nothing to look up at yet: the guided stream has no token");
+        return Vec::new();
+    };
+    if app.is_replay() {
+        let found = crate::engine::Lookup::from_record(&query, record);
+        app.lookup = Some(LookupState { query, step, answer: LookupAnswer::Done(Box::new(found)) });
+        return Vec::new();
+    }
+    app.lookup = Some(LookupState { query: query.clone(), step, answer: LookupAnswer::Pending });
+    vec![Effect::SendCommand(Command::Lookup { step, text: query })]
+}
+
+/// `n` / `N`: the next (previous) match of the search, its matches found again first (the
+/// streams grow and change with α).
+fn walk_matches(app: &mut App, forward: bool) {
+    let Some((query, from, current)) = app.search.as_ref().map(|s| (s.query.clone(), s.from, s.current)) else {
+        app.set_status("no search: press / and type what to find");
+        return;
+    };
+    let hits = search::find(app, from, &query);
+    let shown = TokenCell::printable(&query);
+    // The selected match stays selected when the streams changed around it.
+    let current = current.and_then(|c| app.search.as_ref().and_then(|s| s.hits.get(c).copied())).and_then(|h| hits.iter().position(|x| *x == h));
+    let Some(k) = search::step(&hits, current, app.focus, app.cursor, forward) else {
+        app.search = Some(Search { query, from, hits, current: None });
+        app.set_error(format!("no match of {shown:?} in the three streams"));
+        return;
+    };
+    let hit = hits[k];
+    let total = hits.len();
+    app.search = Some(Search { query, from, hits, current: Some(k) });
+    app.focus = hit.pane;
+    set_cursor(app, hit.first);
+    app.set_status(format!("match {}/{total} of {shown:?}: {} stream, step {}", k + 1, hit.pane.title(), hit.first));
+}
+
+/// `f` / `F`: the next (previous) flip of the guided stream (the guided pane takes the focus).
+fn jump_to_flip(app: &mut App, forward: bool) {
+    let flips = search::flips(app);
+    // From another pane the flip at the cursor's own step counts too: it is not yet looked at.
+    let (at, here) = (app.cursor, app.focus != Pane::Guided);
+    let target = if forward {
+        flips.iter().copied().find(|&f| f > at || (here && f == at))
+    } else {
+        flips.iter().rev().copied().find(|&f| f < at || (here && f == at))
+    };
+    match target {
+        Some(i) => {
+            let n = flips.iter().position(|&f| f == i).map_or(0, |p| p + 1);
+            app.focus = Pane::Guided;
+            set_cursor(app, i);
+            let r = &app.guided[i];
+            let base = r.base.top.first().map(|c| TokenCell::printable(&c.text)).unwrap_or_default();
+            app.set_status(format!("flip {n}/{}: step {i}, guidance chose {:?} where the base model would have chosen {base:?}", flips.len(), TokenCell::printable(&r.text)));
+        }
+        None if flips.is_empty() => app.set_status("no flip in the guided stream: guidance has not changed any base choice"),
+        None => app.set_status(format!("no flip {} this one ({} in all)", if forward { "after" } else { "before" }, flips.len())),
+    }
+}
+
+/// `s` / `S`: the next (previous) spike of the selected measure in the focused pane.
+fn jump_to_spike(app: &mut App, forward: bool) {
+    let pane = app.focus;
+    let measure = app.measure;
+    let (threshold, spikes) = search::spikes(app, pane, measure);
+    let what = if pane == Pane::Guided { measure.name() } else { measure.pane_caption() };
+    match search::next_of(&spikes, app.cursor, forward) {
+        Some(i) => {
+            let n = spikes.iter().position(|&s| s == i).map_or(0, |p| p + 1);
+            let value = search::values(app, pane, measure)[i];
+            set_cursor(app, i);
+            app.set_status(format!("spike {n}/{} of {what} in the {} stream: step {i}, {value:.3} (above mean + 2σ = {threshold:.3})", spikes.len(), pane.title()));
+        }
+        None if spikes.is_empty() => app.set_status(format!("no spike of {what} in the {} stream (none above mean + 2σ)", pane.title())),
+        None => app.set_status(format!("no spike {} this one ({} in all)", if forward { "after" } else { "before" }, spikes.len())),
     }
 }
 
@@ -448,6 +615,18 @@ fn engine_event(app: &mut App, ev: Event) {
             // A refused α (or a failed step): the engine keeps the α in force, and so does the header.
             app.pending_alpha = None;
             app.set_error(e);
+        }
+        Event::Lookup(found) => {
+            // Only the lookup still on screen takes its answer (a later `t` replaced an earlier one).
+            if let Some(l) = app.lookup.as_mut().filter(|l| l.step == found.step && l.query == found.query) {
+                l.answer = LookupAnswer::Done(found);
+            }
+        }
+        Event::LookupFailed(why) => {
+            if let Some(l) = app.lookup.as_mut().filter(|l| l.answer == LookupAnswer::Pending) {
+                l.answer = LookupAnswer::Failed(why.clone());
+            }
+            app.set_error(why);
         }
         Event::Paused => {
             // The step's error stays on the status line; the header must not say running.
@@ -525,7 +704,7 @@ fn move_cursor_by(app: &mut App, by: isize) {
 /// Moves the cursor one wrapped line up or down in the focused pane, keeping its column.
 fn move_cursor_line(app: &mut App, by: isize) {
     let pane = app.focus;
-    let cells = &app.cells[pane.index()];
+    let cells = app.shown_cells(pane);
     if cells.is_empty() {
         return;
     }

@@ -7,7 +7,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use crate::tui::app::{App, InputPurpose};
+use crate::tui::app::{App, InputPurpose, TokenCell};
 use crate::tui::keymap;
 
 pub struct StatusLine<'a>(pub &'a App);
@@ -20,16 +20,35 @@ impl Widget for StatusLine<'_> {
                 InputPurpose::Question => "question> ",
                 InputPurpose::ImagePath => "image path> ",
                 InputPurpose::Alpha => "α> ",
+                InputPurpose::Search => "search /",
+                InputPurpose::Lookup => "look up> ",
             };
-            // Show the end of a long input: that is where the typing happens.
-            let room = (area.width as usize).saturating_sub(prompt.len() + 40);
-            let chars: Vec<char> = input.text.chars().collect();
-            let shown: String = chars[chars.len().saturating_sub(room)..].iter().collect();
+            let help = match input.purpose {
+                InputPurpose::ImagePath => "   Enter opens · Tab completes · ↑↓ history · Esc cancels",
+                _ if input.editor.selected => "   typing replaces · ← → edit · Enter confirms · Esc cancels",
+                _ => "   Enter confirms · ↑↓ history · Esc cancels",
+            };
+            let width = |s: &str| Span::raw(s).width();
+            let room = (area.width as usize).saturating_sub(width(prompt) + width(help) + 1).max(8);
+            // The text around the cursor, made printable, as much as fits: the cursor stays visible.
+            let (before, after) = input.editor.split();
+            let before: Vec<char> = TokenCell::printable(before).chars().collect();
+            let after: Vec<char> = TokenCell::printable(after).chars().collect();
+            let keep_after = after.len().min(room / 3);
+            let keep_before = before.len().min(room.saturating_sub(keep_after + 1));
+            let shown_before: String = before[before.len() - keep_before..].iter().collect();
+            let (at, rest) = match after.split_first() {
+                Some((c, rest)) => (c.to_string(), rest[..rest.len().min(keep_after.saturating_sub(1))].iter().collect::<String>()),
+                None => (" ".to_string(), String::new()),
+            };
+            // A prefilled value still selected (the first typed character replaces it).
+            let text_style = if input.editor.selected { Style::default().bg(Color::DarkGray).fg(Color::White) } else { Style::default() };
             Line::from(vec![
                 Span::styled(prompt, Style::default().fg(Color::Cyan).bold()),
-                Span::raw(shown),
-                Span::styled("▏", Style::default().add_modifier(Modifier::SLOW_BLINK)),
-                Span::styled("   Enter confirms · Esc cancels", Style::default().fg(Color::DarkGray)),
+                Span::styled(shown_before, text_style),
+                Span::styled(at, Style::default().add_modifier(Modifier::REVERSED)),
+                Span::styled(rest, text_style),
+                Span::styled(help, Style::default().fg(Color::DarkGray)),
             ])
         } else {
             match &app.status {

@@ -5,9 +5,11 @@
 //! alternatives (text and id), each with its logit and probability under base, RFT and small,
 //! the guidance shift α·(rft − small) and its guided probability; below it the plausible tokens
 //! guidance promoted and suppressed most. Beside it, when the inspector is wide enough, the
-//! guided top-k with the candidate selected for forcing (n / p, Enter forces it; on a narrow
+//! guided top-k with the candidate selected for forcing (c / C, Enter forces it; on a narrow
 //! inspector the selection is named on the first line). For the base and RFT streams: their own
 //! token, −log p and entropy, what the other streams chose at that step, and their top-k.
+//! While a token lookup (`t`) is open, the inspector shows its answer instead: the string's
+//! tokens with their probability and rank under base, RFT, small and the guided mix.
 //!
 //! Numbers are never cut: the table drops its logits, then labels shorten, before a value would.
 
@@ -18,8 +20,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Widget};
 
 use crate::engine::why::signed;
-use crate::engine::{Candidate, GuidedRecord, StreamRecord, Why, WhyRow};
-use crate::tui::app::{App, Pane, TokenCell};
+use crate::engine::{Candidate, GuidedRecord, Lookup, Match, Score, StreamRecord, Why, WhyRow};
+use crate::tui::app::{App, LookupAnswer, LookupState, Pane, TokenCell};
 
 pub struct Inspector<'a>(pub &'a App);
 
@@ -233,7 +235,7 @@ fn alone(name: &str, r: Option<&StreamRecord>) -> Vec<Span<'static>> {
 impl Inspector<'_> {
     fn guided(&self, r: &GuidedRecord, inner: Rect, buf: &mut Buffer) {
         let app = self.0;
-        // The guided top-k (what n / p select and Enter forces) beside the table when it fits.
+        // The guided top-k (what c / C select and Enter forces) beside the table when it fits.
         let (left, column) = if inner.width >= 100 {
             let [l, c] = Layout::horizontal([Constraint::Min(60), Constraint::Length(34)]).spacing(1).areas(inner);
             (l, Some(c))
@@ -260,7 +262,7 @@ impl Inspector<'_> {
         }
         if column.is_none() {
             if let Some(c) = r.guided.top.get(app.candidate) {
-                head.push(Span::styled(format!("  ⏎ forces {} (n/p)", quoted(&c.text)), Style::default().fg(Color::DarkGray)));
+                head.push(Span::styled(format!("  ⏎ forces {} (c/C)", quoted(&c.text)), Style::default().fg(Color::DarkGray)));
             }
         }
         let mut lines = vec![Line::from(head)];
@@ -318,9 +320,90 @@ impl Inspector<'_> {
     }
 }
 
+/// A score as `.561 #1` (`.561` when the rank is not known, `—` when nothing is).
+fn score(s: Option<Score>) -> String {
+    match s {
+        Some(Score { prob: p, rank: Some(r) }) => format!("{} #{r}", prob(p)),
+        Some(Score { prob: p, rank: None }) => prob(p),
+        None => "—".into(),
+    }
+}
+
+/// The lookup's lines at `width` cells.
+fn lookup_lines(l: &LookupState, width: usize) -> Vec<Line<'static>> {
+    let dim = Style::default().fg(Color::DarkGray);
+    let found = match &l.answer {
+        LookupAnswer::Pending => return vec![Line::from(Span::styled("asking the engine…", dim))],
+        LookupAnswer::Failed(why) => return vec![Line::from(Span::styled(why.clone(), Style::default().fg(Color::Red)))],
+        LookupAnswer::Done(found) => found,
+    };
+    let Lookup { encoding, rows, exact, .. } = found.as_ref();
+    let mut lines = Vec::new();
+    let source = if *exact {
+        "base and guided over the whole vocabulary; rft and small where the record holds them"
+    } else {
+        "from the trace's record: the tokens it names, figures where it holds them"
+    };
+    let encoded = if encoding.is_empty() {
+        String::new()
+    } else {
+        format!("encodes as {} · ", encoding.iter().map(u32::to_string).collect::<Vec<_>>().join(" "))
+    };
+    lines.push(Line::from(Span::styled(format!("{encoded}{source}"), dim)));
+    if rows.is_empty() {
+        lines.push(Line::from(Span::styled(
+            format!("no token here is spelled {:?} (nor with a leading space)", TokenCell::new(&l.query).text),
+            dim,
+        )));
+        return lines;
+    }
+    let how = |m: Match| match m {
+        Match::Exact => "exact",
+        Match::Spaced => "spaced",
+        Match::Piece => "piece",
+    };
+    let header = ["id", "how", "base", "rft", "small", "guided"].map(str::to_string);
+    let body: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| [r.token.to_string(), how(r.how).to_string(), score(r.base), score(r.rft), score(r.small), score(r.guided)])
+        .collect();
+    let widths: Vec<usize> = (0..6).map(|c| body.iter().map(|r| cells(&r[c])).chain([cells(&header[c])]).max().unwrap_or(0)).collect();
+    let numbers: usize = widths.iter().map(|w| w + 1).sum();
+    let token_w = width.saturating_sub(numbers + 1).clamp(4, 14);
+    let mut head = format!(" {:<token_w$}", "token");
+    for (c, w) in widths.iter().enumerate() {
+        head.push_str(&format!(" {:>w$}", header[c]));
+    }
+    lines.push(Line::from(Span::styled(head, dim)));
+    for (r, cells_) in rows.iter().zip(&body) {
+        let mut line = format!(" {}", fit(&r.text, token_w));
+        for (c, w) in widths.iter().enumerate() {
+            line.push_str(&format!(" {:>w$}", cells_[c]));
+        }
+        lines.push(Line::from(line));
+    }
+    lines
+}
+
+impl Inspector<'_> {
+    fn lookup(&self, l: &LookupState, area: Rect, buf: &mut Buffer) {
+        Paragraph::new(lookup_lines(l, area.width as usize)).render(area, buf);
+    }
+}
+
 impl Widget for Inspector<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.0;
+        if let Some(l) = &app.lookup {
+            let block = Block::default()
+                .borders(Borders::ALL)
+                .border_style(Style::default().fg(Color::DarkGray))
+                .title(format!(" look up {:?} at guided step {} · Esc closes ", TokenCell::new(&l.query).text, l.step));
+            let inner = block.inner(area);
+            block.render(area, buf);
+            self.lookup(l, inner, buf);
+            return;
+        }
         let step = app.cursor;
         let pane = app.focus;
         let block = Block::default()

@@ -9,8 +9,9 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Widget};
 
-use crate::tui::app::{App, Pane};
+use crate::tui::app::{App, Pane, FORCED_MARK};
 use crate::tui::layout;
+use crate::tui::search;
 use crate::tui::measure::{heat, ink, Measure};
 
 pub struct StreamPane<'a> {
@@ -33,7 +34,9 @@ impl StreamPane<'_> {
     /// answer once it has, then the measure; the measure goes first, then the answer is cut with
     /// `…`, when `room` is short.
     fn title(&self, room: usize) -> String {
-        let name = self.pane.title();
+        // The LaTeX rendering is on: said in every title, as the raw tokens are not what shows.
+        let name = if self.app.latex { format!("{} · TeX", self.pane.title()) } else { self.pane.title().to_string() };
+        let name = name.as_str();
         let end = self.app.ending(self.pane).map(|e| format!(" · {} · {}", e.stop_label(), e.answer_label()));
         let end = end.unwrap_or_default();
         let full = format!(" {name}{end} · {} ", self.caption());
@@ -48,7 +51,11 @@ impl StreamPane<'_> {
         // Narrow panes: the short name and stop label, so the answer still shows.
         let compact = match self.app.ending(self.pane) {
             Some(e) => {
-                let name = if self.pane == Pane::Rft { "rft" } else { name };
+                let name = match (self.pane, self.app.latex) {
+                    (Pane::Rft, false) => "rft",
+                    (Pane::Rft, true) => "rft·TeX",
+                    _ => name,
+                };
                 format!(" {name} · {} · {} ", e.stop_short(), e.answer_label())
             }
             None => short,
@@ -129,14 +136,16 @@ impl Widget for StreamPane<'_> {
         if inner.width == 0 || inner.height == 0 {
             return;
         }
-        let cells = &app.cells[self.pane.index()];
+        let cells = app.shown_cells(self.pane);
         if cells.is_empty() {
             let note = if app.is_replay() { "(no tokens in the trace)" } else { "(waiting for tokens)" };
             buf.set_string(inner.x, inner.y, note, Style::default().fg(Color::DarkGray));
             return;
         }
         let lines = layout::pane_lines_in(app, self.pane, inner);
-        let forced_style = Modifier::UNDERLINED;
+        // The cell that shows the cursor's token (under the LaTeX rendering, the construct's).
+        let cursor = app.shown_owner(self.pane, app.cursor);
+        let current = app.search.as_ref().and_then(|s| s.current.and_then(|c| s.hits.get(c))).filter(|h| h.pane == self.pane);
         for row in 0..inner.height as usize {
             let line = lines.top + row;
             if line >= lines.starts.len() {
@@ -154,18 +163,31 @@ impl Widget for StreamPane<'_> {
                     // The reasoning before the answer: set apart, the heat still readable.
                     style = style.add_modifier(Modifier::DIM | Modifier::ITALIC);
                 }
-                if self.pane == Pane::Guided && app.guided.get(i).is_some_and(|r| r.forced) {
-                    style = style.add_modifier(forced_style);
+                if cells[i].forced {
+                    style = style.fg(FORCED_COLOUR).add_modifier(Modifier::UNDERLINED | Modifier::BOLD);
                 }
                 if self.pane == Pane::Guided && app.guided.get(i).is_some_and(|r| r.stale) {
                     style = style.add_modifier(Modifier::DIM);
                 }
-                if i == app.cursor {
+                if app.search.as_ref().is_some_and(|s| search::is_hit(s, self.pane, i)) {
+                    // A search match: a hue the heat scale never takes; the selected one brighter.
+                    let selected = current.is_some_and(|h| (h.first..=h.last).contains(&i));
+                    style = style.bg(if selected { Color::LightCyan } else { Color::Cyan }).fg(Color::Black);
+                }
+                if i == cursor {
                     style = Style::default().bg(Color::White).fg(Color::Black).add_modifier(Modifier::BOLD);
                 }
-                spans.push(Span::styled(cells[i].text.as_str(), style));
+                if cells[i].forced {
+                    spans.push(Span::styled(FORCED_MARK, style.fg(if i == cursor { Color::Black } else { FORCED_COLOUR }).remove_modifier(Modifier::UNDERLINED)));
+                }
+                if !cells[i].text.is_empty() {
+                    spans.push(Span::styled(cells[i].text.as_str(), style));
+                }
             }
             buf.set_line(inner.x, inner.y + row as u16, &Line::from(spans), inner.width);
         }
     }
 }
+
+/// The colour of a forced token and of its [`FORCED_MARK`].
+pub const FORCED_COLOUR: Color = Color::LightGreen;
