@@ -179,7 +179,7 @@ fn the_inspectors_why_table_shows_the_reasoner_pushing_wait() {
     app.focus = proxythinker::tui::app::Pane::Guided;
     app.cursor = i;
     let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(200, 50)).unwrap();
-    term.draw(|f| proxythinker::tui::view::draw(f, &mut app)).unwrap();
+    term.draw(|f| proxythinker::tui::view::draw(f, &app)).unwrap();
     let buf = term.backend().buffer();
     let rows: Vec<String> = (0..buf.area.height).map(|y| (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect()).collect();
     let screen = rows.join("\n");
