@@ -7,6 +7,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use wide::{f32x8, f64x4};
 
 /// `rft[..V] − small[..V]`: the direction guidance pushes the base in.
 pub fn delta(rft: &[f32], small: &[f32], v: usize) -> Vec<f32> {
@@ -26,18 +27,68 @@ pub fn combine_into(out: &mut Vec<f32>, base: &[f32], delta: &[f32], alpha: f32)
 }
 
 /// The index of the largest `base[i] + α · delta[i]`, the same values [`combine`] computes (first
-/// on ties, NaN never wins, as [`argmax`]), in one pass with nothing allocated.
+/// on ties, NaN never wins, as [`argmax`]), in one pass with nothing allocated: the mix is made a
+/// block at a time on the stack and each block's maximum taken lane-wise. Live α runs it over
+/// every kept token, so it is what a change of α waits for first.
 pub fn argmax_mixed(base: &[f32], delta: &[f32], alpha: f32) -> u32 {
-    let mut best = 0;
-    let mut best_value = f32::NAN;
-    for (i, (b, d)) in base[..delta.len()].iter().zip(delta).enumerate() {
-        let v = b + alpha * d;
-        if i == 0 || v > best_value {
-            best = i;
-            best_value = v;
+    let n = delta.len();
+    let Some(first) = base[..n].first().map(|&b| b + alpha * delta[0]) else { return 0 };
+    if first.is_nan() {
+        return 0;
+    }
+    let mut block = [0f32; BLOCK];
+    let mut best = (0, first);
+    for (c, (b, d)) in base[..n].chunks(BLOCK).zip(delta.chunks(BLOCK)).enumerate() {
+        let block = &mut block[..b.len()];
+        // The same two roundings as `combine` (Rust never fuses them), so replays stay bit-exact.
+        for ((m, &b), &d) in block.iter_mut().zip(b).zip(d) {
+            *m = b + alpha * d;
+        }
+        fold_block(&mut best, c * BLOCK, block);
+    }
+    best.0 as u32
+}
+
+/// Entries per block of the vectorised maximum searches (a block stays in L1).
+const BLOCK: usize = 512;
+
+/// Lanes of the vectorised passes.
+const LANES: usize = 8;
+
+fn lanes(x: &[f32]) -> f32x8 {
+    f32x8::new(x.try_into().expect("a slice of LANES entries"))
+}
+
+/// The largest value of `x` that is not NaN (−∞ when there is none), and whether `x` holds a NaN.
+fn max_and_nan(x: &[f32]) -> (f32, bool) {
+    let (mut acc, mut nan) = (f32x8::splat(f32::NEG_INFINITY), f32x8::ZERO);
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        let v = lanes(c);
+        nan |= v.is_nan();
+        // A NaN lane compares false, so it never replaces what is held.
+        acc = v.simd_gt(acc).select(v, acc);
+    }
+    let mut max = acc.to_array().into_iter().fold(f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
+    let mut nan = nan.any();
+    for &v in tail {
+        nan |= v.is_nan();
+        if v > max {
+            max = v;
         }
     }
-    best as u32
+    (max, nan)
+}
+
+/// Folds block `block`, which starts at index `at`, into `best`, the index and value of the
+/// first maximum so far: a later block replaces it only with a strictly larger value.
+fn fold_block(best: &mut (usize, f32), at: usize, block: &[f32]) {
+    let (max, _) = max_and_nan(block);
+    if max > best.1 {
+        let i = block.iter().position(|&v| v == max).expect("the maximum is an entry");
+        *best = (at + i, max);
+    }
 }
 
 /// [`choose`] on `combine(base, delta, alpha)`: the same token, without building the mix when
@@ -75,15 +126,18 @@ impl Sampling {
     }
 }
 
-/// Index of the largest value; the first wins ties, as torch.argmax does.
+/// Index of the largest value; the first wins ties, as torch.argmax does. A NaN never wins,
+/// except at index 0, where it stays (nothing compares larger than it).
 pub fn argmax(x: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
-            best = i;
-        }
+    let Some(&first) = x.first() else { return 0 };
+    if first.is_nan() {
+        return 0;
     }
-    best as u32
+    let mut best = (0, first);
+    for (c, block) in x.chunks(BLOCK).enumerate() {
+        fold_block(&mut best, c * BLOCK, block);
+    }
+    best.0 as u32
 }
 
 /// Whether any logit is NaN (a broken model or overflow): the stream must stop, not guess.
@@ -244,48 +298,113 @@ pub struct GuidedMeasures {
 }
 
 thread_local! {
-    /// [`guided_measures`]' buffer (8 bytes per vocabulary entry), kept per thread so that
-    /// re-measuring thousands of tokens allocates once. The unnormalised probabilities are kept
-    /// in f32 (relative error 6e-8, far below what the measures are shown with); every sum is f64.
-    static SCRATCH: std::cell::RefCell<Vec<(f32, f32)>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// [`guided_measures`]' buffers (the unnormalised probabilities of base and mix, 8 bytes per
+    /// vocabulary entry), kept per thread so that re-measuring thousands of tokens allocates once.
+    /// They are f32 (relative error 6e-8, far below what the measures are shown with); every sum is
+    /// f64.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The four f64 lanes of four f32 values.
+fn widen(x: &[f32]) -> f64x4 {
+    f64x4::new([x[0] as f64, x[1] as f64, x[2] as f64, x[3] as f64])
+}
+
+/// The first index of `max` in `x`, 0 when `max` is −∞ (as a `>` scan from −∞ finds).
+fn first_index_of(x: &[f32], max: f32) -> usize {
+    if max == f32::NEG_INFINITY {
+        return 0;
+    }
+    x.iter().position(|&v| v == max).unwrap_or(0)
 }
 
 /// [`GuidedMeasures`] of the mixed logits `mixed` against the base logits `base` (same length).
+///
+/// The passes run eight lanes at a time (wide's f32 exponential, within an ulp or two of the
+/// correctly rounded one, and its f64 logarithm), the sums in f64 lanes; the top k is kept by a
+/// scalar insertion that only runs for the lanes above the k-th value so far.
 pub fn guided_measures(base: &[f32], mixed: &[f32], chosen: u32, k: usize) -> GuidedMeasures {
     debug_assert_eq!(base.len(), mixed.len());
-    // Pass 1: the maxima (and argmaxes, the first index on ties, as `argmax`), NaN anywhere.
-    let (mut max_b, mut max_m, mut arg_b, mut arg_m, mut nan) = (f32::NEG_INFINITY, f32::NEG_INFINITY, 0, 0, false);
-    for (i, (&b, &m)) in base.iter().zip(mixed).enumerate() {
-        nan |= b.is_nan() || m.is_nan();
-        if b > max_b {
-            (max_b, arg_b) = (b, i);
-        }
-        if m > max_m {
-            (max_m, arg_m) = (m, i);
-        }
-    }
-    SCRATCH.with_borrow_mut(|scratch| {
-        // Pass 2: the unnormalised probabilities, kept for pass 3, and their sums.
-        // The exponentials in f32 (each within an ulp or two; the shifted logits are ≤ 0, so
-        // nothing overflows), summed in f64: the exponentials are most of the cost.
-        let (mb, mm) = (max_b as f64, max_m as f64);
-        scratch.clear();
-        scratch.reserve(base.len());
-        let (mut sum_b, mut sum_m) = (0.0f64, 0.0f64);
-        for (&b, &m) in base.iter().zip(mixed) {
-            let (eb, em) = ((b - max_b).exp(), (m - max_m).exp());
-            sum_b += eb as f64;
-            sum_m += em as f64;
-            scratch.push((eb, em));
-        }
-        let (lse_b, lse_m) = (sum_b.ln() + mb, sum_m.ln() + mm);
-        let (inv_b, inv_m) = (1.0 / sum_b, 1.0 / sum_m);
-        // Pass 3: entropy, KL, JS and the top k, one element at a time.
-        let (mut entropy, mut kl_total, mut js_total) = (0.0f64, 0.0f64, 0.0f64);
+    let n = base.len().min(mixed.len());
+    let (base, mixed) = (&base[..n], &mixed[..n]);
+    // Pass 1: the maxima (and argmaxes, the first index on ties), NaN anywhere.
+    let ((max_b, nan_b), (max_m, nan_m)) = (max_and_nan(base), max_and_nan(mixed));
+    let nan = nan_b || nan_m;
+    let flipped = first_index_of(mixed, max_m) != first_index_of(base, max_b);
+    SCRATCH.with_borrow_mut(|(eb, em)| {
+        // Pass 2: the unnormalised probabilities, kept for pass 3, and their sums; the top k of
+        // the mix (most probable first, the lower id first on ties, as `top_k`).
+        eb.clear();
+        em.clear();
+        eb.resize(n, 0.0);
+        em.resize(n, 0.0);
+        let (sb, sm) = (f32x8::splat(max_b), f32x8::splat(max_m));
+        let (mut sum_b, mut sum_m) = (f64x4::ZERO, f64x4::ZERO);
         let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
-        for (i, ((&b, &m), &(eb, em))) in base.iter().zip(mixed).zip(scratch.iter()).enumerate() {
-            let (lg, lb) = (m as f64 - lse_m, b as f64 - lse_b);
-            let (p, q) = (em as f64 * inv_m, eb as f64 * inv_b);
+        let keep = |top: &mut Vec<(u32, f32)>, i: usize, m: f32| {
+            if k > 0 && (top.len() < k || m > top[top.len() - 1].1) {
+                let at = top.partition_point(|&(_, v)| v >= m);
+                top.insert(at, (i as u32, m));
+                top.truncate(k);
+            }
+        };
+        let whole = n - n % LANES;
+        for i in (0..whole).step_by(LANES) {
+            let (b, m) = (lanes(&base[i..i + LANES]), lanes(&mixed[i..i + LANES]));
+            let (xb, xm) = ((b - sb).exp().to_array(), (m - sm).exp().to_array());
+            eb[i..i + LANES].copy_from_slice(&xb);
+            em[i..i + LANES].copy_from_slice(&xm);
+            sum_b += widen(&xb[..4]) + widen(&xb[4..]);
+            sum_m += widen(&xm[..4]) + widen(&xm[4..]);
+            if k > 0 && (top.len() < k || m.simd_gt(f32x8::splat(top[top.len() - 1].1)).any()) {
+                for (j, &v) in mixed[i..i + LANES].iter().enumerate() {
+                    keep(&mut top, i + j, v);
+                }
+            }
+        }
+        let (mut sum_b, mut sum_m) = (sum_b.reduce_add(), sum_m.reduce_add());
+        for i in whole..n {
+            (eb[i], em[i]) = ((base[i] - max_b).exp(), (mixed[i] - max_m).exp());
+            sum_b += eb[i] as f64;
+            sum_m += em[i] as f64;
+            keep(&mut top, i, mixed[i]);
+        }
+        let (lse_b, lse_m) = (sum_b.ln() + max_b as f64, sum_m.ln() + max_m as f64);
+        let logp = |m: f32| m as f64 - lse_m;
+        let top = top.into_iter().map(|(i, m)| (i, logp(m).exp())).collect();
+        if nan {
+            return GuidedMeasures {
+                top,
+                entropy: f64::NAN,
+                chosen_logprob: f64::NAN,
+                kl_guided_base: f64::NAN,
+                js_guided_base: f64::NAN,
+                flipped,
+                log_normaliser: lse_m,
+            };
+        }
+        // Pass 3: entropy, KL and JS, four f64 lanes at a time. Zero probabilities add nothing
+        // (0 · log 0 = 0): their lanes are masked out, never multiplied by −∞.
+        let (inv_b, inv_m) = (1.0 / sum_b, 1.0 / sum_m);
+        let (vinv_b, vinv_m, vlse_b, vlse_m) = (f64x4::splat(inv_b), f64x4::splat(inv_m), f64x4::splat(lse_b), f64x4::splat(lse_m));
+        let (zero, half) = (f64x4::ZERO, f64x4::splat(0.5));
+        let (mut ent, mut kl_total, mut js_total) = (f64x4::ZERO, f64x4::ZERO, f64x4::ZERO);
+        let whole = n - n % 4;
+        for i in (0..whole).step_by(4) {
+            let (lg, lb) = (widen(&mixed[i..]) - vlse_m, widen(&base[i..]) - vlse_b);
+            let (p, q) = (widen(&em[i..]) * vinv_m, widen(&eb[i..]) * vinv_b);
+            let (p_pos, q_pos) = (p.simd_gt(zero), q.simd_gt(zero));
+            let mid = half * (p + q);
+            let mid_pos = mid.simd_gt(zero);
+            let lm = mid_pos.select(mid, f64x4::ONE).ln();
+            ent += p_pos.select(p * lg, zero);
+            kl_total += p_pos.select(p * (lg - lb), zero);
+            js_total += p_pos.select(half * p * (lg - lm), zero) + q_pos.select(half * q * (lb - lm), zero);
+        }
+        let (mut entropy, mut kl_total, mut js_total) = (-ent.reduce_add(), kl_total.reduce_add(), js_total.reduce_add());
+        for i in whole..n {
+            let (lg, lb) = (mixed[i] as f64 - lse_m, base[i] as f64 - lse_b);
+            let (p, q) = (em[i] as f64 * inv_m, eb[i] as f64 * inv_b);
             if p > 0.0 {
                 entropy -= p * lg;
                 kl_total += p * (lg - lb);
@@ -300,25 +419,6 @@ pub fn guided_measures(base: &[f32], mixed: &[f32], chosen: u32, k: usize) -> Gu
                     js_total += 0.5 * q * (lb - lm);
                 }
             }
-            // Most probable first, the lower id first on ties (as `top_k`).
-            if k > 0 && (top.len() < k || m > top[top.len() - 1].1) {
-                let at = top.partition_point(|&(_, v)| v >= m);
-                top.insert(at, (i as u32, m));
-                top.truncate(k);
-            }
-        }
-        let logp = |m: f32| m as f64 - lse_m;
-        let top = top.into_iter().map(|(i, m)| (i, logp(m).exp())).collect();
-        if nan {
-            return GuidedMeasures {
-                top,
-                entropy: f64::NAN,
-                chosen_logprob: f64::NAN,
-                kl_guided_base: f64::NAN,
-                js_guided_base: f64::NAN,
-                flipped: arg_m != arg_b,
-                log_normaliser: lse_m,
-            };
         }
         GuidedMeasures {
             top,
@@ -326,7 +426,7 @@ pub fn guided_measures(base: &[f32], mixed: &[f32], chosen: u32, k: usize) -> Gu
             chosen_logprob: logp(mixed[chosen as usize]),
             kl_guided_base: non_negative(kl_total),
             js_guided_base: non_negative(js_total),
-            flipped: arg_m != arg_b,
+            flipped,
             log_normaliser: lse_m,
         }
     })
@@ -415,6 +515,46 @@ mod tests {
         assert_eq!(argmax_mixed(&[f32::NAN, 5.0], &[0.0, 0.0], 1.0), argmax(&[f32::NAN, 5.0]));
         // The base may be longer than the shared vocabulary: only V entries count.
         assert_eq!(argmax_mixed(&[1.0, 0.0, 99.0], &[0.0, 0.5], 1.0), 0);
+    }
+
+    #[test]
+    fn the_blocked_maximum_searches_agree_with_a_plain_scan() {
+        fn plain(x: &[f32]) -> u32 {
+            let mut best = 0;
+            for (i, &v) in x.iter().enumerate() {
+                if v > x[best] {
+                    best = i;
+                }
+            }
+            best as u32
+        }
+        // Three blocks and a tail: a tie across blocks goes to the first, NaN never wins.
+        let n = 2 * BLOCK + 37;
+        let mut x: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.37).sin()).collect();
+        x[700] = f32::NAN;
+        x[BLOCK + 88] = 3.0;
+        x[2 * BLOCK + 6] = 3.0;
+        assert_eq!((argmax(&x), plain(&x)), (BLOCK as u32 + 88, BLOCK as u32 + 88));
+        x[2 * BLOCK + 30] = 4.0;
+        assert_eq!(argmax(&x), 2 * BLOCK as u32 + 30);
+        assert_eq!(argmax(&[f32::NEG_INFINITY, f32::NAN, f32::NEG_INFINITY]), 0);
+        let mut state = 99u64;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) % 64) as f32 - 32.0
+        };
+        for len in [1, 7, 8, 9, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5] {
+            // Few distinct values, so ties are everywhere; some −∞ and NaN.
+            let mut base: Vec<f32> = (0..len).map(|_| next()).collect();
+            let delta: Vec<f32> = (0..len).map(|_| next() / 4.0).collect();
+            for i in (3..len).step_by(97) {
+                base[i] = if i % 2 == 0 { f32::NAN } else { f32::NEG_INFINITY };
+            }
+            assert_eq!(argmax(&base), plain(&base), "len {len}");
+            for alpha in [0.0, 0.5, 3.0] {
+                assert_eq!(argmax_mixed(&base, &delta, alpha), plain(&combine(&base, &delta, alpha)), "len {len} α {alpha}");
+            }
+        }
     }
 
     #[test]
