@@ -361,9 +361,12 @@ impl Module for Linear {
                 // and come back, which costs little next to the product.
                 let dtype = x.dtype();
                 let x32 = x.to_dtype(DType::F32)?.contiguous()?;
-                let y = match wide_quantized_product(&x32, weight)? {
-                    Some(y) => y,
-                    None => weight.forward(&x32)?,
+                let y = if let Some(y) = super::thin_q8_0::product(&x32, weight, THIN_ROWS)? {
+                    y
+                } else if let Some(y) = wide_quantized_product(&x32, weight)? {
+                    y
+                } else {
+                    weight.forward(&x32)?
                 }
                 .to_dtype(dtype)?;
                 match bias {
