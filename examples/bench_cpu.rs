@@ -58,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     prepared.input.input_ids.extend((0..context as u32).map(|i| 20 + (i * 37) % 250));
     let loading = Instant::now();
     // Any family: the engine's own loading path.
-    let model = checkpoint.load_decoder_quantized(DType::F32, &device, Quantization { format: quant, head })?;
+    let model = checkpoint.load_decoder_quantized(DType::F32, &device, Quantization { format: quant, head, vocab_dtype: None })?;
     let load_seconds = loading.elapsed().as_secs_f64();
     let formats: serde_json::Map<String, serde_json::Value> =
         model.formats().into_iter().map(|(f, n)| (f.name().to_string(), n.into())).collect();

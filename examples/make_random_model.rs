@@ -6,7 +6,7 @@
 //! real vocabulary for live α's figures.
 //!
 //! ```sh
-//! cargo run --release --example make_random_model -- target/bench-model-rs [base|small] [SEED]
+//! cargo run --release --example make_random_model -- target/bench-model-rs [base|small] [SEED] [f32|bf16]
 //! cargo run --release --example bench_cpu -- target/bench-model-rs 32 3 q8_0
 //! ```
 //!
@@ -37,7 +37,7 @@ impl Normal {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let out = PathBuf::from(args.get(1).ok_or("usage: make_random_model OUT_DIR [base|small|tiny] [SEED]")?);
+    let out = PathBuf::from(args.get(1).ok_or("usage: make_random_model OUT_DIR [base|small|tiny] [SEED] [f32|bf16]")?);
     let size = args.get(2).map_or("base", String::as_str);
     let seed: u64 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(0);
     let (hidden, intermediate, layers, heads) = match size {
@@ -103,7 +103,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             count += n;
         }
     }
-    varmap.save(out.join("model.safetensors"))?;
+    // `bf16` stores the weights as the Hub's Qwen checkpoints do (their values rounded once).
+    match args.get(4).map_or("f32", String::as_str) {
+        "f32" => varmap.save(out.join("model.safetensors"))?,
+        "bf16" => {
+            let data = varmap.data().lock().map_err(|_| "poisoned")?;
+            let tensors = data.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().to_dtype(DType::BF16)?))).collect::<candle_core::Result<std::collections::HashMap<_, _>>>()?;
+            candle_core::safetensors::save(&tensors, out.join("model.safetensors"))?;
+        }
+        other => return Err(format!("unknown dtype {other}: use f32 or bf16").into()),
+    }
     println!("wrote {} ({:.1} M parameters)", out.display(), count as f64 / 1e6);
     Ok(())
 }

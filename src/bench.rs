@@ -160,7 +160,7 @@ pub fn run(plan: &SessionPlan, prompt: &PromptInput, unbatched: bool) -> Result<
         .zip(plan.placement().quantizations())
         .into_array()
         .iter()
-        .map(|((c, (dtype, _)), quant)| c.decode_weight_bytes_with_head(*dtype, *quant))
+        .map(|((c, (dtype, device)), quant)| c.decode_weight_bytes_with_head(*dtype, c.placed(*quant, *dtype, device.is_cpu())?))
         .sum::<Result<u64>>()?;
     let models = trio.as_ref().map(|m| m.as_ref()).into_array();
 

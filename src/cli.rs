@@ -225,7 +225,7 @@ fn load(args: &PromptArgs, new_tokens: usize) -> Result<Loaded> {
             ))
         })?;
     }
-    let quant = Quantization { format: args.quant, head: args.quant_head };
+    let quant = Quantization { format: args.quant, head: args.quant_head, vocab_dtype: None };
     let checkpoint = Checkpoint::open(&crate::hub::resolve(&args.model, "--model")?)?;
     let tokenizer = prompt::load_tokenizer(&checkpoint.tokenizer_file)?;
     let image = args.image.as_deref().map(SourceImage::open).transpose()?;

@@ -288,7 +288,7 @@ impl TrioPlacement {
 
     /// The whole quantization of base, rft and small: linear layers and output head.
     pub fn quantizations(&self) -> PerModel<Quantization> {
-        self.0.as_ref().map(|m| Quantization { format: m.quant.value, head: m.head.value })
+        self.0.as_ref().map(|m| Quantization { format: m.quant.value, head: m.head.value, vocab_dtype: None })
     }
 
     /// Opens the devices, each one once, so that models on the same GPU share it, and checks that

@@ -267,10 +267,7 @@ impl Checkpoint {
 
     /// [`decode_weight_bytes`](Self::decode_weight_bytes) with the decoder's linear layers in `quant`.
     pub fn decode_weight_bytes_quantized(&self, dtype: DType, quant: QuantFormat) -> Result<u64> {
-        let tensors = self.tensors()?;
-        let has_head = tensors.iter().any(|t| t.name.starts_with("lm_head."));
-        let idle = |name: &str| name.contains("visual.") || (has_head && name.contains("embed_tokens."));
-        Ok(tensors.iter().filter(|t| !idle(&t.name)).map(|t| t.bytes(dtype, quant)).sum())
+        self.decode_weight_bytes_with_head(dtype, Quantization::new(quant))
     }
 
     /// Bytes of every weight of the checkpoint loaded as `dtype` with the decoder's linear layers
@@ -279,37 +276,58 @@ impl Checkpoint {
         Ok(self.tensors()?.iter().map(|t| t.bytes(dtype, quant)).sum())
     }
 
-    /// [`weight_bytes`](Self::weight_bytes) with the output head in `quant.head` too: an untied
-    /// head is held in that format instead of the dtype; a tied one is an extra quantized copy of
-    /// the input embedding, which stays in the dtype for its lookups.
+    /// `quant` as a model placed in `dtype`, on the CPU or not, gets it: the vocabulary matrices
+    /// (input embedding and untied head) stay in the checkpoint's own bf16 or f16 when the model
+    /// runs in f32 on the CPU (see [`Quantization::vocab_dtype`]), where both are stored in the
+    /// same 16-bit dtype. Loading applies this itself; the memory accounting takes what it gives.
+    pub fn placed(&self, quant: Quantization, dtype: DType, on_cpu: bool) -> Result<Quantization> {
+        let mut stored = None;
+        if dtype == DType::F32 && on_cpu {
+            let tensors = self.tensors()?;
+            let mut vocab = tensors.iter().filter(|t| is_vocab_matrix(&t.name)).map(|t| t.stored);
+            if let Some(first @ Some(DType::BF16 | DType::F16)) = vocab.next() {
+                if vocab.all(|d| d == first) {
+                    stored = first;
+                }
+            }
+        }
+        Ok(Quantization { vocab_dtype: stored, ..quant })
+    }
+
+    /// Bytes of every weight as `quant` holds them: the decoder's linear layers in `quant.format`,
+    /// the vocabulary matrices in `quant.vocab_dtype` if set, and the output head in `quant.head`
+    /// (an untied head is held in that format instead; a tied one is an extra quantized copy of the
+    /// input embedding, which stays for its lookups).
     pub fn weight_bytes_with_head(&self, dtype: DType, quant: Quantization) -> Result<u64> {
-        let all = self.weight_bytes(dtype, quant.format)?;
-        Ok(match self.quantized_head(dtype, quant.head)? {
+        let all: u64 = self.tensors()?.iter().map(|t| t.held_bytes(dtype, quant.format, quant.vocab_dtype)).sum();
+        Ok(match self.quantized_head(dtype, quant)? {
             None => all,
             Some(QuantizedHead { untied: Some(plain), bytes }) => all.saturating_sub(plain).saturating_add(bytes),
             Some(QuantizedHead { untied: None, bytes }) => all.saturating_add(bytes),
         })
     }
 
-    /// [`decode_weight_bytes_quantized`](Self::decode_weight_bytes_quantized) with the output
-    /// head in `quant.head`: a step reads the quantized head instead of the dtype's (for a tied
-    /// head, instead of the embedding it was copied from).
+    /// Bytes of the weights, held as `quant` says, that one decoding step reads: the text decoder
+    /// and the output head (a quantized head instead of the one it was made from).
     pub fn decode_weight_bytes_with_head(&self, dtype: DType, quant: Quantization) -> Result<u64> {
-        let read = self.decode_weight_bytes_quantized(dtype, quant.format)?;
-        Ok(match self.quantized_head(dtype, quant.head)? {
+        let tensors = self.tensors()?;
+        let has_head = tensors.iter().any(|t| t.name.starts_with("lm_head."));
+        let idle = |name: &str| name.contains("visual.") || (has_head && name.contains("embed_tokens."));
+        let read: u64 = tensors.iter().filter(|t| !idle(&t.name)).map(|t| t.held_bytes(dtype, quant.format, quant.vocab_dtype)).sum();
+        Ok(match self.quantized_head(dtype, quant)? {
             None => read,
             Some(QuantizedHead { untied: Some(plain), bytes }) => read.saturating_sub(plain).saturating_add(bytes),
             Some(QuantizedHead { untied: None, bytes }) => {
-                let embedding = self.tensors()?.iter().find(|t| is_input_embedding(&t.name)).map_or(0, |t| t.bytes(dtype, QuantFormat::None));
+                let embedding = tensors.iter().find(|t| is_input_embedding(&t.name)).map_or(0, |t| t.held_bytes(dtype, QuantFormat::None, quant.vocab_dtype));
                 read.saturating_sub(embedding).saturating_add(bytes)
             }
         })
     }
 
-    /// The output head's bytes in `head` (None when it stays in the dtype), and for an untied
-    /// head what its `lm_head.weight` takes in the dtype.
-    fn quantized_head(&self, dtype: DType, head: QuantFormat) -> Result<Option<QuantizedHead>> {
-        if head == QuantFormat::None {
+    /// The output head's bytes in `quant.head` (None when it is not quantized), and for an untied
+    /// head what its `lm_head.weight` would take unquantized.
+    fn quantized_head(&self, dtype: DType, quant: Quantization) -> Result<Option<QuantizedHead>> {
+        if quant.head == QuantFormat::None {
             return Ok(None);
         }
         let tensors = self.tensors()?;
@@ -317,8 +335,8 @@ impl Checkpoint {
         let Some(weight) = untied.or_else(|| tensors.iter().find(|t| is_input_embedding(&t.name))) else { return Ok(None) };
         let [out, width] = weight.shape[..] else { return Ok(None) };
         Ok(Some(QuantizedHead {
-            untied: untied.map(|t| t.bytes(dtype, QuantFormat::None)),
-            bytes: head.for_width(width).weight_bytes(out as u64, width as u64, dtype),
+            untied: untied.map(|t| t.held_bytes(dtype, QuantFormat::None, quant.vocab_dtype)),
+            bytes: quant.head.for_width(width).weight_bytes(out as u64, width as u64, dtype),
         }))
     }
 
@@ -407,6 +425,7 @@ impl Checkpoint {
     /// Loads a Qwen3-VL checkpoint. Its weights are named as transformers names
     /// them in memory, so no renaming.
     fn load_qwen3_vl(&self, dtype: DType, device: &Device, quant: Quantization) -> Result<crate::models::qwen3_vl::Qwen3VlModel> {
+        let quant = self.placed(quant, dtype, device.is_cpu())?;
         let vb = self.var_builder(dtype, device)?;
         crate::models::qwen3_vl::Qwen3VlModel::new_quantized(&self.config, vb, quant).map_err(|e| {
             let message = first_line(&e);
@@ -428,6 +447,7 @@ impl Checkpoint {
     /// [`load_model`](Self::load_model) with the text decoder's linear layers quantized as
     /// `quant` says, while they load (in-situ).
     pub fn load_model_quantized(&self, dtype: DType, device: &Device, quant: Quantization) -> Result<VlModel> {
+        let quant = self.placed(quant, dtype, device.is_cpu())?;
         let vb = self.var_builder(dtype, device)?;
         let vb = match self.layout {
             WeightLayout::Hub => vb,
@@ -481,6 +501,8 @@ pub struct QuantFallback {
 pub struct TensorEntry {
     pub name: String,
     pub shape: Vec<usize>,
+    /// The dtype the file stores it in (None: one candle cannot hold).
+    pub stored: Option<DType>,
 }
 
 /// An output head held in a block format; see [`Checkpoint::weight_bytes_with_head`].
@@ -493,6 +515,11 @@ struct QuantizedHead {
 /// Whether `name` is the text decoder's input embedding (the Hub's or transformers 5's spelling).
 fn is_input_embedding(name: &str) -> bool {
     !name.contains("visual.") && name.ends_with("embed_tokens.weight")
+}
+
+/// Whether `name` is one of the vocabulary-sized matrices: the input embedding or an untied head.
+fn is_vocab_matrix(name: &str) -> bool {
+    is_input_embedding(name) || name == "lm_head.weight"
 }
 
 impl TensorEntry {
@@ -509,6 +536,14 @@ impl TensorEntry {
             _ => self.numel() * dtype.size_in_bytes() as u64,
         }
     }
+
+    /// [`bytes`](Self::bytes) where a vocabulary matrix is held in `vocab` when that is set.
+    fn held_bytes(&self, dtype: DType, quant: QuantFormat, vocab: Option<DType>) -> u64 {
+        match vocab {
+            Some(v) if is_vocab_matrix(&self.name) => self.numel() * v.size_in_bytes() as u64,
+            _ => self.bytes(dtype, quant),
+        }
+    }
 }
 
 /// The tensors of one safetensors file, from its header alone (no weights read), in file order.
@@ -519,8 +554,8 @@ pub fn safetensors_header(path: &Path) -> Result<Vec<TensorEntry>> {
         .offset_keys()
         .into_iter()
         .map(|name| {
-            let shape = tensors[&name].shape.clone();
-            TensorEntry { name, shape }
+            let info = &tensors[&name];
+            TensorEntry { shape: info.shape.clone(), stored: crate::weights::stored_dtype(info.dtype).ok(), name }
         })
         .collect())
 }

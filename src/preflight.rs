@@ -118,7 +118,7 @@ pub fn estimate_for(files: &TrioFiles, placement: &TrioPlacement, context_tokens
             device,
             dtype,
             quant: quant.format,
-            weights: ckpt.weight_bytes_with_head(dtype, quant)?,
+            weights: ckpt.weight_bytes_with_head(dtype, ckpt.placed(quant, dtype, device == DeviceSpec::Cpu)?)?,
             kv_cache: kv_row_bytes(ckpt, dtype, context_tokens).saturating_mul(rows),
             // base[..V] lives with the base model, rft[..V] − small[..V] with the RFT model.
             live_alpha: if role == Role::Small || !decoding.live_alpha { 0 } else { v.saturating_mul(4).saturating_mul(guided_tokens) },
@@ -341,7 +341,7 @@ pub fn check_one(
         models: vec!["the model"],
         dtypes: vec![dtype],
         quants: vec![quant.format],
-        weights: checkpoint.weight_bytes_with_head(dtype, quant)?,
+        weights: checkpoint.weight_bytes_with_head(dtype, checkpoint.placed(quant, dtype, spec == DeviceSpec::Cpu)?)?,
         kv_cache: kv_row_bytes(checkpoint, dtype, context),
         live_alpha: 0,
         prefill: prefill_bytes(checkpoint, 1, prompt_tokens),

@@ -122,7 +122,7 @@ impl SafetensorsFiles {
 }
 
 /// The candle dtype of a safetensors dtype, or the name of one candle cannot hold.
-fn stored_dtype(d: Dtype) -> std::result::Result<DType, String> {
+pub(crate) fn stored_dtype(d: Dtype) -> std::result::Result<DType, String> {
     Ok(match d {
         Dtype::F32 => DType::F32,
         Dtype::F16 => DType::F16,

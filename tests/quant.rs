@@ -262,8 +262,8 @@ fn on_wide_checkpoints_every_format_applies_and_error_grows_as_bits_shrink() {
     println!("| head test: format | body only: ‖Δ‖/‖logits‖ | body only: mean KL | head only: ‖Δ‖/‖logits‖ | head only: mean KL | both | both: mean KL |");
     for quant in [QuantFormat::Q8_0, QuantFormat::Q4K] {
         let body = single(&f32_model, &load(&c, Quantization::new(quant)), &prompts);
-        let head = single(&f32_model, &load(&c, Quantization { format: QuantFormat::None, head: quant }), &prompts);
-        let both = single(&f32_model, &load(&c, Quantization { format: quant, head: quant }), &prompts);
+        let head = single(&f32_model, &load(&c, Quantization { format: QuantFormat::None, head: quant, vocab_dtype: None }), &prompts);
+        let both = single(&f32_model, &load(&c, Quantization { format: quant, head: quant, vocab_dtype: None }), &prompts);
         println!(
             "| {quant} | {:.4} | {:.2e} | {:.4} | {:.2e} | {:.4} | {:.2e} |",
             body.rel_l2, body.mean_kl, head.rel_l2, head.mean_kl, both.rel_l2, both.mean_kl
@@ -495,7 +495,7 @@ fn an_opt_in_quantized_head_is_counted_loaded_and_reported() {
     // Bytes: an untied head (the tiny Qwen2.5-VL's lm_head) is held in q8_0 instead of f32; a tied
     // one (the tiny Qwen3-VL's) is an extra q8_0 copy of the embedding, which stays f32. A step
     // reads the quantized head either way.
-    let q = Quantization { format: QuantFormat::None, head: QuantFormat::Q8_0 };
+    let q = Quantization { format: QuantFormat::None, head: QuantFormat::Q8_0, vocab_dtype: None };
     for (name, tied) in [("qwen2_5_vl", false), ("qwen3_vl", true)] {
         let (c, _) = open(&tiny(name));
         let entries = c.tensors().unwrap();

@@ -146,7 +146,7 @@ fn on_the_qwen3_vl_fixtures_q8_0_is_close_and_the_k_quants_fall_back_to_it() {
             assert_eq!(formats.get(&QuantFormat::None), Some(&1), "{quant}: only the head unquantized: {formats:?}");
         }
         // Asked for, the head is quantized too, tied or not.
-        let both = load(dir, Quantization { format: QuantFormat::Q8_0, head: QuantFormat::Q8_0 }).formats();
+        let both = load(dir, Quantization { format: QuantFormat::Q8_0, head: QuantFormat::Q8_0, vocab_dtype: None }).formats();
         assert_eq!(both.get(&QuantFormat::Q8_0), Some(&22), "{both:?}");
     }
     header();

@@ -107,12 +107,18 @@ pub struct Quantization {
     /// subtracts logits, so the head's error lands in the mix directly (what it costs is
     /// measured in tests/quant.rs and stated in the README).
     pub head: QuantFormat,
+    /// The dtype the vocabulary-sized matrices (the input embedding, and the output head where it
+    /// is not quantized) are held in when it is not the model's: the checkpoint's own bf16 or f16
+    /// for a model that runs in f32 on the CPU ([`crate::loader::Checkpoint::placed`] decides).
+    /// Their values are the same numbers either way; lookups are widened to the model's dtype and
+    /// the head is multiplied in it ([`Linear::Stored16`]), in half the bytes.
+    pub vocab_dtype: Option<DType>,
 }
 
 impl Quantization {
     /// The decoder's linear layers in `format`, the head unquantized.
     pub fn new(format: QuantFormat) -> Self {
-        Quantization { format, head: QuantFormat::None }
+        Quantization { format, head: QuantFormat::None, vocab_dtype: None }
     }
 
     /// Whether any weight is quantized.
@@ -141,6 +147,10 @@ pub fn is_quantized_weight(name: &str) -> bool {
 pub enum Linear {
     Plain(candle_nn::Linear),
     Quantized { weight: QMatMul, bias: Option<Tensor>, format: QuantFormat },
+    /// A weight held in bf16 or f16, as the checkpoint stores it, multiplied by activations of
+    /// another dtype (f32) in theirs: each value widened as it is used, which gives the f32
+    /// layer's products in half its bytes (see [`super::thin_half`]).
+    Stored16 { weight: Tensor, bias: Option<Tensor> },
 }
 
 impl Linear {
@@ -167,10 +177,19 @@ impl Linear {
         Ok(Linear::Quantized { weight: QMatMul::from_qtensor(q)?, bias, format })
     }
 
+    /// A layer over a bf16 or f16 weight (out, in) kept in that dtype and multiplied in the
+    /// activations' dtype.
+    pub fn stored_16_bit(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        match weight.dtype() {
+            DType::BF16 | DType::F16 => Ok(Linear::Stored16 { weight: weight.contiguous()?, bias }),
+            other => Err(candle_core::Error::Msg(format!("a 16-bit layer was given a {other:?} weight"))),
+        }
+    }
+
     /// The format this layer's weight is held in.
     pub fn format(&self) -> QuantFormat {
         match self {
-            Linear::Plain(_) => QuantFormat::None,
+            Linear::Plain(_) | Linear::Stored16 { .. } => QuantFormat::None,
             Linear::Quantized { format, .. } => *format,
         }
     }
@@ -309,12 +328,11 @@ const WIDE_ROWS: usize = 32;
 const DEQUANTIZED_SLICE: usize = 256;
 
 /// `x·Wᵀ` for a quantized `W` and a wide `x` on the CPU: W's output features dequantized slice
-/// by slice on candle's thread pool, each slice multiplied by gemm, the products joined. The
-/// activations stay f32 (the block kernels round them to 8 bits), so the result is slightly
-/// closer to the unquantized layer's than the kernel's. None where the block kernel is the
-/// better choice (few rows, a GPU, a weight not in blocks).
+/// by slice on all cores, each slice multiplied by gemm, the products joined. The activations
+/// stay f32 (the block kernels round them to 8 bits), so the result is slightly closer to the
+/// unquantized layer's than the kernel's. None where the block kernel is the better choice (few
+/// rows, a GPU, a weight not in blocks).
 fn wide_quantized_product(x: &Tensor, weight: &QMatMul) -> candle_core::Result<Option<Tensor>> {
-    use rayon::prelude::*;
     let QMatMul::QTensor(q) = weight else { return Ok(None) };
     if !x.device().is_cpu() || !q.device().is_cpu() {
         return Ok(None);
@@ -327,15 +345,26 @@ fn wide_quantized_product(x: &Tensor, weight: &QMatMul) -> candle_core::Result<O
     let ggml = q.dtype();
     let row_bytes = in_features / ggml.block_size() * ggml.type_size();
     let data = q.data()?;
+    sliced_product(x, out_features, in_features, |start, n| {
+        let blocks = &data[start * row_bytes..(start + n) * row_bytes];
+        candle_core::quantized::ggml_file::qtensor_from_ggml(ggml, blocks, vec![n, in_features], &Device::Cpu)?.dequantize(&Device::Cpu)
+    })
+    .map(Some)
+}
+
+/// `x·Wᵀ` where `slice(start, n)` gives W's output features start..start+n in `x`'s dtype: the
+/// slices made and multiplied on all cores, [`DEQUANTIZED_SLICE`] features at a time, and joined,
+/// so W is never held whole in `x`'s dtype.
+fn sliced_product(x: &Tensor, out_features: usize, in_features: usize, slice: impl Fn(usize, usize) -> candle_core::Result<Tensor> + Sync) -> candle_core::Result<Tensor> {
+    use rayon::prelude::*;
+    let rows = x.elem_count() / in_features.max(1);
     let x2 = x.reshape((rows, in_features))?.contiguous()?;
     let parts = (0..out_features.div_ceil(DEQUANTIZED_SLICE))
         .into_par_iter()
         .map(|i| {
             let start = i * DEQUANTIZED_SLICE;
             let n = DEQUANTIZED_SLICE.min(out_features - start);
-            let blocks = &data[start * row_bytes..(start + n) * row_bytes];
-            let slice = candle_core::quantized::ggml_file::qtensor_from_ggml(ggml, blocks, vec![n, in_features], &Device::Cpu)?.dequantize(&Device::Cpu)?;
-            x2.matmul(&slice.t()?)
+            x2.matmul(&slice(start, n)?.t()?)
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
     let y = Tensor::cat(&parts, 1)?;
@@ -343,7 +372,20 @@ fn wide_quantized_product(x: &Tensor, weight: &QMatMul) -> candle_core::Result<O
     if let Some(last) = dims.last_mut() {
         *last = out_features;
     }
-    Ok(Some(y.reshape(dims)?))
+    y.reshape(dims)
+}
+
+/// `x·Wᵀ` for a 16-bit `W` kept as stored: the thin kernel for a few f32 rows on the CPU, else W
+/// widened slice by slice to `x`'s dtype and multiplied by gemm (or the device's product).
+fn stored_16_bit_product(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
+    if let Some(y) = super::thin_half::product(x, weight, THIN_ROWS)? {
+        return Ok(y);
+    }
+    let (out_features, in_features) = weight.dims2()?;
+    if !x.device().is_cpu() {
+        return x.broadcast_matmul(&weight.to_dtype(x.dtype())?.t()?);
+    }
+    sliced_product(x, out_features, in_features, |start, n| weight.narrow(0, start, n)?.to_dtype(x.dtype()))
 }
 
 impl Module for Linear {
@@ -356,6 +398,13 @@ impl Module for Linear {
                 },
                 None => l.forward(x),
             },
+            Linear::Stored16 { weight, bias } => {
+                let y = stored_16_bit_product(x, weight)?;
+                match bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            }
             Linear::Quantized { weight, bias, .. } => {
                 // The block kernels take f32 on every backend; bf16/f16 activations go through f32
                 // and come back, which costs little next to the product.

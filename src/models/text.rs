@@ -189,12 +189,29 @@ impl Mlp {
 
 /// The output head: the checkpoint's `lm_head.weight`, or with tied embeddings and no head in the
 /// files, the embedding matrix; in `format` (the head stays unquantized unless a caller asks).
-pub(crate) fn output_head(cfg: &TextConfig, embed_tokens: &Embedding, lm_head: VarBuilder, format: QuantFormat) -> candle_core::Result<Linear> {
-    if cfg.tie_word_embeddings && !lm_head.contains_tensor("weight") {
-        Linear::from_weight(embed_tokens.embeddings().clone(), None, format)
+pub(crate) fn output_head(cfg: &TextConfig, embed_tokens: &Embedding, lm_head: VarBuilder, quant: Quantization) -> candle_core::Result<Linear> {
+    let weight = if cfg.tie_word_embeddings && !lm_head.contains_tensor("weight") {
+        embed_tokens.embeddings().clone()
     } else {
-        Linear::load(cfg.hidden_size, cfg.vocab_size, false, format, lm_head)
+        let lm_head = match quant.vocab_dtype {
+            Some(dtype) if quant.head == QuantFormat::None => lm_head.to_dtype(dtype),
+            _ => lm_head,
+        };
+        lm_head.get((cfg.vocab_size, cfg.hidden_size), "weight")?
+    };
+    match weight.dtype() {
+        DType::BF16 | DType::F16 if quant.head == QuantFormat::None && quant.vocab_dtype.is_some() => Linear::stored_16_bit(weight, None),
+        _ => Linear::from_weight(weight, None, quant.head),
     }
+}
+
+/// The input embedding, held in `quant.vocab_dtype` where that is set (see [`Quantization`]).
+pub(crate) fn token_embedding(cfg: &TextConfig, vb: VarBuilder, quant: Quantization) -> candle_core::Result<Embedding> {
+    let vb = match quant.vocab_dtype {
+        Some(dtype) => vb.to_dtype(dtype),
+        None => vb,
+    };
+    embedding(cfg.vocab_size, cfg.hidden_size, vb)
 }
 
 /// How many checkpoint layers hold their weight in each format, from `(format, layers)` entries
@@ -222,6 +239,8 @@ pub struct TextDecoder {
     lm_head: Linear,
     inv_freq: Vec<f32>,
     cfg: TextConfig,
+    /// The model's dtype, which the embedding's lookups are widened to.
+    dtype: DType,
 }
 
 impl TextDecoder {
@@ -230,7 +249,8 @@ impl TextDecoder {
     /// are quantized as `quant` says.
     pub fn new(cfg: &TextConfig, vb: VarBuilder, lm_head: VarBuilder, quant: Quantization) -> candle_core::Result<Self> {
         let q = quant.format;
-        let embed_tokens = embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("embed_tokens"))?;
+        let dtype = vb.dtype();
+        let embed_tokens = token_embedding(cfg, vb.pp("embed_tokens"), quant)?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let vb = vb.pp("layers").pp(i);
@@ -246,8 +266,8 @@ impl TextDecoder {
             });
         }
         let norm = rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("norm"))?;
-        let lm_head = output_head(cfg, &embed_tokens, lm_head, quant.head)?;
-        Ok(TextDecoder { embed_tokens, layers, norm, lm_head, inv_freq: inv_freq(cfg.head_dim, cfg.rope_theta), cfg: cfg.clone() })
+        let lm_head = output_head(cfg, &embed_tokens, lm_head, quant)?;
+        Ok(TextDecoder { embed_tokens, layers, norm, lm_head, inv_freq: inv_freq(cfg.head_dim, cfg.rope_theta), cfg: cfg.clone(), dtype })
     }
 
     pub fn config(&self) -> &TextConfig {
@@ -266,7 +286,7 @@ impl TextDecoder {
 
     /// Token embeddings of `ids` (rows, tokens).
     pub fn embed(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
-        self.embed_tokens.forward(ids)
+        self.embed_tokens.forward(ids)?.to_dtype(self.dtype)
     }
 
     /// Runs the decoder layers over `embeds` (rows, tokens, hidden) at the given 3-D positions,

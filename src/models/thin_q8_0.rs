@@ -108,10 +108,18 @@ pub fn product(x: &Tensor, weight: &QMatMul, max_rows: usize) -> candle_core::Re
 }
 
 /// The product, feature-major (`out[feature·rows + row]`), split in runs of output features over
-/// candle's own thread pool: its workers spin for a while after each op, so work handed to another
-/// pool (rayon's) would compete with them for the cores.
+/// candle's thread pool (see [`split`]).
 fn multiply(blocks: &[u8], out_features: usize, k: usize, x: &QuantizedRows, rows: usize) -> Vec<f32> {
     let row_bytes = k / BLOCK * BLOCK_BYTES;
+    split(out_features, rows, |first, count, out| run_features(&blocks[first * row_bytes..(first + count) * row_bytes], row_bytes, k, x, rows, out))
+}
+
+/// Runs `task(first, count, out)` for runs of output features on candle's own thread pool and
+/// returns what they wrote: a feature-major buffer (`out[feature·rows + row]`), of which each task
+/// gets its run, `count·rows` values starting at feature `first`. candle's pool, not rayon's: its
+/// workers spin for a while after each op, so work handed to another pool would compete with them
+/// for the cores (measured: slower than one thread).
+pub(super) fn split(out_features: usize, rows: usize, task: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
     let pool = candle_core::utils::barrier_pool();
     let threads = pool.n_workers() + 1;
     let per_task = out_features.div_ceil(threads * TASKS_PER_THREAD).max(MIN_FEATURES_PER_TASK).next_multiple_of(4);
@@ -119,13 +127,13 @@ fn multiply(blocks: &[u8], out_features: usize, k: usize, x: &QuantizedRows, row
     let mut out = vec![0f32; out_features * rows];
     let dst = SharedOut(out.as_mut_ptr());
     pool.execute_chunked(tasks, |range| {
-        for task in range {
-            let first = task * per_task;
+        for t in range {
+            let first = t * per_task;
             let count = per_task.min(out_features - first);
-            // SAFETY: task `task` alone writes features first..first+count, i.e. this run of `out`,
+            // SAFETY: task `t` alone writes features first..first+count, i.e. this run of `out`,
             // and `out` outlives the call, which returns only when every task is done.
             let out = unsafe { std::slice::from_raw_parts_mut(dst.at(first * rows), count * rows) };
-            run_features(&blocks[first * row_bytes..(first + count) * row_bytes], row_bytes, k, x, rows, out);
+            task(first, count, out);
         }
     });
     out

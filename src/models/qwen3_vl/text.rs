@@ -14,12 +14,12 @@
 //! norms and (by default) the head stay in the model's dtype.
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{embedding, rms_norm, Embedding, RmsNorm, VarBuilder};
+use candle_nn::{rms_norm, Embedding, RmsNorm, VarBuilder};
 
 use crate::models::cache::KvCache;
 use crate::models::config::TextConfig;
 use crate::models::linear::{FusedLinear, Linear, QuantFormat, Quantization};
-use crate::models::text::{causal_mask, count_formats, grouped_attention, inv_freq, output_head, Mlp, Rotary};
+use crate::models::text::{causal_mask, count_formats, grouped_attention, inv_freq, output_head, token_embedding, Mlp, Rotary};
 
 /// Which position (0 = temporal, 1 = height, 2 = width) rotates each of the `half` frequencies.
 pub fn interleaved_axes(half: usize, mrope_section: &[usize]) -> Vec<usize> {
@@ -107,6 +107,8 @@ pub struct TextDecoder {
     inv_freq: Vec<f32>,
     rotary_axes: Vec<usize>,
     cfg: TextConfig,
+    /// The model's dtype, which the embedding's lookups are widened to.
+    dtype: DType,
 }
 
 impl TextDecoder {
@@ -115,7 +117,8 @@ impl TextDecoder {
     /// layer are quantized as `quant` says, the head as `quant.head` says.
     pub fn new(cfg: &TextConfig, vb: VarBuilder, lm_head: VarBuilder, quant: Quantization) -> candle_core::Result<Self> {
         let h = cfg.hidden_size;
-        let embed_tokens = embedding(cfg.vocab_size, h, vb.pp("embed_tokens"))?;
+        let dtype = vb.dtype();
+        let embed_tokens = token_embedding(cfg, vb.pp("embed_tokens"), quant)?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for n in 0..cfg.num_hidden_layers {
             let vb = vb.pp("layers").pp(n);
@@ -127,10 +130,10 @@ impl TextDecoder {
             });
         }
         let norm = rms_norm(h, cfg.rms_norm_eps, vb.pp("norm"))?;
-        let lm_head = output_head(cfg, &embed_tokens, lm_head, quant.head)?;
+        let lm_head = output_head(cfg, &embed_tokens, lm_head, quant)?;
         let inv_freq = inv_freq(cfg.head_dim, cfg.rope_theta);
         let rotary_axes = interleaved_axes(inv_freq.len(), &cfg.mrope_section);
-        Ok(TextDecoder { embed_tokens, layers, norm, lm_head, inv_freq, rotary_axes, cfg: cfg.clone() })
+        Ok(TextDecoder { embed_tokens, layers, norm, lm_head, inv_freq, rotary_axes, cfg: cfg.clone(), dtype })
     }
 
     /// How many linear layers (the head included) hold their weight in each format: what a
@@ -145,7 +148,7 @@ impl TextDecoder {
 
     /// Token embeddings of `ids` (rows, tokens).
     pub fn embed(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
-        self.embed_tokens.forward(ids)
+        self.embed_tokens.forward(ids)?.to_dtype(self.dtype)
     }
 
     /// Runs the decoder layers over `embeds` (rows, tokens, hidden) at the given 3-D positions,

@@ -1,0 +1,228 @@
+//! Decoding's products with a weight held in 16 bits (bf16 or f16) and f32 activations on x86-64
+//! CPUs: `x·Wᵀ` for a few rows of `x`, every product and sum in f32, on every core.
+//!
+//! Why: Qwen checkpoints store their weights in bf16, and a model that runs in f32 on the CPU
+//! would widen them to f32 when it loads. For the vocabulary-sized matrices (the input embedding
+//! and the output head, 151,936 rows) that doubles both their memory and, for the head, the bytes
+//! every decoding step reads, and widening adds nothing: a bf16 value widened to f32 is the same
+//! number. So those matrices stay as the checkpoint stores them and this kernel widens each value
+//! as it multiplies (a 16-bit shift for bf16, `vcvtph2ps` for f16): the products and sums are the
+//! f32 model's, only the order of the sums differs, and a step reads half the head's bytes.
+//!
+//! Each weight row is read as one sequential stream, 32 values per step on four accumulators, and
+//! the output features are split in runs over candle's thread pool ([`super::thin_q8_0::split`]).
+
+use candle_core::{DType, Device, Storage, Tensor};
+use half::{bf16, f16};
+
+/// Whether this CPU runs the kernel (AVX2 with FMA and F16C).
+fn supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// A weight's 16-bit values, borrowed from its storage.
+#[derive(Clone, Copy)]
+enum Halves<'a> {
+    Bf16(&'a [bf16]),
+    F16(&'a [f16]),
+}
+
+/// `x·Wᵀ` for a bf16 or f16 `W` (out_features × in_features, contiguous, on the CPU) and at most
+/// `max_rows` f32 rows of `x`, in f32; None where the kernel does not apply (another dtype or
+/// device, a CPU without AVX2, more rows), for the caller to multiply another way.
+pub fn product(x: &Tensor, weight: &Tensor, max_rows: usize) -> candle_core::Result<Option<Tensor>> {
+    if x.dtype() != DType::F32 || !x.device().is_cpu() || !weight.device().is_cpu() || !supported() {
+        return Ok(None);
+    }
+    let (out_features, in_features) = weight.dims2()?;
+    if in_features == 0 || x.dims().last() != Some(&in_features) {
+        return Ok(None);
+    }
+    let rows = x.elem_count() / in_features;
+    if rows == 0 || rows > max_rows {
+        return Ok(None);
+    }
+    let (storage, layout) = weight.storage_and_layout();
+    let Some((start, end)) = layout.contiguous_offsets() else { return Ok(None) };
+    let Storage::Cpu(cpu) = &*storage else { return Ok(None) };
+    let halves = match weight.dtype() {
+        DType::BF16 => Halves::Bf16(&cpu.as_slice::<bf16>()?[start..end]),
+        DType::F16 => Halves::F16(&cpu.as_slice::<f16>()?[start..end]),
+        _ => return Ok(None),
+    };
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let transposed = super::thin_q8_0::split(out_features, rows, |first, count, out| {
+        let range = first * in_features..(first + count) * in_features;
+        match halves {
+            Halves::Bf16(w) => run_features(&w[range], in_features, &xs, rows, out, Width::Bf16),
+            Halves::F16(w) => run_features(&w[range], in_features, &xs, rows, out, Width::F16),
+        }
+    });
+    drop(storage);
+    let mut out = vec![0f32; rows * out_features];
+    for (feature, values) in transposed.chunks_exact(rows).enumerate() {
+        for (row, &v) in values.iter().enumerate() {
+            out[row * out_features + feature] = v;
+        }
+    }
+    let mut dims = x.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = out_features;
+    }
+    Ok(Some(Tensor::from_vec(out, dims, &Device::Cpu)?))
+}
+
+/// How a 16-bit value widens to f32.
+#[derive(Clone, Copy)]
+enum Width {
+    Bf16,
+    F16,
+}
+
+/// Output features `weights` (whole rows of `k` values) against every activation row, one weight
+/// row at a time: read once from memory, found in L1 by the further rows.
+fn run_features<T: Copy>(weights: &[T], k: usize, x: &[f32], rows: usize, out: &mut [f32], width: Width) {
+    debug_assert_eq!(std::mem::size_of::<T>(), 2);
+    for (f, w) in weights.chunks_exact(k).enumerate() {
+        for row in 0..rows {
+            let xr = &x[row * k..(row + 1) * k];
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `product` checked AVX2, FMA and F16C; `w` and `xr` both hold k values, and T
+            // is bf16 or f16 as `width` says (two bytes each).
+            {
+                out[f * rows + row] = unsafe { avx2::dot_row(w.as_ptr() as *const u16, xr, width) };
+            }
+        }
+    }
+}
+
+/// The definition the kernel must agree with: widen, multiply and sum in f32 (for the tests).
+#[cfg(test)]
+fn dot_reference(w: &[f32], x: &[f32]) -> f32 {
+    w.iter().zip(x).map(|(a, b)| a * b).sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::Width;
+    use std::arch::x86_64::*;
+
+    /// Eight 16-bit values at `p` widened to f32.
+    #[inline(always)]
+    unsafe fn widen(p: *const u16, width: Width) -> __m256 {
+        // SAFETY: the caller reads inside the row.
+        let v = unsafe { _mm_loadu_si128(p as *const __m128i) };
+        match width {
+            Width::Bf16 => _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16)),
+            Width::F16 => _mm256_cvtph_ps(v),
+        }
+    }
+
+    /// The dot product of one 16-bit weight row (`x.len()` values at `w`) with one f32 row.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C; `w` must point at `x.len()` readable values.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_row(w: *const u16, x: &[f32], width: Width) -> f32 {
+        let k = x.len();
+        let xp = x.as_ptr();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= k {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: i + 8j + 8 ≤ k.
+                let (wv, xv) = unsafe { (widen(w.add(i + 8 * j), width), _mm256_loadu_ps(xp.add(i + 8 * j))) };
+                *acc = _mm256_fmadd_ps(wv, xv, *acc);
+            }
+            i += 32;
+        }
+        while i + 8 <= k {
+            // SAFETY: i + 8 ≤ k.
+            let (wv, xv) = unsafe { (widen(w.add(i), width), _mm256_loadu_ps(xp.add(i))) };
+            acc[0] = _mm256_fmadd_ps(wv, xv, acc[0]);
+            i += 8;
+        }
+        let a = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let half = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        let half = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        let mut sum = _mm_cvtss_f32(_mm_add_ss(half, _mm_movehdup_ps(half)));
+        while i < k {
+            // SAFETY: i < k.
+            let bits = unsafe { *w.add(i) };
+            let v = match width {
+                Width::Bf16 => f32::from_bits((bits as u32) << 16),
+                Width::F16 => half::f16::from_bits(bits).to_f32(),
+            };
+            sum += v * x[i];
+            i += 1;
+        }
+        sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_thin_product_is_the_f32_product_of_the_widened_weight() {
+        if !supported() {
+            eprintln!("skipped: this CPU lacks AVX2/FMA/F16C, the kernel is not used here");
+            return;
+        }
+        // Widths with a tail of single values (101), of groups of eight (72) and none (896); 37
+        // features over several tasks; up to 3 rows as an eval batch.
+        for dtype in [DType::BF16, DType::F16] {
+            for (rows, out_features, in_features) in [(1, 37, 101), (3, 37, 72), (1, 1030, 896), (2, 300, 4864)] {
+                let w = Tensor::from_vec(random(out_features * in_features, 7), (out_features, in_features), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+                let x = Tensor::from_vec(random(rows * in_features, 3 + rows as u64), (1, rows, in_features), &Device::Cpu).unwrap();
+                let ours = product(&x, &w, 8).unwrap().expect("the kernel applies to a 16-bit weight on this CPU");
+                let widened = w.to_dtype(DType::F32).unwrap();
+                let want = x.broadcast_matmul(&widened.t().unwrap()).unwrap();
+                assert_eq!(ours.dims(), want.dims());
+                let (a, b) = (ours.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+                let ws = widened.to_vec2::<f32>().unwrap();
+                let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+                    // Only the order of f32 sums differs: a few ulps of the terms' magnitude.
+                    let (row, feature) = (i / out_features, i % out_features);
+                    let r = dot_reference(&ws[feature], &xs[row * in_features..(row + 1) * in_features]);
+                    let bound = 1e-6 * in_features as f32;
+                    assert!((a - b).abs() <= bound && (a - r).abs() <= bound, "{dtype:?} {rows}×{in_features}→{out_features}: output {i}: ours {a}, gemm {b}, scalar {r}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_dtypes_many_rows_and_views_are_left_to_the_caller() {
+        let w = Tensor::from_vec(random(64 * 32, 5), (64, 32), &Device::Cpu).unwrap();
+        let x = Tensor::from_vec(random(32, 1), (1, 32), &Device::Cpu).unwrap();
+        assert!(product(&x, &w, 8).unwrap().is_none(), "an f32 weight is gemm's");
+        let half = w.to_dtype(DType::BF16).unwrap();
+        let many = Tensor::from_vec(random(9 * 32, 1), (9, 32), &Device::Cpu).unwrap();
+        assert!(product(&many, &half, 8).unwrap().is_none());
+        assert!(product(&x.to_dtype(DType::BF16).unwrap(), &half, 8).unwrap().is_none(), "bf16 activations are not this kernel's");
+        let transposed = Tensor::from_vec(random(32 * 64, 5), (32, 64), &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap().t().unwrap();
+        assert!(product(&x, &transposed, 8).unwrap().is_none(), "a strided weight is not read in place");
+    }
+}
