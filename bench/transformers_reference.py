@@ -32,7 +32,9 @@ def main(model_dir, new_tokens=64, repeats=3):
                                           image_mean=pre["image_mean"], image_std=pre["image_std"])
     else:
         improc = Qwen2VLImageProcessorPil(min_pixels=pre["min_pixels"], max_pixels=pre["max_pixels"])
-    image = Image.open(os.path.join(HERE, "..", "tests", "fixtures", "tiny", "images", "224x224.png")).convert("RGB")
+    # BENCH_IMAGE (relative to the repository) as examples/bench_cpu.rs reads it.
+    image_path = os.environ.get("BENCH_IMAGE", "tests/fixtures/tiny/images/224x224.png")
+    image = Image.open(os.path.join(HERE, "..", image_path)).convert("RGB")
     question = "Describe the picture in detail, then count the circles."
     text = tok.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
                                    add_generation_prompt=True, tokenize=False)
@@ -55,7 +57,7 @@ def main(model_dir, new_tokens=64, repeats=3):
         prefill.append(ids.shape[1] / tp)
         decode.append(new_tokens / max(total - tp, 1e-9))
     print(json.dumps(dict(family=model.config.model_type, engine=f"transformers {__import__('transformers').__version__} (torch {torch.__version__}, eager, f32, cpu)",
-                          threads=torch.get_num_threads(), prompt_tokens=ids.shape[1], new_tokens=new_tokens,
+                          threads=torch.get_num_threads(), image=image_path, prompt_tokens=ids.shape[1], new_tokens=new_tokens,
                           prefill_tokens_per_second=statistics.median(prefill),
                           decode_tokens_per_second=statistics.median(decode))))
 

@@ -11,7 +11,10 @@
 //! layers while loading, as `--quant` does; `q8_0+head` (any format, `+head`) quantizes the
 //! output head to it too, as `--quant-head` does. Prints one JSON object: prompt tokens, prefill
 //! tokens/s and decode tokens/s (medians over the repeats), and how many linear layers hold each
-//! format. The image and question are the committed fixtures', so both sides see the same inputs.
+//! format, and the process's resident memory after loading, its peak while loading and its
+//! resident memory after decoding (which shows any copy of the weights a kernel keeps). The image and question are the committed fixtures', so both sides see the same inputs.
+//! `BENCH_IMAGE=tests/fixtures/tiny/images/500x380.png` (both programs read it) times a larger
+//! picture: 243 image tokens instead of 64, where the vision tower's share of the prefill shows.
 //! CONTEXT (default 0) appends that many text tokens to the prompt, so that decoding is timed at a
 //! long context (where the KV cache's cost shows); they count as prompt tokens.
 //! Without torch, `examples/make_random_model.rs` writes a model of the same shape.
@@ -26,6 +29,14 @@ use proxythinker::models::{QuantFormat, Quantization};
 use proxythinker::prepare::prepare_prompt;
 use proxythinker::processor::SourceImage;
 use proxythinker::processor::prompt;
+
+/// A field of /proc/self/status in bytes (Linux; None elsewhere): VmRSS is what the process holds
+/// now, VmHWM the most it has held.
+fn status_bytes(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = s.lines().find_map(|l| l.strip_prefix(field))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -46,8 +57,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let context: usize = args.get(5).map(|s| s.parse()).transpose()?.unwrap_or(0);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    // The same picture bench/transformers_reference.py gives transformers.
-    let image = SourceImage::open(&root.join("tests/fixtures/tiny/images/224x224.png"))?;
+    // The same picture bench/transformers_reference.py gives transformers (BENCH_IMAGE, a path
+    // relative to the repository, chooses another for both).
+    let image_path = std::env::var("BENCH_IMAGE").unwrap_or_else(|_| "tests/fixtures/tiny/images/224x224.png".into());
+    let image = SourceImage::open(&root.join(&image_path))?;
     let question = "Describe the picture in detail, then count the circles.";
 
     let device = Device::Cpu;
@@ -60,6 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Any family: the engine's own loading path.
     let model = checkpoint.load_decoder_quantized(DType::F32, &device, Quantization { format: quant, head, vocab_dtype: None })?;
     let load_seconds = loading.elapsed().as_secs_f64();
+    let (rss_loaded, peak_loading) = (status_bytes("VmRSS:"), status_bytes("VmHWM:"));
     let formats: serde_json::Map<String, serde_json::Value> =
         model.formats().into_iter().map(|(f, n)| (f.name().to_string(), n.into())).collect();
     let n_prompt = prepared.input.input_ids.len();
@@ -88,9 +102,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "linear_layers_by_format": formats,
             "load_seconds": load_seconds,
             "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "image": image_path,
             "prompt_tokens": n_prompt,
             "new_tokens": new_tokens,
             "context": context,
+            "rss_after_load_bytes": rss_loaded,
+            "peak_rss_while_loading_bytes": peak_loading,
+            "rss_after_decoding_bytes": status_bytes("VmRSS:"),
             "prefill_tokens_per_second": median(prefill),
             "decode_tokens_per_second": median(decode),
         })

@@ -3,10 +3,12 @@
 //! intermediate 4864, vocabulary 151936, tied embeddings; vision tower 8 blocks × 640), or the
 //! smaller pair (`small`: hidden 512, 12 layers, 8 heads, intermediate 2048), for machines where
 //! torch cannot be installed; `tiny` (hidden 128, 2 layers, 4 heads, intermediate 256) keeps the
-//! real vocabulary for live α's figures.
+//! real vocabulary for live α's figures; `1.5b` has Qwen2.5-1.5B's text widths (hidden 1536, 28
+//! layers, 12 heads, intermediate 8960; 1.6 B parameters), where q6_k and q4_k apply to every
+//! linear layer.
 //!
 //! ```sh
-//! cargo run --release --example make_random_model -- target/bench-model-rs [base|small] [SEED] [f32|bf16]
+//! cargo run --release --example make_random_model -- target/bench-model-rs [base|small|tiny|1.5b] [SEED] [f32|bf16]
 //! cargo run --release --example bench_cpu -- target/bench-model-rs 32 3 q8_0
 //! ```
 //!
@@ -16,37 +18,31 @@
 //! norms 1 + 0.1·N(0, 1)) from a seeded generator. The numbers are not torch's, so the model
 //! is the Python script's in shape and speed, not in its values.
 
+// The tests' generator: the wide test checkpoints and these are drawn the same way.
+#[allow(dead_code)]
+#[path = "../tests/common/quant_measures.rs"]
+mod quant_measures;
+
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use proxythinker::models::{ModelConfig, VlModel};
-
-/// A 64-bit LCG with Box–Muller: the same seed, the same weights.
-struct Normal(u64);
-
-impl Normal {
-    fn unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((self.0 >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-    fn next(&mut self) -> f32 {
-        let (u, v) = (self.unit(), self.unit());
-        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-    }
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let out = PathBuf::from(args.get(1).ok_or("usage: make_random_model OUT_DIR [base|small|tiny] [SEED] [f32|bf16]")?);
+    let out = PathBuf::from(args.get(1).ok_or("usage: make_random_model OUT_DIR [base|small|tiny|1.5b] [SEED] [f32|bf16]")?);
     let size = args.get(2).map_or("base", String::as_str);
     let seed: u64 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(0);
     let (hidden, intermediate, layers, heads) = match size {
         "base" => (896, 4864, 24, 14),
         "small" => (512, 2048, 12, 8),
+        // Qwen2.5-1.5B's text widths (1536, 8960: multiples of 256, so q6_k and q4_k apply to
+        // every linear layer, as on the 3B and 7B), for the k-quants' speed at real widths.
+        "1.5b" => (1536, 8960, 28, 12),
         // The real vocabulary on a model that decodes in milliseconds: what live α's figures
         // need (thousands of kept tokens, each record over V = 151,936).
         "tiny" => (128, 256, 2, 4),
-        other => return Err(format!("unknown size {other:?}: use base, small or tiny").into()),
+        other => return Err(format!("unknown size {other:?}: use base, small, tiny or 1.5b").into()),
     };
     let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/qwen2_5_vl");
     std::fs::create_dir_all(&out)?;
@@ -81,28 +77,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let varmap = candle_nn::VarMap::new();
     // Every tensor the model reads is created (as zeros) by building the model once.
     VlModel::new(&config, candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
-    let mut rng = Normal(seed);
-    let mut count = 0usize;
-    {
-        let data = varmap.data().lock().map_err(|_| "poisoned")?;
-        let mut names: Vec<&String> = data.keys().collect();
-        names.sort();
-        for name in names {
-            let var = &data[name];
-            let dims = var.dims().to_vec();
-            let n: usize = dims.iter().product();
-            let (centre, scale) = if name.ends_with("bias") {
-                (0.0, 0.1)
-            } else if dims.len() == 1 {
-                (1.0, 0.1)
-            } else {
-                (0.0, 1.5 / (dims[1..].iter().product::<usize>() as f32).sqrt())
-            };
-            let values: Vec<f32> = (0..n).map(|_| centre + scale * rng.next()).collect();
-            var.set(&Tensor::from_vec(values, dims, &Device::Cpu)?)?;
-            count += n;
-        }
-    }
+    quant_measures::randomize(&varmap, seed);
+    let count: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
     // `bf16` stores the weights as the Hub's Qwen checkpoints do (their values rounded once).
     match args.get(4).map_or("f32", String::as_str) {
         "f32" => varmap.save(out.join("model.safetensors"))?,

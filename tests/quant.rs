@@ -23,8 +23,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 use common::quant_measures::*;
 use common::*;
-use proxythinker::engine::{Session, Settings, StreamKind, Trio};
-use proxythinker::guidance::Sampling;
+use proxythinker::engine::Trio;
 use proxythinker::loader::Checkpoint;
 use proxythinker::models::{Decoder, ModelConfig, PromptInput, QuantFormat, Quantization, VlModel};
 use proxythinker::prepare::prepare_prompt;
@@ -79,70 +78,15 @@ fn prompts(c: &Checkpoint, t: &tokenizers::Tokenizer) -> Vec<PromptInput> {
 }
 
 /// One model against its f32 self along f32's greedy continuation of each prompt.
-fn single(reference: &VlModel, quantized: &VlModel, prompts: &[PromptInput]) -> Accuracy {
-    let mut acc = Accuracy::default();
-    for p in prompts {
-        let (mut cr, mut cq) = (reference.new_cache(), quantized.new_cache());
-        let mut lr = row(reference.prefill(std::slice::from_ref(p), &mut cr).unwrap());
-        let mut lq = row(quantized.prefill(std::slice::from_ref(p), &mut cq).unwrap());
-        for _ in 0..STEPS {
-            acc.add(&lr, &lq);
-            let t = argmax(&lr) as u32;
-            lr = row(reference.step(&[t], &mut cr).unwrap());
-            lq = row(quantized.step(&[t], &mut cq).unwrap());
-        }
-    }
-    acc.finish()
+fn single(reference: &Arc<dyn Decoder>, quantized: VlModel, prompts: &[PromptInput]) -> Accuracy {
+    along_greedy(std::slice::from_ref(reference), &[Arc::new(quantized) as Arc<dyn Decoder>], prompts, STEPS, &|l| l[0].clone())
 }
 
 /// The guided mix of a trio against its f32 twin along f32's greedy guided continuation.
-fn guided_mix(reference: &Trio, quantized: &Trio, prompts: &[PromptInput]) -> Accuracy {
-    let mut acc = Accuracy::default();
+fn mix_accuracy(reference: &Trio, quantized: &Trio, prompts: &[PromptInput]) -> Accuracy {
     let v = reference.base.vocab_size().min(reference.rft.vocab_size()).min(reference.small.vocab_size());
-    let mix = |l: &[Vec<f32>]| -> Vec<f32> { (0..v).map(|i| l[0][i] + ALPHA * (l[1][i] - l[2][i])).collect() };
-    for p in prompts {
-        let models = |t: &Trio| [t.base.clone(), t.rft.clone(), t.small.clone()];
-        let (mr, mq) = (models(reference), models(quantized));
-        let mut cr: Vec<_> = mr.iter().map(|m| m.new_cache()).collect();
-        let mut cq: Vec<_> = mq.iter().map(|m| m.new_cache()).collect();
-        let prefill = |ms: &[Arc<dyn Decoder>; 3], cs: &mut Vec<proxythinker::models::KvCache>| -> Vec<Vec<f32>> {
-            ms.iter().zip(cs.iter_mut()).map(|(m, c)| row(m.prefill(std::slice::from_ref(p), c).unwrap())).collect()
-        };
-        let (mut lr, mut lq) = (prefill(&mr, &mut cr), prefill(&mq, &mut cq));
-        for _ in 0..STEPS {
-            let (gr, gq) = (mix(&lr), mix(&lq));
-            acc.add(&gr, &gq);
-            let t = argmax(&gr) as u32;
-            lr = mr.iter().zip(cr.iter_mut()).map(|(m, c)| row(m.step(&[t], c).unwrap())).collect();
-            lq = mq.iter().zip(cq.iter_mut()).map(|(m, c)| row(m.step(&[t], c).unwrap())).collect();
-        }
-    }
-    acc.finish()
-}
-
-/// Share of positions where two token sequences agree.
-fn share_equal(a: &[u32], b: &[u32]) -> f64 {
-    let n = a.len().max(b.len());
-    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / n as f64
-}
-
-/// Each model's own greedy run and the guided stream of whole sessions, quantized against f32:
-/// (share of greedy tokens equal for the base model alone, the same for the guided stream).
-fn session_tokens(files: &TrioFiles, reference: &Trio, quantized: &Trio, prompts: &[PromptInput]) -> (f64, f64) {
-    let (mut own, mut guided) = (0.0, 0.0);
-    for p in prompts {
-        let settings = Settings { alpha: ALPHA, sampling: Sampling::Greedy, max_new_tokens: STEPS, stop_strings: vec![], stop_at_eos: false };
-        let run = |trio: &Trio| {
-            let (c, t) = files.base();
-            let mut s = Session::new(trio.clone(), t.clone(), p.clone(), settings.clone(), c.eos_token_ids.clone()).unwrap();
-            s.run_to_end().unwrap();
-            (s.tokens(StreamKind::Base).to_vec(), s.tokens(StreamKind::Guided).to_vec())
-        };
-        let ((br, gr), (bq, gq)) = (run(reference), run(quantized));
-        own += share_equal(&br, &bq);
-        guided += share_equal(&gr, &gq);
-    }
-    (own / prompts.len() as f64, guided / prompts.len() as f64)
+    let models = |t: &Trio| t.clone().into_array().to_vec();
+    along_greedy(&models(reference), &models(quantized), prompts, STEPS, &guided_mix(ALPHA, v))
 }
 
 fn trio_files(dirs: [&Path; 3]) -> TrioFiles {
@@ -160,15 +104,15 @@ fn measure(label: &str, dirs: [&Path; 3]) -> Vec<(QuantFormat, Accuracy, Accurac
     let (c, t) = files.base();
     let prompts = prompts(c, t);
     let reference = load_trio(&files, QuantFormat::None);
-    let base_f32 = load(c, Quantization::default());
+    let base_f32: Arc<dyn Decoder> = Arc::new(load(c, Quantization::default()));
     let mut out = Vec::new();
     for quant in [QuantFormat::Q8_0, QuantFormat::Q6K, QuantFormat::Q4K] {
         let base_q = load(c, Quantization::new(quant));
-        let single = single(&base_f32, &base_q, &prompts);
-        let trio = load_trio(&files, quant);
-        let mix = guided_mix(&reference, &trio, &prompts);
-        let (own_equal, guided_equal) = session_tokens(&files, &reference, &trio, &prompts);
         let formats: Vec<String> = base_q.formats().iter().map(|(f, n)| format!("{n}×{f}")).collect();
+        let single = single(&base_f32, base_q, &prompts);
+        let trio = load_trio(&files, quant);
+        let mix = mix_accuracy(&reference, &trio, &prompts);
+        let (own_equal, guided_equal) = session_tokens(&reference, &trio, t, &c.eos_token_ids, &prompts, STEPS, ALPHA);
         println!(
             "| {label} | {quant} ({}) | {:.4} | {:.4} | {:.2e} | {:.0}% | {:.0}% | {:.4} | {:.4} | {:.2e} | {:.0}% | {:.0}% |",
             formats.join(" + "),
@@ -258,12 +202,12 @@ fn on_wide_checkpoints_every_format_applies_and_error_grows_as_bits_shrink() {
 
     // The output head (not offered: measured here to say why): alone, and with the body.
     let prompts = prompts(&c, &open(dirs[0].path()).1);
-    let f32_model = load(&c, Quantization::default());
+    let f32_model: Arc<dyn Decoder> = Arc::new(load(&c, Quantization::default()));
     println!("| head test: format | body only: ‖Δ‖/‖logits‖ | body only: mean KL | head only: ‖Δ‖/‖logits‖ | head only: mean KL | both | both: mean KL |");
     for quant in [QuantFormat::Q8_0, QuantFormat::Q4K] {
-        let body = single(&f32_model, &load(&c, Quantization::new(quant)), &prompts);
-        let head = single(&f32_model, &load(&c, Quantization { format: QuantFormat::None, head: quant, vocab_dtype: None }), &prompts);
-        let both = single(&f32_model, &load(&c, Quantization { format: quant, head: quant, vocab_dtype: None }), &prompts);
+        let body = single(&f32_model, load(&c, Quantization::new(quant)), &prompts);
+        let head = single(&f32_model, load(&c, Quantization { format: QuantFormat::None, head: quant, vocab_dtype: None }), &prompts);
+        let both = single(&f32_model, load(&c, Quantization { format: quant, head: quant, vocab_dtype: None }), &prompts);
         println!(
             "| {quant} | {:.4} | {:.2e} | {:.4} | {:.2e} | {:.4} | {:.2e} |",
             body.rel_l2, body.mean_kl, head.rel_l2, head.mean_kl, both.rel_l2, both.mean_kl

@@ -75,30 +75,6 @@ fn wide_checkpoint(seed: u64) -> tempfile::TempDir {
     dir
 }
 
-type Models = Vec<Arc<dyn Decoder>>;
-
-/// The f32 models and their quantized twins, each prompt decoded along the greedy choice of the
-/// f32 mix `combine`: the accuracy of the quantized mix against the f32 one.
-fn along_greedy(reference: &Models, quantized: &Models, prompts: &[PromptInput], combine: &dyn Fn(&[Vec<f32>]) -> Vec<f32>) -> Accuracy {
-    let mut acc = Accuracy::default();
-    for p in prompts {
-        let mut cr: Vec<_> = reference.iter().map(|m| m.new_cache()).collect();
-        let mut cq: Vec<_> = quantized.iter().map(|m| m.new_cache()).collect();
-        let prefill = |ms: &Models, cs: &mut Vec<proxythinker::models::KvCache>| -> Vec<Vec<f32>> {
-            ms.iter().zip(cs.iter_mut()).map(|(m, c)| row(m.prefill(std::slice::from_ref(p), c).unwrap())).collect()
-        };
-        let (mut lr, mut lq) = (prefill(reference, &mut cr), prefill(quantized, &mut cq));
-        for _ in 0..STEPS {
-            let (gr, gq) = (combine(&lr), combine(&lq));
-            acc.add(&gr, &gq);
-            let t = argmax(&gr) as u32;
-            lr = reference.iter().zip(cr.iter_mut()).map(|(m, c)| row(m.step(&[t], c).unwrap())).collect();
-            lq = quantized.iter().zip(cq.iter_mut()).map(|(m, c)| row(m.step(&[t], c).unwrap())).collect();
-        }
-    }
-    acc.finish()
-}
-
 /// (the base model alone, the guided mix base[..V] + α·(rft[..V] − small[..V])) for each format,
 /// printed as table rows.
 fn measure(label: &str, dirs: [&Path; 3]) -> Vec<(QuantFormat, Accuracy, Accuracy)> {
@@ -109,12 +85,12 @@ fn measure(label: &str, dirs: [&Path; 3]) -> Vec<(QuantFormat, Accuracy, Accurac
     let reference = trio(QuantFormat::None);
     let v = reference.iter().map(|m| m.vocab_size()).min().unwrap();
     let alone = |l: &[Vec<f32>]| l[0].clone();
-    let mix = move |l: &[Vec<f32>]| -> Vec<f32> { (0..v).map(|i| l[0][i] + ALPHA * (l[1][i] - l[2][i])).collect() };
+    let mix = guided_mix(ALPHA, v);
     let mut out = Vec::new();
     for quant in [QuantFormat::Q8_0, QuantFormat::Q6K, QuantFormat::Q4K] {
         let quantized = trio(quant);
-        let single = along_greedy(&reference[..1].to_vec(), &quantized[..1].to_vec(), &prompts, &alone);
-        let guided = along_greedy(&reference, &quantized, &prompts, &mix);
+        let single = along_greedy(&reference[..1], &quantized[..1], &prompts, STEPS, &alone);
+        let guided = along_greedy(&reference, &quantized, &prompts, STEPS, &mix);
         for (what, a) in [("base", single), ("guided", guided)] {
             println!(
                 "| {label} | {quant} | {what} | {:.4} | {:.4} | {:.2e} | {:.0}% |",

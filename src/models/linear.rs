@@ -322,6 +322,13 @@ fn thin_product(x: &Tensor, weight: &Tensor) -> candle_core::Result<Option<Tenso
 /// the weight back to f32 costs one pass over it, shared by all the rows.
 const WIDE_ROWS: usize = 32;
 
+/// Rows up to which a quantized product on the CPU goes through the project's thin paths
+/// ([`super::thin_q8_0`], [`super::thin_kquant`]), which read the blocks in place: every product
+/// short of a prefill's, so candle's block kernels, which keep a repacked copy of each weight they
+/// touch on x86-64, never run on the CPU, and a row's product does not depend on how many rows
+/// share it (decoding's 1 or 2 rows, an eval batch's up to 31).
+const THIN_QUANTIZED_ROWS: usize = WIDE_ROWS - 1;
+
 /// Output features dequantized at a time: each task expands a slice this many rows deep (896 KiB
 /// of f32 at a width of 896), multiplies it and drops it, so the whole weight is never held in
 /// f32 and the slice is still in cache when gemm reads it.
@@ -410,7 +417,9 @@ impl Module for Linear {
                 // and come back, which costs little next to the product.
                 let dtype = x.dtype();
                 let x32 = x.to_dtype(DType::F32)?.contiguous()?;
-                let y = if let Some(y) = super::thin_q8_0::product(&x32, weight, THIN_ROWS)? {
+                let y = if let Some(y) = super::thin_q8_0::product(&x32, weight, THIN_QUANTIZED_ROWS)? {
+                    y
+                } else if let Some(y) = super::thin_kquant::product(&x32, weight, THIN_QUANTIZED_ROWS)? {
                     y
                 } else if let Some(y) = wide_quantized_product(&x32, weight)? {
                     y
@@ -542,6 +551,24 @@ mod tests {
             }
             let few = Tensor::randn(0f32, 1.0, (WIDE_ROWS - 1, 512), &dev).unwrap();
             assert!(wide_quantized_product(&few, weight).unwrap().is_none(), "few rows keep the block kernel");
+        }
+    }
+
+    #[test]
+    fn a_quantized_rows_product_is_the_same_alone_and_in_any_batch_short_of_a_prefill() {
+        // An eval batch (1 + k rows per model) gives each row what decoding it alone gives: every
+        // product below a prefill's takes the thin paths, which compute each row on its own.
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (300, 512), &dev).unwrap();
+        for format in [QuantFormat::Q8_0, QuantFormat::Q6K, QuantFormat::Q4K] {
+            let layer = Linear::from_weight(w.clone(), None, format).unwrap();
+            let batch = Tensor::randn(0f32, 1.0, (1, THIN_QUANTIZED_ROWS, 512), &dev).unwrap();
+            let together = layer.forward(&batch).unwrap();
+            for rows in [1, 2, 9, THIN_QUANTIZED_ROWS] {
+                let some = layer.forward(&batch.narrow(1, 0, rows).unwrap()).unwrap();
+                let first = |t: &Tensor| t.narrow(1, 0, 1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                assert_eq!(first(&some), first(&together), "{format:?}: row 0 of {rows} rows vs of {THIN_QUANTIZED_ROWS}");
+            }
         }
     }
 

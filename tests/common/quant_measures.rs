@@ -1,7 +1,13 @@
 //! What the quantization tests share: random weights drawn the same on every run, and the
-//! accuracy of quantized logits against f32 ones.
+//! accuracy of quantized logits against f32 ones. `examples/quant_accuracy.rs` includes this file
+//! too, to measure the bench model the same way.
+
+use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
+use proxythinker::engine::{Session, Settings, StreamKind, Trio};
+use proxythinker::guidance::Sampling;
+use proxythinker::models::{Decoder, KvCache, PromptInput};
 
 /// A tiny deterministic generator, so that the wide checkpoints are the same on every run.
 pub struct Lcg(pub u64);
@@ -99,4 +105,62 @@ impl Accuracy {
 /// The first row of a logits tensor.
 pub fn row(logits: Tensor) -> Vec<f32> {
     logits.to_vec2::<f32>().unwrap().remove(0)
+}
+
+/// Models decoded side by side, their logits combined into one distribution per position.
+pub type Models = Vec<Arc<dyn Decoder>>;
+
+/// The guided mix base[..V] + α·(rft[..V] − small[..V]) of a trio's logits (base, rft, small).
+pub fn guided_mix(alpha: f32, v: usize) -> impl Fn(&[Vec<f32>]) -> Vec<f32> {
+    move |l: &[Vec<f32>]| (0..v).map(|i| l[0][i] + alpha * (l[1][i] - l[2][i])).collect()
+}
+
+/// The f32 models and their quantized twins, each prompt decoded for `steps` tokens along the
+/// greedy choice of the f32 `combine` (every model is fed the same tokens, so each position
+/// compares like with like): the accuracy of the quantized combination against the f32 one.
+pub fn along_greedy(reference: &[Arc<dyn Decoder>], quantized: &[Arc<dyn Decoder>], prompts: &[PromptInput], steps: usize, combine: &dyn Fn(&[Vec<f32>]) -> Vec<f32>) -> Accuracy {
+    let mut acc = Accuracy::default();
+    for p in prompts {
+        let prefill = |ms: &[Arc<dyn Decoder>], cs: &mut Vec<KvCache>| -> Vec<Vec<f32>> {
+            ms.iter().zip(cs.iter_mut()).map(|(m, c)| row(m.prefill(std::slice::from_ref(p), c).unwrap())).collect()
+        };
+        let step = |ms: &[Arc<dyn Decoder>], cs: &mut Vec<KvCache>, t: u32| -> Vec<Vec<f32>> {
+            ms.iter().zip(cs.iter_mut()).map(|(m, c)| row(m.step(&[t], c).unwrap())).collect()
+        };
+        let mut cr: Vec<_> = reference.iter().map(|m| m.new_cache()).collect();
+        let mut cq: Vec<_> = quantized.iter().map(|m| m.new_cache()).collect();
+        let (mut lr, mut lq) = (prefill(reference, &mut cr), prefill(quantized, &mut cq));
+        for _ in 0..steps {
+            let (gr, gq) = (combine(&lr), combine(&lq));
+            acc.add(&gr, &gq);
+            let t = argmax(&gr) as u32;
+            lr = step(reference, &mut cr, t);
+            lq = step(quantized, &mut cq, t);
+        }
+    }
+    acc.finish()
+}
+
+/// Share of positions where two token sequences agree (the longer one's length counts).
+pub fn share_equal(a: &[u32], b: &[u32]) -> f64 {
+    let n = a.len().max(b.len());
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / n as f64
+}
+
+/// Whole greedy sessions of `steps` tokens per prompt, quantized trio against f32 trio: (share of
+/// the base model's own greedy tokens equal, the same for the guided stream), over the prompts.
+pub fn session_tokens(reference: &Trio, quantized: &Trio, tokenizer: &tokenizers::Tokenizer, eos: &[u32], prompts: &[PromptInput], steps: usize, alpha: f32) -> (f64, f64) {
+    let (mut own, mut guided) = (0.0, 0.0);
+    for p in prompts {
+        let settings = Settings { alpha, sampling: Sampling::Greedy, max_new_tokens: steps, stop_strings: vec![], stop_at_eos: false };
+        let run = |trio: &Trio| {
+            let mut s = Session::new(trio.clone(), tokenizer.clone(), p.clone(), settings.clone(), eos.to_vec()).unwrap();
+            s.run_to_end().unwrap();
+            (s.tokens(StreamKind::Base).to_vec(), s.tokens(StreamKind::Guided).to_vec())
+        };
+        let ((br, gr), (bq, gq)) = (run(reference), run(quantized));
+        own += share_equal(&br, &bq);
+        guided += share_equal(&gr, &gq);
+    }
+    (own / prompts.len() as f64, guided / prompts.len() as f64)
 }
