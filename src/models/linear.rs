@@ -149,7 +149,7 @@ pub enum Linear {
     Quantized { weight: QMatMul, bias: Option<Tensor>, format: QuantFormat },
     /// A weight held in bf16 or f16, as the checkpoint stores it, multiplied by activations of
     /// another dtype (f32) in theirs: each value widened as it is used, which gives the f32
-    /// layer's products in half its bytes (see [`super::thin_half`]).
+    /// layer's products in half its bytes (see [`super::thin_float`]).
     Stored16 { weight: Tensor, bias: Option<Tensor> },
 }
 
@@ -283,9 +283,10 @@ const THIN_ROWS: usize = 8;
 /// Output features per task below which splitting costs more than it saves.
 const MIN_FEATURES_PER_TASK: usize = 64;
 
-/// `x·Wᵀ` for a thin `x` on the CPU, computed as one product per block of W's rows on candle's
+/// `x·Wᵀ` for a thin `x` on the CPU, computed as one product per block of W's rows on rayon's
 /// thread pool and joined; None where the plain product is the better choice (a GPU, many rows,
-/// a narrow layer, one thread).
+/// a narrow layer, one thread). Where the CPU has AVX2, [`super::thin_float`] takes these products
+/// first; this is the portable way to use every core (other CPUs, e.g. ARM).
 fn thin_product(x: &Tensor, weight: &Tensor) -> candle_core::Result<Option<Tensor>> {
     use rayon::prelude::*;
     if !x.device().is_cpu() {
@@ -385,7 +386,7 @@ fn sliced_product(x: &Tensor, out_features: usize, in_features: usize, slice: im
 /// `x·Wᵀ` for a 16-bit `W` kept as stored: the thin kernel for a few f32 rows on the CPU, else W
 /// widened slice by slice to `x`'s dtype and multiplied by gemm (or the device's product).
 fn stored_16_bit_product(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
-    if let Some(y) = super::thin_half::product(x, weight, THIN_ROWS)? {
+    if let Some(y) = super::thin_float::product(x, weight, THIN_ROWS)? {
         return Ok(y);
     }
     let (out_features, in_features) = weight.dims2()?;
@@ -398,7 +399,7 @@ fn stored_16_bit_product(x: &Tensor, weight: &Tensor) -> candle_core::Result<Ten
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Linear::Plain(l) => match thin_product(x, l.weight())? {
+            Linear::Plain(l) => match super::thin_float::product(x, l.weight(), THIN_ROWS)?.map_or_else(|| thin_product(x, l.weight()), |y| Ok(Some(y)))? {
                 Some(y) => match l.bias() {
                     Some(b) => y.broadcast_add(b),
                     None => Ok(y),

@@ -1,16 +1,21 @@
-//! Decoding's products with a weight held in 16 bits (bf16 or f16) and f32 activations on x86-64
-//! CPUs: `x·Wᵀ` for a few rows of `x`, every product and sum in f32, on every core.
+//! Decoding's products with an f32, bf16 or f16 weight and f32 activations on x86-64 CPUs:
+//! `x·Wᵀ` for a few rows of `x`, every product and sum in f32, on every core.
 //!
-//! Why: Qwen checkpoints store their weights in bf16, and a model that runs in f32 on the CPU
-//! would widen them to f32 when it loads. For the vocabulary-sized matrices (the input embedding
-//! and the output head, 151,936 rows) that doubles both their memory and, for the head, the bytes
-//! every decoding step reads, and widening adds nothing: a bf16 value widened to f32 is the same
-//! number. So those matrices stay as the checkpoint stores them and this kernel widens each value
-//! as it multiplies (a 16-bit shift for bf16, `vcvtph2ps` for f16): the products and sums are the
-//! f32 model's, only the order of the sums differs, and a step reads half the head's bytes.
+//! Why: a decoding step multiplies one row (or a few) by every weight, and candle's matrix product
+//! (gemm) runs so thin a product on one thread and, for a 16-bit weight, widens the whole weight to
+//! f32 first. Here each weight row is read once, as one sequential stream, 32 values per step on
+//! four accumulators, against every activation row (which stay in L1), and the output features are
+//! split in runs over candle's thread pool ([`super::thin_q8_0::split`]), the pool candle's own
+//! operations use (a second pool beside it competes with its spinning workers for the cores).
 //!
-//! Each weight row is read as one sequential stream, 32 values per step on four accumulators, and
-//! the output features are split in runs over candle's thread pool ([`super::thin_q8_0::split`]).
+//! The 16-bit case is there because Qwen checkpoints store their weights in bf16, and a model that
+//! runs in f32 on the CPU would widen them to f32 when it loads. For the vocabulary-sized matrices
+//! (the input embedding and the output head, 151,936 rows) that doubles both their memory and, for
+//! the head, the bytes every decoding step reads, and widening adds nothing: a bf16 value widened
+//! to f32 is the same number. So those matrices stay as the checkpoint stores them and this kernel
+//! widens each value as it multiplies (a 16-bit shift for bf16, `vcvtph2ps` for f16): the products
+//! and sums are the f32 model's, only the order of the sums differs, and a step reads half the
+//! head's bytes.
 
 use candle_core::{DType, Device, Storage, Tensor};
 use half::{bf16, f16};
@@ -29,15 +34,8 @@ fn supported() -> bool {
     }
 }
 
-/// A weight's 16-bit values, borrowed from its storage.
-#[derive(Clone, Copy)]
-enum Halves<'a> {
-    Bf16(&'a [bf16]),
-    F16(&'a [f16]),
-}
-
-/// `x·Wᵀ` for a bf16 or f16 `W` (out_features × in_features, contiguous, on the CPU) and at most
-/// `max_rows` f32 rows of `x`, in f32; None where the kernel does not apply (another dtype or
+/// `x·Wᵀ` for an f32, bf16 or f16 `W` (out_features × in_features, contiguous, on the CPU) and at
+/// most `max_rows` f32 rows of `x`, in f32; None where the kernel does not apply (another dtype or
 /// device, a CPU without AVX2, more rows), for the caller to multiply another way.
 pub fn product(x: &Tensor, weight: &Tensor, max_rows: usize) -> candle_core::Result<Option<Tensor>> {
     if x.dtype() != DType::F32 || !x.device().is_cpu() || !weight.device().is_cpu() || !supported() {
@@ -54,18 +52,17 @@ pub fn product(x: &Tensor, weight: &Tensor, max_rows: usize) -> candle_core::Res
     let (storage, layout) = weight.storage_and_layout();
     let Some((start, end)) = layout.contiguous_offsets() else { return Ok(None) };
     let Storage::Cpu(cpu) = &*storage else { return Ok(None) };
-    let halves = match weight.dtype() {
-        DType::BF16 => Halves::Bf16(&cpu.as_slice::<bf16>()?[start..end]),
-        DType::F16 => Halves::F16(&cpu.as_slice::<f16>()?[start..end]),
+    // The weight's bytes, borrowed from its storage, and how its values widen to f32.
+    let (bytes, width): (&[u8], Width) = match weight.dtype() {
+        DType::BF16 => (bytemuck_bytes(&cpu.as_slice::<bf16>()?[start..end]), Width::Bf16),
+        DType::F16 => (bytemuck_bytes(&cpu.as_slice::<f16>()?[start..end]), Width::F16),
+        DType::F32 => (bytemuck_bytes(&cpu.as_slice::<f32>()?[start..end]), Width::F32),
         _ => return Ok(None),
     };
     let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let row_bytes = in_features * width.bytes();
     let transposed = super::thin_q8_0::split(out_features, rows, |first, count, out| {
-        let range = first * in_features..(first + count) * in_features;
-        match halves {
-            Halves::Bf16(w) => run_features(&w[range], in_features, &xs, rows, out, Width::Bf16),
-            Halves::F16(w) => run_features(&w[range], in_features, &xs, rows, out, Width::F16),
-        }
+        run_features(&bytes[first * row_bytes..(first + count) * row_bytes], in_features, &xs, rows, out, width)
     });
     drop(storage);
     let mut out = vec![0f32; rows * out_features];
@@ -81,25 +78,41 @@ pub fn product(x: &Tensor, weight: &Tensor, max_rows: usize) -> candle_core::Res
     Ok(Some(Tensor::from_vec(out, dims, &Device::Cpu)?))
 }
 
-/// How a 16-bit value widens to f32.
+/// The bytes of a slice of plain numbers.
+fn bytemuck_bytes<T: Copy>(values: &[T]) -> &[u8] {
+    // SAFETY: f32, bf16 and f16 are plain numbers without padding; the bytes live as long as
+    // `values` and are only read.
+    unsafe { std::slice::from_raw_parts(values.as_ptr() as *const u8, std::mem::size_of_val(values)) }
+}
+
+/// How a weight's value widens to f32.
 #[derive(Clone, Copy)]
 enum Width {
     Bf16,
     F16,
+    F32,
 }
 
-/// Output features `weights` (whole rows of `k` values) against every activation row, one weight
-/// row at a time: read once from memory, found in L1 by the further rows.
-fn run_features<T: Copy>(weights: &[T], k: usize, x: &[f32], rows: usize, out: &mut [f32], width: Width) {
-    debug_assert_eq!(std::mem::size_of::<T>(), 2);
-    for (f, w) in weights.chunks_exact(k).enumerate() {
+impl Width {
+    fn bytes(self) -> usize {
+        match self {
+            Width::Bf16 | Width::F16 => 2,
+            Width::F32 => 4,
+        }
+    }
+}
+
+/// Output features `weights` (whole rows of `k` values, as bytes) against every activation row,
+/// one weight row at a time: read once from memory, found in L1 by the further rows.
+fn run_features(weights: &[u8], k: usize, x: &[f32], rows: usize, out: &mut [f32], width: Width) {
+    for (f, w) in weights.chunks_exact(k * width.bytes()).enumerate() {
         for row in 0..rows {
             let xr = &x[row * k..(row + 1) * k];
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `product` checked AVX2, FMA and F16C; `w` and `xr` both hold k values, and T
-            // is bf16 or f16 as `width` says (two bytes each).
+            // SAFETY: `product` checked AVX2, FMA and F16C; `w` holds k values of `width` and `xr`
+            // k values.
             {
-                out[f * rows + row] = unsafe { avx2::dot_row(w.as_ptr() as *const u16, xr, width) };
+                out[f * rows + row] = unsafe { avx2::dot_row(w.as_ptr(), xr, width) };
             }
         }
     }
@@ -116,23 +129,38 @@ mod avx2 {
     use super::Width;
     use std::arch::x86_64::*;
 
-    /// Eight 16-bit values at `p` widened to f32.
+    /// The eight values from value `i` of the row at `w` as f32.
     #[inline(always)]
-    unsafe fn widen(p: *const u16, width: Width) -> __m256 {
+    unsafe fn widen(w: *const u8, i: usize, width: Width) -> __m256 {
         // SAFETY: the caller reads inside the row.
-        let v = unsafe { _mm_loadu_si128(p as *const __m128i) };
-        match width {
-            Width::Bf16 => _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16)),
-            Width::F16 => _mm256_cvtph_ps(v),
+        unsafe {
+            match width {
+                Width::Bf16 => _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(w.add(2 * i) as *const __m128i)), 16)),
+                Width::F16 => _mm256_cvtph_ps(_mm_loadu_si128(w.add(2 * i) as *const __m128i)),
+                Width::F32 => _mm256_loadu_ps(w.add(4 * i) as *const f32),
+            }
         }
     }
 
-    /// The dot product of one 16-bit weight row (`x.len()` values at `w`) with one f32 row.
+    /// Value `i` of the row at `w` as f32.
+    #[inline(always)]
+    unsafe fn widen_one(w: *const u8, i: usize, width: Width) -> f32 {
+        // SAFETY: the caller reads inside the row.
+        unsafe {
+            match width {
+                Width::Bf16 => f32::from_bits((std::ptr::read_unaligned(w.add(2 * i) as *const u16) as u32) << 16),
+                Width::F16 => half::f16::from_bits(std::ptr::read_unaligned(w.add(2 * i) as *const u16)).to_f32(),
+                Width::F32 => std::ptr::read_unaligned(w.add(4 * i) as *const f32),
+            }
+        }
+    }
+
+    /// The dot product of one weight row (`x.len()` values of `width` at `w`) with one f32 row.
     ///
     /// # Safety
     /// The CPU must have AVX2, FMA and F16C; `w` must point at `x.len()` readable values.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot_row(w: *const u16, x: &[f32], width: Width) -> f32 {
+    pub(super) unsafe fn dot_row(w: *const u8, x: &[f32], width: Width) -> f32 {
         let k = x.len();
         let xp = x.as_ptr();
         let mut acc = [_mm256_setzero_ps(); 4];
@@ -140,14 +168,14 @@ mod avx2 {
         while i + 32 <= k {
             for (j, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: i + 8j + 8 ≤ k.
-                let (wv, xv) = unsafe { (widen(w.add(i + 8 * j), width), _mm256_loadu_ps(xp.add(i + 8 * j))) };
+                let (wv, xv) = unsafe { (widen(w, i + 8 * j, width), _mm256_loadu_ps(xp.add(i + 8 * j))) };
                 *acc = _mm256_fmadd_ps(wv, xv, *acc);
             }
             i += 32;
         }
         while i + 8 <= k {
             // SAFETY: i + 8 ≤ k.
-            let (wv, xv) = unsafe { (widen(w.add(i), width), _mm256_loadu_ps(xp.add(i))) };
+            let (wv, xv) = unsafe { (widen(w, i, width), _mm256_loadu_ps(xp.add(i))) };
             acc[0] = _mm256_fmadd_ps(wv, xv, acc[0]);
             i += 8;
         }
@@ -157,12 +185,7 @@ mod avx2 {
         let mut sum = _mm_cvtss_f32(_mm_add_ss(half, _mm_movehdup_ps(half)));
         while i < k {
             // SAFETY: i < k.
-            let bits = unsafe { *w.add(i) };
-            let v = match width {
-                Width::Bf16 => f32::from_bits((bits as u32) << 16),
-                Width::F16 => half::f16::from_bits(bits).to_f32(),
-            };
-            sum += v * x[i];
+            sum += unsafe { widen_one(w, i, width) } * x[i];
             i += 1;
         }
         sum
@@ -191,11 +214,11 @@ mod tests {
         }
         // Widths with a tail of single values (101), of groups of eight (72) and none (896); 37
         // features over several tasks; up to 3 rows as an eval batch.
-        for dtype in [DType::BF16, DType::F16] {
+        for dtype in [DType::BF16, DType::F16, DType::F32] {
             for (rows, out_features, in_features) in [(1, 37, 101), (3, 37, 72), (1, 1030, 896), (2, 300, 4864)] {
                 let w = Tensor::from_vec(random(out_features * in_features, 7), (out_features, in_features), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
                 let x = Tensor::from_vec(random(rows * in_features, 3 + rows as u64), (1, rows, in_features), &Device::Cpu).unwrap();
-                let ours = product(&x, &w, 8).unwrap().expect("the kernel applies to a 16-bit weight on this CPU");
+                let ours = product(&x, &w, 8).unwrap().expect("the kernel applies to an f32 or 16-bit weight on this CPU");
                 let widened = w.to_dtype(DType::F32).unwrap();
                 let want = x.broadcast_matmul(&widened.t().unwrap()).unwrap();
                 assert_eq!(ours.dims(), want.dims());
@@ -217,7 +240,7 @@ mod tests {
     fn other_dtypes_many_rows_and_views_are_left_to_the_caller() {
         let w = Tensor::from_vec(random(64 * 32, 5), (64, 32), &Device::Cpu).unwrap();
         let x = Tensor::from_vec(random(32, 1), (1, 32), &Device::Cpu).unwrap();
-        assert!(product(&x, &w, 8).unwrap().is_none(), "an f32 weight is gemm's");
+        assert!(product(&x, &w.to_dtype(DType::F64).unwrap(), 8).unwrap().is_none(), "an f64 weight is not this kernel's");
         let half = w.to_dtype(DType::BF16).unwrap();
         let many = Tensor::from_vec(random(9 * 32, 1), (9, 32), &Device::Cpu).unwrap();
         assert!(product(&many, &half, 8).unwrap().is_none());
