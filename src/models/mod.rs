@@ -13,6 +13,7 @@ pub mod qwen2_5_vl;
 pub mod qwen2_vl;
 pub mod qwen3_vl;
 pub mod text;
+mod thin;
 pub mod thin_float;
 pub mod thin_kquant;
 pub mod thin_q8_0;

@@ -5,7 +5,7 @@
 //! (gemm) runs so thin a product on one thread and, for a 16-bit weight, widens the whole weight to
 //! f32 first. Here each weight row is read once, as one sequential stream, 32 values per step on
 //! four accumulators, against every activation row (which stay in L1), and the output features are
-//! split in runs over candle's thread pool ([`super::thin_q8_0::split`]), the pool candle's own
+//! split in runs over candle's thread pool ([`super::thin::split`]), the pool candle's own
 //! operations use (a second pool beside it competes with its spinning workers for the cores).
 //!
 //! The 16-bit case is there because Qwen checkpoints store their weights in bf16, and a model that
@@ -17,22 +17,10 @@
 //! and sums are the f32 model's, only the order of the sums differs, and a step reads half the
 //! head's bytes.
 
-use candle_core::{DType, Device, Storage, Tensor};
+use candle_core::{DType, Storage, Tensor};
 use half::{bf16, f16};
 
-/// Whether this CPU runs the kernel (AVX2 with FMA and F16C).
-fn supported() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
+use super::thin::has_avx2_fma_f16c as supported;
 
 /// `x·Wᵀ` for an f32, bf16 or f16 `W` (out_features × in_features, contiguous, on the CPU) and at
 /// most `max_rows` f32 rows of `x`, in f32; None where the kernel does not apply (another dtype or
@@ -61,21 +49,11 @@ pub fn product(x: &Tensor, weight: &Tensor, max_rows: usize) -> candle_core::Res
     };
     let xs = x.flatten_all()?.to_vec1::<f32>()?;
     let row_bytes = in_features * width.bytes();
-    let transposed = super::thin_q8_0::split(out_features, rows, |first, count, out| {
+    let transposed = super::thin::split(out_features, rows, |first, count, out| {
         run_features(&bytes[first * row_bytes..(first + count) * row_bytes], in_features, &xs, rows, out, width)
     });
     drop(storage);
-    let mut out = vec![0f32; rows * out_features];
-    for (feature, values) in transposed.chunks_exact(rows).enumerate() {
-        for (row, &v) in values.iter().enumerate() {
-            out[row * out_features + feature] = v;
-        }
-    }
-    let mut dims = x.dims().to_vec();
-    if let Some(last) = dims.last_mut() {
-        *last = out_features;
-    }
-    Ok(Some(Tensor::from_vec(out, dims, &Device::Cpu)?))
+    Ok(Some(super::thin::row_major(&transposed, rows, out_features, x.dims())?))
 }
 
 /// The bytes of a slice of plain numbers.
@@ -194,17 +172,9 @@ mod avx2 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::thin::random;
     use super::*;
-
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use candle_core::Device;
 
     #[test]
     fn the_thin_product_is_the_f32_product_of_the_widened_weight() {

@@ -11,12 +11,12 @@
 //! activations are rounded to q8_K blocks (256 values, an f32 scale, 16 partial sums), as GGML
 //! and candle do for these formats, and each weight row's blocks are handed in place to candle's
 //! `vec_dot` for that block type (its AVX2 code on x86-64), runs of output features split over
-//! candle's thread pool as [`super::thin_q8_0`] splits them. The numbers are candle's: the same
+//! candle's thread pool as [`super::thin::split`] splits them. The numbers are candle's: the same
 //! activation rounding and the same dot product per output feature.
 
 use candle_core::quantized::k_quants::{BlockQ4K, BlockQ6K, GgmlType};
 use candle_core::quantized::{GgmlDType, QMatMul};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
 /// `x·Wᵀ` for a q6_k or q4_k `W` (out_features × in_features) and at most `max_rows` rows of `x`
 /// on the CPU, or None where this path does not apply (another format or device, more rows), for
@@ -42,17 +42,7 @@ pub fn product(x: &Tensor, weight: &QMatMul, max_rows: usize) -> candle_core::Re
         _ => None,
     };
     let Some(transposed) = transposed else { return Ok(None) };
-    let mut out = vec![0f32; rows * out_features];
-    for (feature, values) in transposed.chunks_exact(rows).enumerate() {
-        for (row, &v) in values.iter().enumerate() {
-            out[row * out_features + feature] = v;
-        }
-    }
-    let mut dims = x.dims().to_vec();
-    if let Some(last) = dims.last_mut() {
-        *last = out_features;
-    }
-    Ok(Some(Tensor::from_vec(out, dims, &Device::Cpu)?))
+    Ok(Some(super::thin::row_major(&transposed, rows, out_features, x.dims())?))
 }
 
 /// The blocks of `bytes` as `T`s, or None where they do not line up (a length that is not whole
@@ -83,7 +73,7 @@ fn multiply<T: GgmlType>(data: &[u8], out_features: usize, k: usize, xs: &[f32],
     for (x, a) in xs.chunks_exact(k).zip(activations.chunks_exact_mut(per_row)) {
         T::VecDotType::from_float(x, a);
     }
-    Some(super::thin_q8_0::split(out_features, rows, |first, count, out| {
+    Some(super::thin::split(out_features, rows, |first, count, out| {
         for (f, w) in weights[first * per_row..(first + count) * per_row].chunks_exact(per_row).enumerate() {
             for (row, a) in activations.chunks_exact(per_row).enumerate() {
                 out[f * rows + row] = T::vec_dot(k, w, a);
@@ -94,18 +84,10 @@ fn multiply<T: GgmlType>(data: &[u8], out_features: usize, k: usize, xs: &[f32],
 
 #[cfg(test)]
 mod tests {
+    use super::super::thin::random;
     use super::*;
+    use candle_core::Device;
     use candle_core::quantized::QTensor;
-
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
 
     #[test]
     fn the_thin_product_is_candles_block_product_without_its_copy() {

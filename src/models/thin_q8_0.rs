@@ -18,17 +18,15 @@
 //! sums differs from candle's.
 
 use candle_core::quantized::{GgmlDType, QMatMul};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use half::f16;
+
+use super::thin::has_avx2_fma_f16c as supported;
 
 /// Values per q8_0 block.
 const BLOCK: usize = 32;
 /// Bytes per q8_0 block: an f16 scale, then 32 signed bytes.
 const BLOCK_BYTES: usize = 34;
-/// Output features a task takes at least: below this, handing out work costs more than it saves.
-const MIN_FEATURES_PER_TASK: usize = 64;
-/// Tasks per thread: enough that a thread slowed by something else does not hold the step up.
-const TASKS_PER_THREAD: usize = 8;
 
 /// Activation rows rounded to q8_0: `qs[r·k + i]`, one scale per block in `d[r·k/32 + b]`.
 struct QuantizedRows {
@@ -55,20 +53,6 @@ fn quantize_rows(x: &[f32], k: usize) -> QuantizedRows {
     QuantizedRows { qs, d }
 }
 
-/// Whether this CPU runs the kernel (AVX2 with FMA and F16C: every x86-64 CPU since 2013).
-fn supported() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// `x·Wᵀ` for a q8_0 `W` (out_features × in_features) and `rows` rows of `x` on the CPU, or None
 /// where this kernel does not apply (another format or device, a CPU without AVX2, more rows than
 /// `max_rows`), for the caller to use candle's.
@@ -93,61 +77,14 @@ pub fn product(x: &Tensor, weight: &QMatMul, max_rows: usize) -> candle_core::Re
     let xs = x.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
     let activations = quantize_rows(&xs, in_features);
     let transposed = multiply(&data, out_features, in_features, &activations, rows);
-    // The tasks wrote feature-major (each its own contiguous run); the caller wants row-major.
-    let mut out = vec![0f32; rows * out_features];
-    for (feature, values) in transposed.chunks_exact(rows).enumerate() {
-        for (row, &v) in values.iter().enumerate() {
-            out[row * out_features + feature] = v;
-        }
-    }
-    let mut dims = x.dims().to_vec();
-    if let Some(last) = dims.last_mut() {
-        *last = out_features;
-    }
-    Ok(Some(Tensor::from_vec(out, dims, &Device::Cpu)?))
+    Ok(Some(super::thin::row_major(&transposed, rows, out_features, x.dims())?))
 }
 
 /// The product, feature-major (`out[feature·rows + row]`), split in runs of output features over
-/// candle's thread pool (see [`split`]).
+/// candle's thread pool (see [`super::thin::split`]).
 fn multiply(blocks: &[u8], out_features: usize, k: usize, x: &QuantizedRows, rows: usize) -> Vec<f32> {
     let row_bytes = k / BLOCK * BLOCK_BYTES;
-    split(out_features, rows, |first, count, out| run_features(&blocks[first * row_bytes..(first + count) * row_bytes], row_bytes, k, x, rows, out))
-}
-
-/// Runs `task(first, count, out)` for runs of output features on candle's own thread pool and
-/// returns what they wrote: a feature-major buffer (`out[feature·rows + row]`), of which each task
-/// gets its run, `count·rows` values starting at feature `first`. candle's pool, not rayon's: its
-/// workers spin for a while after each op, so work handed to another pool would compete with them
-/// for the cores (measured: slower than one thread).
-pub(super) fn split(out_features: usize, rows: usize, task: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
-    let pool = candle_core::utils::barrier_pool();
-    let threads = pool.n_workers() + 1;
-    let per_task = out_features.div_ceil(threads * TASKS_PER_THREAD).max(MIN_FEATURES_PER_TASK).next_multiple_of(4);
-    let tasks = out_features.div_ceil(per_task);
-    let mut out = vec![0f32; out_features * rows];
-    let dst = SharedOut(out.as_mut_ptr());
-    pool.execute_chunked(tasks, |range| {
-        for t in range {
-            let first = t * per_task;
-            let count = per_task.min(out_features - first);
-            // SAFETY: task `t` alone writes features first..first+count, i.e. this run of `out`,
-            // and `out` outlives the call, which returns only when every task is done.
-            let out = unsafe { std::slice::from_raw_parts_mut(dst.at(first * rows), count * rows) };
-            task(first, count, out);
-        }
-    });
-    out
-}
-
-/// The output buffer, shared by the pool's tasks, each writing its own disjoint run.
-struct SharedOut(*mut f32);
-// SAFETY: the tasks write disjoint runs (see `multiply`).
-unsafe impl Sync for SharedOut {}
-impl SharedOut {
-    fn at(&self, offset: usize) -> *mut f32 {
-        // SAFETY: callers stay inside the buffer.
-        unsafe { self.0.add(offset) }
-    }
+    super::thin::split(out_features, rows, |first, count, out| run_features(&blocks[first * row_bytes..(first + count) * row_bytes], row_bytes, k, x, rows, out))
 }
 
 /// Output features `weights` (whole rows of blocks) against every activation row: one weight
@@ -231,19 +168,11 @@ mod avx2 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::thin::random;
     use super::*;
+    use candle_core::Device;
     use candle_core::quantized::QTensor;
     use candle_core::Module;
-
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
 
     fn layer(out_features: usize, in_features: usize) -> QMatMul {
         let w = Tensor::from_vec(random(out_features * in_features, 7), (out_features, in_features), &Device::Cpu).unwrap();
