@@ -399,13 +399,19 @@ fn stored_16_bit_product(x: &Tensor, weight: &Tensor) -> candle_core::Result<Ten
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Linear::Plain(l) => match super::thin_float::product(x, l.weight(), THIN_ROWS)?.map_or_else(|| thin_product(x, l.weight()), |y| Ok(Some(y)))? {
-                Some(y) => match l.bias() {
-                    Some(b) => y.broadcast_add(b),
-                    None => Ok(y),
-                },
-                None => l.forward(x),
-            },
+            Linear::Plain(l) => {
+                let thin = match super::thin_float::product(x, l.weight(), THIN_ROWS)? {
+                    Some(y) => Some(y),
+                    None => thin_product(x, l.weight())?,
+                };
+                match thin {
+                    Some(y) => match l.bias() {
+                        Some(b) => y.broadcast_add(b),
+                        None => Ok(y),
+                    },
+                    None => l.forward(x),
+                }
+            }
             Linear::Stored16 { weight, bias } => {
                 let y = stored_16_bit_product(x, weight)?;
                 match bias {
