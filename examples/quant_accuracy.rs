@@ -93,7 +93,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
         );
         rows.push((name, single, guided, own_equal, guided_equal));
-        drop(quantized);
     }
     println!("| format | base: max \\|Δ\\| / max \\|logit\\| | base: ‖Δ‖/‖logits‖ | base: mean KL | base: argmax equal | base: greedy tokens equal | guided mix: max \\|Δ\\| / max \\|logit\\| | guided mix: ‖Δ‖/‖logits‖ | guided mix: mean KL | guided mix: argmax equal | guided tokens equal |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");

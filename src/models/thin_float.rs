@@ -42,9 +42,9 @@ pub fn product(x: &Tensor, weight: &Tensor, max_rows: usize) -> candle_core::Res
     let Storage::Cpu(cpu) = &*storage else { return Ok(None) };
     // The weight's bytes, borrowed from its storage, and how its values widen to f32.
     let (bytes, width): (&[u8], Width) = match weight.dtype() {
-        DType::BF16 => (bytemuck_bytes(&cpu.as_slice::<bf16>()?[start..end]), Width::Bf16),
-        DType::F16 => (bytemuck_bytes(&cpu.as_slice::<f16>()?[start..end]), Width::F16),
-        DType::F32 => (bytemuck_bytes(&cpu.as_slice::<f32>()?[start..end]), Width::F32),
+        DType::BF16 => (number_bytes(&cpu.as_slice::<bf16>()?[start..end]), Width::Bf16),
+        DType::F16 => (number_bytes(&cpu.as_slice::<f16>()?[start..end]), Width::F16),
+        DType::F32 => (number_bytes(&cpu.as_slice::<f32>()?[start..end]), Width::F32),
         _ => return Ok(None),
     };
     let xs = x.flatten_all()?.to_vec1::<f32>()?;
@@ -57,7 +57,7 @@ pub fn product(x: &Tensor, weight: &Tensor, max_rows: usize) -> candle_core::Res
 }
 
 /// The bytes of a slice of plain numbers.
-fn bytemuck_bytes<T: Copy>(values: &[T]) -> &[u8] {
+fn number_bytes<T: Copy>(values: &[T]) -> &[u8] {
     // SAFETY: f32, bf16 and f16 are plain numbers without padding; the bytes live as long as
     // `values` and are only read.
     unsafe { std::slice::from_raw_parts(values.as_ptr() as *const u8, std::mem::size_of_val(values)) }
