@@ -4,7 +4,8 @@
 //! Why: a decoding step multiplies one row (or a few) by every weight, and candle's matrix product
 //! (gemm) runs so thin a product on one thread and, for a 16-bit weight, widens the whole weight to
 //! f32 first. Here each weight row is read once, as one sequential stream, 32 values per step on
-//! four accumulators, against every activation row (which stay in L1), and the output features are
+//! four accumulators, the bytes a few KiB ahead asked for before they are needed
+//! ([`super::thin::prefetch`]), against every activation row (which stay in L1), and the output features are
 //! split in runs over candle's thread pool ([`super::thin::split`]), the pool candle's own
 //! operations use (a second pool beside it competes with its spinning workers for the cores).
 //!
@@ -104,6 +105,7 @@ fn dot_reference(w: &[f32], x: &[f32]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::super::thin::PREFETCH_AHEAD;
     use super::Width;
     use std::arch::x86_64::*;
 
@@ -144,6 +146,7 @@ mod avx2 {
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut i = 0;
         while i + 32 <= k {
+            super::super::thin::prefetch(w.wrapping_add(i * width.bytes() + PREFETCH_AHEAD), 32 * width.bytes());
             for (j, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: i + 8j + 8 ≤ k.
                 let (wv, xv) = unsafe { (widen(w, i + 8 * j, width), _mm256_loadu_ps(xp.add(i + 8 * j))) };

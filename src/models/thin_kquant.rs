@@ -75,6 +75,8 @@ fn multiply<T: GgmlType>(data: &[u8], out_features: usize, k: usize, xs: &[f32],
     }
     Some(super::thin::split(out_features, rows, |first, count, out| {
         for (f, w) in weights[first * per_row..(first + count) * per_row].chunks_exact(per_row).enumerate() {
+            // candle's block dot product reads the row; the bytes as far ahead of it are asked for now.
+            super::thin::prefetch((w.as_ptr() as *const u8).wrapping_add(super::thin::PREFETCH_AHEAD), std::mem::size_of_val(w));
             for (row, a) in activations.chunks_exact(per_row).enumerate() {
                 out[f * rows + row] = T::vec_dot(k, w, a);
             }
