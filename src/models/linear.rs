@@ -3,14 +3,15 @@
 //!
 //! A quantized layer holds its weight as a candle `QTensor` in one of the GGML block formats
 //! (q8_0: blocks of 32 values, 8.5 bits per weight; q6_k: 256, 6.56; q4_k: 256, 4.5), made from
-//! the checkpoint's weight when the model loads (in-situ quantization), and multiplies with
+//! the checkpoint's weight when the model loads (in-situ quantization, on every core:
+//! [`super::quantize`]), and multiplies with
 //! candle's quantized kernels (CPU and CUDA). The bias, when there is one, stays in the model's
 //! dtype. A block format needs the layer's input width (the weight's last dimension) to be a
 //! multiple of its block; where it is not, the layer falls back to the next format that fits
 //! (q6_k or q4_k → q8_0 → unquantized), as llama.cpp does, and [`QuantFormat::for_width`] is the
 //! one place that rule is written: loading, the preflight and the presets all ask it.
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
@@ -170,10 +171,9 @@ impl Linear {
             return Ok(Linear::Plain(candle_nn::Linear::new(weight, bias)));
         };
         let device = weight.device().clone();
-        // Quantized on the host from the host copy, then placed on the device: a GPU holds at
-        // most one unquantized tensor at a time while a model loads.
-        let host = weight.to_device(&Device::Cpu)?;
-        let q = QTensor::quantize_onto(&host, ggml, &device)?;
+        // Quantized on the host, on every core, then placed on the device: a GPU holds at most
+        // one unquantized tensor at a time while a model loads.
+        let q = super::quantize::quantize_weight(&weight, ggml, &device)?;
         Ok(Linear::Quantized { weight: QMatMul::from_qtensor(q)?, bias, format })
     }
 
@@ -230,7 +230,7 @@ impl<const N: usize> FusedLinear<N> {
                 for (out, vb) in &parts {
                     let weight = vb.get((*out, in_features), "weight")?;
                     device = weight.device().clone();
-                    let q = QTensor::quantize(&weight.to_device(&Device::Cpu)?, ggml)?;
+                    let q = super::quantize::quantize_on_host(&weight, ggml)?;
                     blocks.extend_from_slice(&q.data()?);
                 }
                 let q = candle_core::quantized::ggml_file::qtensor_from_ggml(ggml, &blocks, vec![out_features, in_features], &device)?;

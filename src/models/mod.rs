@@ -12,6 +12,7 @@ pub mod linear;
 pub mod qwen2_5_vl;
 pub mod qwen2_vl;
 pub mod qwen3_vl;
+pub mod quantize;
 pub mod text;
 mod thin;
 pub mod thin_float;
