@@ -44,6 +44,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // What the binary does first: candle's thread count read once, not per product.
+    proxythinker::cpu_threads::fix_thread_count();
     let args: Vec<String> = std::env::args().collect();
     let dir = PathBuf::from(args.get(1).ok_or("usage: bench_cpu MODEL_DIR [NEW_TOKENS] [REPEATS]")?);
     let new_tokens: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(64);

@@ -43,6 +43,8 @@ fn time(iterations: usize, mut f: impl FnMut() -> candle_core::Result<Tensor>) -
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // What the binary does first: candle's thread count read once, not per product.
+    proxythinker::cpu_threads::fix_thread_count();
     let args: Vec<String> = std::env::args().collect();
     let usage = "usage: bench_quant_product OUT_FEATURES IN_FEATURES FORMAT [ROWS] [ITERATIONS]";
     let out_features: usize = args.get(1).ok_or(usage)?.parse()?;

@@ -34,6 +34,8 @@ use proxythinker::trio::{PerModel, TrioFiles};
 use quant_measures::{along_greedy, guided_mix, session_tokens, Accuracy};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // What the binary does first: candle's thread count read once, not per product.
+    proxythinker::cpu_threads::fix_thread_count();
     let args: Vec<String> = std::env::args().collect();
     let usage = "usage: quant_accuracy BASE_DIR RFT_DIR SMALL_DIR [STEPS] [ALPHA]";
     let dir = |i: usize| args.get(i).map(PathBuf::from).ok_or(usage);

@@ -9,6 +9,7 @@ pub mod bench;
 mod checkpoint_json;
 pub mod cli;
 pub mod config;
+pub mod cpu_threads;
 pub mod dirs;
 pub mod error;
 pub mod engine;

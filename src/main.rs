@@ -6,6 +6,8 @@ use clap::Parser;
 use proxythinker::cli::{run_bench, run_generate, run_guided, run_logits, Cli, Command};
 
 fn main() {
+    // Before any thread starts (see the module's docs).
+    proxythinker::cpu_threads::fix_thread_count();
     if std::env::args_os().len() <= 1 {
         use clap::CommandFactory;
         let names: Vec<String> = Cli::command().get_subcommands().map(|c| c.get_name().to_string()).collect();
