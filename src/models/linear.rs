@@ -11,6 +11,7 @@
 //! (q6_k or q4_k → q8_0 → unquantized), as llama.cpp does, and [`QuantFormat::for_width`] is the
 //! one place that rule is written: loading, the preflight and the presets all ask it.
 
+use candle_core::quantized::k_quants::{BlockQ4K, BlockQ6K, GgmlType};
 use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
@@ -330,35 +331,131 @@ const WIDE_ROWS: usize = 32;
 /// share it (decoding's 1 or 2 rows, an eval batch's up to 31).
 const THIN_QUANTIZED_ROWS: usize = WIDE_ROWS - 1;
 
-/// Output features dequantized at a time: each task expands a slice this many rows deep (896 KiB
-/// of f32 at a width of 896), multiplies it and drops it, so the whole weight is never held in
-/// f32 and the slice is still in cache when gemm reads it.
-const DEQUANTIZED_SLICE: usize = 256;
+/// Output features dequantized per gemm call in a wide quantized product: enough that gemm runs
+/// at its full-width speed (as on an f32 weight), few enough that the f32 copy stays a few MB
+/// (1024 × 3584 × 4 bytes = 14.7 MB at Qwen2.5-7B's width), so the whole weight is never held
+/// in f32.
+const DEQUANTIZED_CHUNK: usize = 1024;
 
-/// `x·Wᵀ` for a quantized `W` and a wide `x` on the CPU: W's output features dequantized slice
-/// by slice on all cores, each slice multiplied by gemm, the products joined. The activations
-/// stay f32 (the block kernels round them to 8 bits), so the result is slightly closer to the
-/// unquantized layer's than the kernel's. None where the block kernel is the better choice (few
-/// rows, a GPU, a weight not in blocks).
+/// `x·Wᵀ` for a quantized `W` and a wide `x` (f32, contiguous) on the CPU: W's output features
+/// dequantized chunk by chunk on rayon's pool, each chunk multiplied by one gemm call on the same
+/// pool that writes its columns of the result in place. The activations stay f32 (the block
+/// kernels round them to 8 bits), so the result is slightly closer to the unquantized layer's
+/// than the kernel's. None where the block kernel is the better choice (few rows, a GPU, a
+/// format this path does not expand).
+///
+/// Why one pool and whole chunks: slices of 256 features, each dequantized and multiplied by its
+/// own small candle product as a rayon task, left quantized prefill 15% behind f32's on the 2-core
+/// development machine, with the main thread waiting on candle's other pool (its element-wise
+/// operations) while rayon's threads held the cores.
 fn wide_quantized_product(x: &Tensor, weight: &QMatMul) -> candle_core::Result<Option<Tensor>> {
     let QMatMul::QTensor(q) = weight else { return Ok(None) };
-    if !x.device().is_cpu() || !q.device().is_cpu() {
+    if !x.device().is_cpu() || !q.device().is_cpu() || x.dtype() != DType::F32 {
         return Ok(None);
     }
     let (out_features, in_features) = q.shape().dims2()?;
-    let rows = x.elem_count() / in_features.max(1);
+    if in_features == 0 || x.dims().last() != Some(&in_features) {
+        return Ok(None);
+    }
+    let rows = x.elem_count() / in_features;
     if rows < WIDE_ROWS {
         return Ok(None);
     }
     let ggml = q.dtype();
+    let expand: fn(&[u8], &mut [f32], usize) -> bool = match ggml {
+        GgmlDType::Q8_0 => expand_q8_0,
+        GgmlDType::Q6K => expand_rows::<BlockQ6K>,
+        GgmlDType::Q4K => expand_rows::<BlockQ4K>,
+        _ => return Ok(None),
+    };
     let row_bytes = in_features / ggml.block_size() * ggml.type_size();
     let data = q.data()?;
-    sliced_product(x, out_features, in_features, |start, n| {
-        let blocks = &data[start * row_bytes..(start + n) * row_bytes];
-        candle_core::quantized::ggml_file::qtensor_from_ggml(ggml, blocks, vec![n, in_features], &Device::Cpu)?.dequantize(&Device::Cpu)
-    })
-    .map(Some)
+    let x2 = x.reshape((rows, in_features))?.contiguous()?;
+    let (storage, layout) = x2.storage_and_layout();
+    let candle_core::Storage::Cpu(candle_core::CpuStorage::F32(xs)) = &*storage else { return Ok(None) };
+    let Some((first, last)) = layout.contiguous_offsets() else { return Ok(None) };
+    let xs = &xs[first..last];
+    let mut out = vec![0f32; rows * out_features];
+    let mut chunk = vec![0f32; DEQUANTIZED_CHUNK.min(out_features) * in_features];
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    for start in (0..out_features).step_by(DEQUANTIZED_CHUNK) {
+        let n = DEQUANTIZED_CHUNK.min(out_features - start);
+        let weights = &mut chunk[..n * in_features];
+        if !expand(&data[start * row_bytes..(start + n) * row_bytes], weights, in_features) {
+            return Ok(None);
+        }
+        // SAFETY: `out` is rows × out_features, row-major, and columns start..start+n of it are
+        // written (dst row stride out_features, column stride 1); `xs` is rows × in_features,
+        // row-major; `weights` is n × in_features, row-major, read as its transpose (in × n:
+        // row stride 1, column stride in_features). Every pointer stays inside its buffer.
+        unsafe {
+            gemm::gemm(
+                rows,
+                n,
+                in_features,
+                out.as_mut_ptr().add(start),
+                1,
+                out_features as isize,
+                false,
+                xs.as_ptr(),
+                1,
+                in_features as isize,
+                weights.as_ptr(),
+                in_features as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
+    drop(storage);
+    let mut dims = x.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = out_features;
+    }
+    Ok(Some(Tensor::from_vec(out, dims, &Device::Cpu)?))
 }
+
+/// [`expand_rows`] for q8_0 with the project's AVX2 expansion ([`super::thin_q8_0::expand`]; the
+/// same values as candle's `to_float`, in half the instructions).
+fn expand_q8_0(bytes: &[u8], out: &mut [f32], width: usize) -> bool {
+    use rayon::prelude::*;
+    const ROWS_PER_TASK: usize = 16;
+    let row_bytes = width / 32 * 34;
+    if bytes.len() % row_bytes != 0 || out.len() != bytes.len() / row_bytes * width {
+        return false;
+    }
+    out.par_chunks_mut(ROWS_PER_TASK * width)
+        .zip(bytes.par_chunks(ROWS_PER_TASK * row_bytes))
+        .all(|(values, blocks)| super::thin_q8_0::expand(blocks, values))
+}
+
+/// Rows of `T` blocks (`bytes`, rows of `width` values) expanded to f32 in `out`, runs of rows on
+/// rayon's pool, by candle's own `to_float`; false where the blocks do not line up.
+fn expand_rows<T: GgmlType>(bytes: &[u8], out: &mut [f32], width: usize) -> bool {
+    use rayon::prelude::*;
+    /// Rows per task: 64 KiB of f32 at Qwen2.5-0.5B's width.
+    const ROWS_PER_TASK: usize = 16;
+    let Some(blocks) = super::thin_kquant::as_blocks::<T>(bytes) else { return false };
+    let per_row = width / T::BLCK_SIZE;
+    if blocks.len() * T::BLCK_SIZE != out.len() {
+        return false;
+    }
+    out.par_chunks_mut(ROWS_PER_TASK * width)
+        .zip(blocks.par_chunks(ROWS_PER_TASK * per_row))
+        .for_each(|(values, blocks)| T::to_float(blocks, values));
+    true
+}
+
+/// Output features a 16-bit weight's wide product widens at a time: each task expands a slice
+/// this many rows deep (896 KiB of f32 at a width of 896), multiplies it and drops it, so the
+/// whole weight is never held in f32 and the slice is still in cache when gemm reads it.
+const DEQUANTIZED_SLICE: usize = 256;
 
 /// `x·Wᵀ` where `slice(start, n)` gives W's output features start..start+n in `x`'s dtype: the
 /// slices made and multiplied on all cores, [`DEQUANTIZED_SLICE`] features at a time, and joined,
@@ -532,9 +629,10 @@ mod tests {
     #[test]
     fn wide_quantized_products_multiply_the_dequantized_weight() {
         let dev = Device::Cpu;
-        // 600 output features: two whole slices and a part one.
-        let w = Tensor::randn(0f32, 1.0, (600, 512), &dev).unwrap();
-        for format in [QuantFormat::Q8_0, QuantFormat::Q4K] {
+        // 2,100 output features: two whole chunks and a part one.
+        let features = 2 * DEQUANTIZED_CHUNK + 52;
+        let w = Tensor::randn(0f32, 1.0, (features, 512), &dev).unwrap();
+        for format in [QuantFormat::Q8_0, QuantFormat::Q6K, QuantFormat::Q4K] {
             let layer = Linear::from_weight(w.clone(), None, format).unwrap();
             let Linear::Quantized { weight, .. } = &layer else { panic!("{format:?} did not quantize") };
             let QMatMul::QTensor(q) = weight else { panic!("{format:?} kept no blocks") };
@@ -542,7 +640,7 @@ mod tests {
             for rows in [WIDE_ROWS, 70] {
                 let x = Tensor::randn(0f32, 1.0, (1, rows, 512), &dev).unwrap();
                 let got = wide_quantized_product(&x, weight).unwrap().expect("a wide product");
-                assert_eq!(got.dims(), &[1, rows, 600]);
+                assert_eq!(got.dims(), &[1, rows, features]);
                 let want = x.broadcast_matmul(&dequantized.t().unwrap()).unwrap();
                 let diff = (&got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
                 assert!(diff < 1e-3, "{format:?} {rows} rows: {diff}");

@@ -47,7 +47,7 @@ pub fn product(x: &Tensor, weight: &QMatMul, max_rows: usize) -> candle_core::Re
 
 /// The blocks of `bytes` as `T`s, or None where they do not line up (a length that is not whole
 /// blocks, or storage not aligned for `T`).
-fn as_blocks<T: GgmlType>(bytes: &[u8]) -> Option<&[T]> {
+pub(super) fn as_blocks<T: GgmlType>(bytes: &[u8]) -> Option<&[T]> {
     let size = std::mem::size_of::<T>();
     if !bytes.len().is_multiple_of(size) || !(bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return None;

@@ -107,6 +107,35 @@ fn run_features(weights: &[u8], row_bytes: usize, k: usize, x: &QuantizedRows, r
 }
 
 /// The scalar definition the kernel must agree with (for the tests).
+/// q8_0 blocks expanded to f32 (`out` holds 32 values per 34-byte block of `blocks`): each value
+/// is its 8-bit integer times the block's f16 scale, one f32 multiply, as candle's `to_float`
+/// computes it, so the values are the same bits. For a prefill's product from the dequantized
+/// weight; with AVX2 eight values per instruction where candle's portable loop (built for any
+/// x86-64) takes four. False where the lengths do not match.
+pub fn expand(blocks: &[u8], out: &mut [f32]) -> bool {
+    if blocks.len() % BLOCK_BYTES != 0 || out.len() != blocks.len() / BLOCK_BYTES * BLOCK {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::thin::has_avx2_fma_f16c() {
+        // SAFETY: the CPU has AVX2, FMA and F16C; the lengths were checked above.
+        unsafe { avx2::expand(blocks, out) };
+        return true;
+    }
+    expand_portable(blocks, out);
+    true
+}
+
+/// [`expand`] on any CPU.
+fn expand_portable(blocks: &[u8], out: &mut [f32]) {
+    for (block, values) in blocks.chunks_exact(BLOCK_BYTES).zip(out.chunks_exact_mut(BLOCK)) {
+        let d = half::f16::from_bits(u16::from_le_bytes([block[0], block[1]])).to_f32();
+        for (v, &q) in values.iter_mut().zip(&block[2..]) {
+            *v = q as i8 as f32 * d;
+        }
+    }
+}
+
 #[cfg(test)]
 fn dot_reference(w: &[u8], xq: &[i8], xd: &[f32]) -> f32 {
     let mut sum = 0f32;
@@ -123,6 +152,29 @@ mod avx2 {
     use super::super::thin::PREFETCH_AHEAD;
     use super::{BLOCK, BLOCK_BYTES};
     use std::arch::x86_64::*;
+
+    /// [`super::expand`] eight values per instruction.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and F16C; `out` must hold 32 values per 34-byte block of `blocks`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn expand(blocks: &[u8], out: &mut [f32]) {
+        debug_assert_eq!(out.len(), blocks.len() / BLOCK_BYTES * BLOCK);
+        for b in 0..blocks.len() / BLOCK_BYTES {
+            // SAFETY: block b lies inside `blocks` and its 32 values inside `out`.
+            unsafe {
+                let p = blocks.as_ptr().add(b * BLOCK_BYTES);
+                let bits = std::ptr::read_unaligned(p as *const u16);
+                let d = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))));
+                let o = out.as_mut_ptr().add(b * BLOCK);
+                for j in 0..4 {
+                    let q = _mm_loadl_epi64(p.add(2 + 8 * j) as *const __m128i);
+                    let v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+                    _mm256_storeu_ps(o.add(8 * j), _mm256_mul_ps(v, d));
+                }
+            }
+        }
+    }
 
     /// The dot product of one weight row with one q8_0 activation row, four blocks in flight on
     /// four accumulators; the row is read as one sequential stream, each group of four blocks
@@ -171,6 +223,25 @@ mod avx2 {
 
 #[cfg(test)]
 mod tests {
+
+    /// The expansion is candle's `to_float`, bit for bit, on the AVX2 path and the portable one.
+    #[test]
+    fn expanded_blocks_are_candles_values() {
+        use candle_core::quantized::k_quants::{BlockQ8_0, GgmlType};
+        let w = candle_core::Tensor::randn(0f32, 1.0, (37, 96), &candle_core::Device::Cpu).unwrap();
+        let q = candle_core::quantized::QTensor::quantize(&w, candle_core::quantized::GgmlDType::Q8_0).unwrap();
+        let bytes = q.data().unwrap();
+        let blocks = super::super::thin_kquant::as_blocks::<BlockQ8_0>(&bytes).unwrap();
+        let mut want = vec![0f32; 37 * 96];
+        BlockQ8_0::to_float(blocks, &mut want);
+        let mut got = vec![f32::NAN; 37 * 96];
+        assert!(expand(&bytes, &mut got));
+        assert_eq!(got, want);
+        let mut portable = vec![f32::NAN; 37 * 96];
+        expand_portable(&bytes, &mut portable);
+        assert_eq!(portable, want);
+        assert!(!expand(&bytes[..bytes.len() - 1], &mut got), "a part block is refused");
+    }
     use super::super::thin::random;
     use super::*;
     use candle_core::Device;
