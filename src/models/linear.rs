@@ -427,7 +427,7 @@ fn expand_q8_0(bytes: &[u8], out: &mut [f32], width: usize) -> bool {
     use rayon::prelude::*;
     const ROWS_PER_TASK: usize = 16;
     let row_bytes = width / 32 * 34;
-    if bytes.len() % row_bytes != 0 || out.len() != bytes.len() / row_bytes * width {
+    if !bytes.len().is_multiple_of(row_bytes) || out.len() != bytes.len() / row_bytes * width {
         return false;
     }
     out.par_chunks_mut(ROWS_PER_TASK * width)

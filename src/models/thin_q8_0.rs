@@ -113,7 +113,7 @@ fn run_features(weights: &[u8], row_bytes: usize, k: usize, x: &QuantizedRows, r
 /// weight; with AVX2 eight values per instruction where candle's portable loop (built for any
 /// x86-64) takes four. False where the lengths do not match.
 pub fn expand(blocks: &[u8], out: &mut [f32]) -> bool {
-    if blocks.len() % BLOCK_BYTES != 0 || out.len() != blocks.len() / BLOCK_BYTES * BLOCK {
+    if !blocks.len().is_multiple_of(BLOCK_BYTES) || out.len() != blocks.len() / BLOCK_BYTES * BLOCK {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
