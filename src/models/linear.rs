@@ -331,24 +331,22 @@ const WIDE_ROWS: usize = 32;
 /// share it (decoding's 1 or 2 rows, an eval batch's up to 31).
 const THIN_QUANTIZED_ROWS: usize = WIDE_ROWS - 1;
 
-/// Output features dequantized per gemm call in a wide quantized product: enough that gemm runs
-/// at its full-width speed (as on an f32 weight), few enough that the f32 copy stays a few MB
-/// (1024 × 3584 × 4 bytes = 14.7 MB at Qwen2.5-7B's width), so the whole weight is never held
-/// in f32.
-const DEQUANTIZED_CHUNK: usize = 1024;
-
 /// `x·Wᵀ` for a quantized `W` and a wide `x` (f32, contiguous) on the CPU: W's output features
-/// dequantized chunk by chunk on rayon's pool, each chunk multiplied by one gemm call on the same
-/// pool that writes its columns of the result in place. The activations stay f32 (the block
-/// kernels round them to 8 bits), so the result is slightly closer to the unquantized layer's
-/// than the kernel's. None where the block kernel is the better choice (few rows, a GPU, a
-/// format this path does not expand).
+/// in slices of [`DEQUANTIZED_SLICE`], each slice a task on rayon's pool that dequantizes it into
+/// the task's own buffer (still in cache when gemm reads it) and multiplies it by one
+/// single-threaded gemm call; the slices' results are then joined. The activations stay f32 (the
+/// block kernels round them to 8 bits), so the result is slightly closer to the unquantized
+/// layer's than the kernel's. None where the block kernel is the better choice (few rows, a GPU,
+/// a format this path does not expand).
 ///
-/// Why one pool and whole chunks: slices of 256 features, each dequantized and multiplied by its
-/// own small candle product as a rayon task, left quantized prefill 15% behind f32's on the 2-core
-/// development machine, with the main thread waiting on candle's other pool (its element-wise
-/// operations) while rayon's threads held the cores.
+/// Why this shape: with two cores, one thread's dequantizing (bound by memory) overlaps the
+/// other's multiplying (bound by arithmetic). Measured on the 2-core development machine: one
+/// gemm call per 1,024 dequantized features, on both cores in turn, prefilled the 1.5 B model at
+/// 27.4 tokens/s in q8_0 against 38.2 for slices as tasks; and each task calling candle's matrix
+/// product and a join on candle's other pool left the bench model 16% behind f32, its main
+/// thread waiting on that pool while rayon's threads held the cores.
 fn wide_quantized_product(x: &Tensor, weight: &QMatMul) -> candle_core::Result<Option<Tensor>> {
+    use rayon::prelude::*;
     let QMatMul::QTensor(q) = weight else { return Ok(None) };
     if !x.device().is_cpu() || !q.device().is_cpu() || x.dtype() != DType::F32 {
         return Ok(None);
@@ -362,10 +360,10 @@ fn wide_quantized_product(x: &Tensor, weight: &QMatMul) -> candle_core::Result<O
         return Ok(None);
     }
     let ggml = q.dtype();
-    let expand: fn(&[u8], &mut [f32], usize) -> bool = match ggml {
-        GgmlDType::Q8_0 => expand_q8_0,
-        GgmlDType::Q6K => expand_rows::<BlockQ6K>,
-        GgmlDType::Q4K => expand_rows::<BlockQ4K>,
+    let expand: fn(&[u8], &mut [f32]) -> bool = match ggml {
+        GgmlDType::Q8_0 => super::thin_q8_0::expand,
+        GgmlDType::Q6K => expand_blocks::<BlockQ6K>,
+        GgmlDType::Q4K => expand_blocks::<BlockQ4K>,
         _ => return Ok(None),
     };
     let row_bytes = in_features / ggml.block_size() * ggml.type_size();
@@ -375,45 +373,55 @@ fn wide_quantized_product(x: &Tensor, weight: &QMatMul) -> candle_core::Result<O
     let candle_core::Storage::Cpu(candle_core::CpuStorage::F32(xs)) = &*storage else { return Ok(None) };
     let Some((first, last)) = layout.contiguous_offsets() else { return Ok(None) };
     let xs = &xs[first..last];
+    let slices = (0..out_features.div_ceil(DEQUANTIZED_SLICE))
+        .into_par_iter()
+        .map(|i| {
+            let start = i * DEQUANTIZED_SLICE;
+            let n = DEQUANTIZED_SLICE.min(out_features - start);
+            let mut weights = vec![0f32; n * in_features];
+            if !expand(&data[start * row_bytes..(start + n) * row_bytes], &mut weights) {
+                return None;
+            }
+            let mut y = vec![0f32; rows * n];
+            // SAFETY: `y` is rows × n and `xs` rows × in_features, both row-major; `weights`
+            // is n × in_features, row-major, read as its transpose (row stride 1, column stride
+            // in_features). Every pointer stays inside its buffer.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    n,
+                    in_features,
+                    y.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    xs.as_ptr(),
+                    1,
+                    in_features as isize,
+                    weights.as_ptr(),
+                    in_features as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            Some(y)
+        })
+        .collect::<Option<Vec<_>>>();
+    drop(storage);
+    let Some(slices) = slices else { return Ok(None) };
     let mut out = vec![0f32; rows * out_features];
-    let mut chunk = vec![0f32; DEQUANTIZED_CHUNK.min(out_features) * in_features];
-    let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    for start in (0..out_features).step_by(DEQUANTIZED_CHUNK) {
-        let n = DEQUANTIZED_CHUNK.min(out_features - start);
-        let weights = &mut chunk[..n * in_features];
-        if !expand(&data[start * row_bytes..(start + n) * row_bytes], weights, in_features) {
-            return Ok(None);
-        }
-        // SAFETY: `out` is rows × out_features, row-major, and columns start..start+n of it are
-        // written (dst row stride out_features, column stride 1); `xs` is rows × in_features,
-        // row-major; `weights` is n × in_features, row-major, read as its transpose (in × n:
-        // row stride 1, column stride in_features). Every pointer stays inside its buffer.
-        unsafe {
-            gemm::gemm(
-                rows,
-                n,
-                in_features,
-                out.as_mut_ptr().add(start),
-                1,
-                out_features as isize,
-                false,
-                xs.as_ptr(),
-                1,
-                in_features as isize,
-                weights.as_ptr(),
-                in_features as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
+    for (i, y) in slices.iter().enumerate() {
+        let start = i * DEQUANTIZED_SLICE;
+        let n = y.len() / rows;
+        for (row, values) in y.chunks_exact(n).enumerate() {
+            out[row * out_features + start..row * out_features + start + n].copy_from_slice(values);
         }
     }
-    drop(storage);
     let mut dims = x.dims().to_vec();
     if let Some(last) = dims.last_mut() {
         *last = out_features;
@@ -421,40 +429,21 @@ fn wide_quantized_product(x: &Tensor, weight: &QMatMul) -> candle_core::Result<O
     Ok(Some(Tensor::from_vec(out, dims, &Device::Cpu)?))
 }
 
-/// [`expand_rows`] for q8_0 with the project's AVX2 expansion ([`super::thin_q8_0::expand`]; the
-/// same values as candle's `to_float`, in half the instructions).
-fn expand_q8_0(bytes: &[u8], out: &mut [f32], width: usize) -> bool {
-    use rayon::prelude::*;
-    const ROWS_PER_TASK: usize = 16;
-    let row_bytes = width / 32 * 34;
-    if !bytes.len().is_multiple_of(row_bytes) || out.len() != bytes.len() / row_bytes * width {
-        return false;
-    }
-    out.par_chunks_mut(ROWS_PER_TASK * width)
-        .zip(bytes.par_chunks(ROWS_PER_TASK * row_bytes))
-        .all(|(values, blocks)| super::thin_q8_0::expand(blocks, values))
-}
-
-/// Rows of `T` blocks (`bytes`, rows of `width` values) expanded to f32 in `out`, runs of rows on
-/// rayon's pool, by candle's own `to_float`; false where the blocks do not line up.
-fn expand_rows<T: GgmlType>(bytes: &[u8], out: &mut [f32], width: usize) -> bool {
-    use rayon::prelude::*;
-    /// Rows per task: 64 KiB of f32 at Qwen2.5-0.5B's width.
-    const ROWS_PER_TASK: usize = 16;
+/// `T` blocks expanded to f32 in `out` by candle's own `to_float`; false where the blocks do not
+/// line up.
+fn expand_blocks<T: GgmlType>(bytes: &[u8], out: &mut [f32]) -> bool {
     let Some(blocks) = super::thin_kquant::as_blocks::<T>(bytes) else { return false };
-    let per_row = width / T::BLCK_SIZE;
     if blocks.len() * T::BLCK_SIZE != out.len() {
         return false;
     }
-    out.par_chunks_mut(ROWS_PER_TASK * width)
-        .zip(blocks.par_chunks(ROWS_PER_TASK * per_row))
-        .for_each(|(values, blocks)| T::to_float(blocks, values));
+    T::to_float(blocks, out);
     true
 }
 
-/// Output features a 16-bit weight's wide product widens at a time: each task expands a slice
-/// this many rows deep (896 KiB of f32 at a width of 896), multiplies it and drops it, so the
-/// whole weight is never held in f32 and the slice is still in cache when gemm reads it.
+/// Output features a wide product expands at a time (a quantized weight dequantized, a 16-bit
+/// one widened): each task expands a slice this many rows deep (896 KiB of f32 at a width of
+/// 896), multiplies it and drops it, so the whole weight is never held in f32 and the slice is
+/// still in cache when gemm reads it.
 const DEQUANTIZED_SLICE: usize = 256;
 
 /// `x·Wᵀ` where `slice(start, n)` gives W's output features start..start+n in `x`'s dtype: the
@@ -629,8 +618,8 @@ mod tests {
     #[test]
     fn wide_quantized_products_multiply_the_dequantized_weight() {
         let dev = Device::Cpu;
-        // 2,100 output features: two whole chunks and a part one.
-        let features = 2 * DEQUANTIZED_CHUNK + 52;
+        // 564 output features: two whole slices and a part one.
+        let features = 2 * DEQUANTIZED_SLICE + 52;
         let w = Tensor::randn(0f32, 1.0, (features, 512), &dev).unwrap();
         for format in [QuantFormat::Q8_0, QuantFormat::Q6K, QuantFormat::Q4K] {
             let layer = Linear::from_weight(w.clone(), None, format).unwrap();
