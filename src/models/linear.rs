@@ -331,69 +331,68 @@ const WIDE_ROWS: usize = 32;
 /// share it (decoding's 1 or 2 rows, an eval batch's up to 31).
 const THIN_QUANTIZED_ROWS: usize = WIDE_ROWS - 1;
 
-/// `x·Wᵀ` for a quantized `W` and a wide `x` (f32, contiguous) on the CPU: W's output features
-/// in slices of [`DEQUANTIZED_SLICE`], each slice a task on rayon's pool that dequantizes it into
-/// the task's own buffer (still in cache when gemm reads it) and multiplies it by one
-/// single-threaded gemm call; the slices' results are then joined. The activations stay f32 (the
-/// block kernels round them to 8 bits), so the result is slightly closer to the unquantized
-/// layer's than the kernel's. None where the block kernel is the better choice (few rows, a GPU,
-/// a format this path does not expand).
+/// Where a wide product's slices of W come from.
+enum SliceSource<'a> {
+    /// An f32 weight (out, in), row-major: a slice is read where it lies.
+    F32(&'a [f32]),
+    /// Quantized rows of `row_bytes` each, expanded to f32 by `expand` into the task's buffer.
+    Blocks { data: &'a [u8], row_bytes: usize, expand: fn(&[u8], &mut [f32]) -> bool },
+}
+
+/// `x·Wᵀ` for a wide, contiguous f32 `x` (rows × in) on the CPU: W's output features in slices of
+/// [`DEQUANTIZED_SLICE`], each slice a task on candle's thread pool that takes its slice of W (in
+/// place, or dequantized into the task's own buffer, still in cache when gemm reads it) and makes
+/// one single-threaded gemm call writing its columns of the result. None where a quantized slice
+/// did not expand.
 ///
-/// Why this shape: with two cores, one thread's dequantizing (bound by memory) overlaps the
-/// other's multiplying (bound by arithmetic). Measured on the 2-core development machine: one
-/// gemm call per 1,024 dequantized features, on both cores in turn, prefilled the 1.5 B model at
-/// 27.4 tokens/s in q8_0 against 38.2 for slices as tasks; and each task calling candle's matrix
-/// product and a join on candle's other pool left the bench model 16% behind f32, its main
-/// thread waiting on that pool while rayon's threads held the cores.
-fn wide_quantized_product(x: &Tensor, weight: &QMatMul) -> candle_core::Result<Option<Tensor>> {
-    use rayon::prelude::*;
-    let QMatMul::QTensor(q) = weight else { return Ok(None) };
-    if !x.device().is_cpu() || !q.device().is_cpu() || x.dtype() != DType::F32 {
-        return Ok(None);
-    }
-    let (out_features, in_features) = q.shape().dims2()?;
-    if in_features == 0 || x.dims().last() != Some(&in_features) {
-        return Ok(None);
-    }
-    let rows = x.elem_count() / in_features;
-    if rows < WIDE_ROWS {
-        return Ok(None);
-    }
-    let ggml = q.dtype();
-    let expand: fn(&[u8], &mut [f32]) -> bool = match ggml {
-        GgmlDType::Q8_0 => super::thin_q8_0::expand,
-        GgmlDType::Q6K => expand_blocks::<BlockQ6K>,
-        GgmlDType::Q4K => expand_blocks::<BlockQ4K>,
-        _ => return Ok(None),
-    };
-    let row_bytes = in_features / ggml.block_size() * ggml.type_size();
-    let data = q.data()?;
+/// Why candle's pool and one-thread gemm calls: candle's element-wise operations run on its pool,
+/// whose workers spin for a while after each one, and gemm's own threading runs on rayon's; with
+/// two cores the two pools took the cores from each other. Measured on the 2-core development
+/// machine, alternating the builds, bench model: f32 prefill 128.7–133.2 → 135.2–137.4 tokens/s
+/// (candle's matrix product, gemm on rayon), q8_0 123.8–129.1 → 135.3–138.5 (slices on rayon). For a
+/// quantized weight, one thread's dequantizing (bound by memory) overlaps another's multiplying
+/// (bound by arithmetic): one gemm per 1,024 dequantized features on both cores in turn prefilled
+/// the 1.5 B model at 27.4 tokens/s in q8_0 against 38.2 for slices as tasks.
+fn sliced_gemm(x: &Tensor, out_features: usize, source: SliceSource<'_>) -> candle_core::Result<Option<Tensor>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let in_features = *x.dims().last().unwrap_or(&0);
+    let rows = x.elem_count() / in_features.max(1);
     let x2 = x.reshape((rows, in_features))?.contiguous()?;
     let (storage, layout) = x2.storage_and_layout();
     let candle_core::Storage::Cpu(candle_core::CpuStorage::F32(xs)) = &*storage else { return Ok(None) };
     let Some((first, last)) = layout.contiguous_offsets() else { return Ok(None) };
     let xs = &xs[first..last];
-    let slices = (0..out_features.div_ceil(DEQUANTIZED_SLICE))
-        .into_par_iter()
-        .map(|i| {
+    let mut out = vec![0f32; rows * out_features];
+    let dst = SharedColumns(out.as_mut_ptr());
+    let failed = AtomicBool::new(false);
+    candle_core::utils::barrier_pool().execute_chunked(out_features.div_ceil(DEQUANTIZED_SLICE), |slices| {
+        let mut buffer = Vec::new();
+        for i in slices {
             let start = i * DEQUANTIZED_SLICE;
             let n = DEQUANTIZED_SLICE.min(out_features - start);
-            let mut weights = vec![0f32; n * in_features];
-            if !expand(&data[start * row_bytes..(start + n) * row_bytes], &mut weights) {
-                return None;
-            }
-            let mut y = vec![0f32; rows * n];
-            // SAFETY: `y` is rows × n and `xs` rows × in_features, both row-major; `weights`
-            // is n × in_features, row-major, read as its transpose (row stride 1, column stride
-            // in_features). Every pointer stays inside its buffer.
+            let weights: &[f32] = match &source {
+                SliceSource::F32(w) => &w[start * in_features..(start + n) * in_features],
+                SliceSource::Blocks { data, row_bytes, expand } => {
+                    buffer.resize(n * in_features, 0.0);
+                    if !expand(&data[start * row_bytes..(start + n) * row_bytes], &mut buffer) {
+                        failed.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    &buffer
+                }
+            };
+            // SAFETY: this task alone writes columns start..start+n of `out` (rows ×
+            // out_features, row-major), which outlives the call; `xs` is rows × in_features and
+            // `weights` n × in_features, both row-major, the latter read as its transpose (row
+            // stride 1, column stride in_features). Every pointer stays inside its buffer.
             unsafe {
                 gemm::gemm(
                     rows,
                     n,
                     in_features,
-                    y.as_mut_ptr(),
+                    dst.at(start),
                     1,
-                    n as isize,
+                    out_features as isize,
                     false,
                     xs.as_ptr(),
                     1,
@@ -409,24 +408,75 @@ fn wide_quantized_product(x: &Tensor, weight: &QMatMul) -> candle_core::Result<O
                     gemm::Parallelism::None,
                 );
             }
-            Some(y)
-        })
-        .collect::<Option<Vec<_>>>();
-    drop(storage);
-    let Some(slices) = slices else { return Ok(None) };
-    let mut out = vec![0f32; rows * out_features];
-    for (i, y) in slices.iter().enumerate() {
-        let start = i * DEQUANTIZED_SLICE;
-        let n = y.len() / rows;
-        for (row, values) in y.chunks_exact(n).enumerate() {
-            out[row * out_features + start..row * out_features + start + n].copy_from_slice(values);
         }
+    });
+    drop(storage);
+    if failed.load(Ordering::Relaxed) {
+        return Ok(None);
     }
     let mut dims = x.dims().to_vec();
     if let Some(last) = dims.last_mut() {
         *last = out_features;
     }
     Ok(Some(Tensor::from_vec(out, dims, &Device::Cpu)?))
+}
+
+/// The output of [`sliced_gemm`], shared by the pool's tasks, each writing its own columns.
+struct SharedColumns(*mut f32);
+// SAFETY: the tasks write disjoint columns (see `sliced_gemm`).
+unsafe impl Sync for SharedColumns {}
+impl SharedColumns {
+    fn at(&self, column: usize) -> *mut f32 {
+        // SAFETY: callers stay inside the buffer.
+        unsafe { self.0.add(column) }
+    }
+}
+
+/// `x·Wᵀ` for a quantized `W` and a wide `x` (f32, contiguous) on the CPU by [`sliced_gemm`], the
+/// weight dequantized slice by slice (q8_0 by [`super::thin_q8_0::expand`], the k-quants by
+/// candle's `to_float`), so it is never held whole in f32. The activations stay f32 (the block
+/// kernels round them to 8 bits), so the result is slightly closer to the unquantized layer's
+/// than the kernel's. None where the block kernel is the better choice (few rows, a GPU, a
+/// format this path does not expand).
+fn wide_quantized_product(x: &Tensor, weight: &QMatMul) -> candle_core::Result<Option<Tensor>> {
+    let QMatMul::QTensor(q) = weight else { return Ok(None) };
+    if !x.device().is_cpu() || !q.device().is_cpu() || x.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let (out_features, in_features) = q.shape().dims2()?;
+    if in_features == 0 || x.dims().last() != Some(&in_features) {
+        return Ok(None);
+    }
+    if x.elem_count() / in_features < WIDE_ROWS {
+        return Ok(None);
+    }
+    let ggml = q.dtype();
+    let expand: fn(&[u8], &mut [f32]) -> bool = match ggml {
+        GgmlDType::Q8_0 => super::thin_q8_0::expand,
+        GgmlDType::Q6K => expand_blocks::<BlockQ6K>,
+        GgmlDType::Q4K => expand_blocks::<BlockQ4K>,
+        _ => return Ok(None),
+    };
+    let data = q.data()?;
+    let row_bytes = in_features / ggml.block_size() * ggml.type_size();
+    sliced_gemm(x, out_features, SliceSource::Blocks { data: &data, row_bytes, expand })
+}
+
+/// `x·Wᵀ` for an f32 `W` and a wide f32 `x` on the CPU by [`sliced_gemm`], the slices read in
+/// place; None where this path does not apply (a GPU, another dtype, few rows).
+fn wide_f32_product(x: &Tensor, weight: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    if !x.device().is_cpu() || !weight.device().is_cpu() || x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let (out_features, in_features) = weight.dims2()?;
+    if in_features == 0 || x.dims().last() != Some(&in_features) || x.elem_count() / in_features < WIDE_ROWS {
+        return Ok(None);
+    }
+    let weight = weight.contiguous()?;
+    let (storage, layout) = weight.storage_and_layout();
+    let candle_core::Storage::Cpu(candle_core::CpuStorage::F32(w)) = &*storage else { return Ok(None) };
+    let Some((first, last)) = layout.contiguous_offsets() else { return Ok(None) };
+    sliced_gemm(&x.contiguous()?, out_features, SliceSource::F32(&w[first..last]))
 }
 
 /// `T` blocks expanded to f32 in `out` by candle's own `to_float`; false where the blocks do not
@@ -488,7 +538,10 @@ impl Module for Linear {
             Linear::Plain(l) => {
                 let thin = match super::thin_float::product(x, l.weight(), THIN_ROWS)? {
                     Some(y) => Some(y),
-                    None => thin_product(x, l.weight())?,
+                    None => match thin_product(x, l.weight())? {
+                        Some(y) => Some(y),
+                        None => wide_f32_product(x, l.weight())?,
+                    },
                 };
                 match thin {
                     Some(y) => match l.bias() {
@@ -646,6 +699,31 @@ mod tests {
             let few = Tensor::randn(0f32, 1.0, (WIDE_ROWS - 1, 512), &dev).unwrap();
             assert!(wide_quantized_product(&few, weight).unwrap().is_none(), "few rows keep the block kernel");
         }
+    }
+
+    #[test]
+    fn wide_f32_products_equal_the_plain_product() {
+        // A prefill's rows through an f32 layer: slices of W on the pool, each writing its own
+        // columns; two whole slices and a part one, a bias, and a strided input.
+        let dev = Device::Cpu;
+        let features = 2 * DEQUANTIZED_SLICE + 52;
+        let w = Tensor::randn(0f32, 1.0, (features, 96), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, features, &dev).unwrap();
+        let layer = Linear::Plain(candle_nn::Linear::new(w.clone(), Some(b.clone())));
+        let strided = Tensor::randn(0f32, 1.0, (96, 40), &dev).unwrap().t().unwrap();
+        for x in [Tensor::randn(0f32, 1.0, (1, WIDE_ROWS, 96), &dev).unwrap(), Tensor::randn(0f32, 1.0, (2, 70, 96), &dev).unwrap(), strided] {
+            let product = wide_f32_product(&x, &w).unwrap().expect("a wide product");
+            let want = x.broadcast_matmul(&w.t().unwrap()).unwrap();
+            assert_eq!(product.dims(), want.dims());
+            let diff = (&product - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-4, "{:?}: {diff}", x.dims());
+            let got = layer.forward(&x).unwrap();
+            let with_bias = want.broadcast_add(&b).unwrap();
+            let diff = (&got - &with_bias).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-4, "{:?} through the layer: {diff}", x.dims());
+        }
+        let few = Tensor::randn(0f32, 1.0, (WIDE_ROWS - 1, 96), &dev).unwrap();
+        assert!(wide_f32_product(&few, &w).unwrap().is_none(), "few rows keep the thin paths");
     }
 
     #[test]
