@@ -7,10 +7,11 @@
 //! language-model token, and the window order is undone at the end.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{linear, rms_norm, Linear, RmsNorm, VarBuilder};
+use candle_nn::{rms_norm, RmsNorm, VarBuilder};
 
 use super::config::{VisionAct, VisionConfig};
-use super::vision::{image_segments, patch_positions, permute_groups, vision_rotary, PatchEmbed, VisionAttention};
+use super::linear::Linear;
+use super::vision::{image_segments, linear, patch_positions, permute_groups, vision_rotary, PatchEmbed, VisionAttention};
 
 struct Mlp {
     gate_proj: Linear,
@@ -115,9 +116,9 @@ impl VisionTower {
                 norm2: rms_norm(d, 1e-6, vb.pp("norm2"))?,
                 attn: VisionAttention::new(d, cfg.num_heads, vb.pp("attn"))?,
                 mlp: Mlp {
-                    gate_proj: linear(d, cfg.intermediate_size, m.pp("gate_proj"))?,
-                    up_proj: linear(d, cfg.intermediate_size, m.pp("up_proj"))?,
-                    down_proj: linear(cfg.intermediate_size, d, m.pp("down_proj"))?,
+                    gate_proj: linear(d, cfg.intermediate_size, true, m.pp("gate_proj"))?,
+                    up_proj: linear(d, cfg.intermediate_size, true, m.pp("up_proj"))?,
+                    down_proj: linear(cfg.intermediate_size, d, true, m.pp("down_proj"))?,
                     act: cfg.hidden_act,
                 },
             });
@@ -126,8 +127,8 @@ impl VisionTower {
         let mvb = vb.pp("merger");
         let merger = Merger {
             ln_q: rms_norm(d, 1e-6, mvb.pp("ln_q"))?,
-            fc1: linear(group_dim, group_dim, mvb.pp("mlp").pp(0))?,
-            fc2: linear(group_dim, cfg.out_hidden_size, mvb.pp("mlp").pp(2))?,
+            fc1: linear(group_dim, group_dim, true, mvb.pp("mlp").pp(0))?,
+            fc2: linear(group_dim, cfg.out_hidden_size, true, mvb.pp("mlp").pp(2))?,
             group_dim,
         };
         Ok(VisionTower { patch_embed, blocks, merger, cfg: cfg.clone() })

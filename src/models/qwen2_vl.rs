@@ -5,11 +5,12 @@
 //! 2×2 group of patches into one language-model token after a LayerNorm.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
+use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
 use super::config::{VisionAct, VisionConfig};
 use super::qwen2_5_vl::activation;
-use super::vision::{image_segments, patch_positions, vision_rotary, PatchEmbed, VisionAttention};
+use super::linear::Linear;
+use super::vision::{image_segments, linear, patch_positions, vision_rotary, PatchEmbed, VisionAttention};
 
 struct Block {
     norm1: LayerNorm,
@@ -41,8 +42,8 @@ impl VisionTower {
                 norm1: layer_norm(d, 1e-6, vb.pp("norm1"))?,
                 norm2: layer_norm(d, 1e-6, vb.pp("norm2"))?,
                 attn: VisionAttention::new(d, cfg.num_heads, vb.pp("attn"))?,
-                fc1: linear(d, cfg.intermediate_size, vb.pp("mlp").pp("fc1"))?,
-                fc2: linear(cfg.intermediate_size, d, vb.pp("mlp").pp("fc2"))?,
+                fc1: linear(d, cfg.intermediate_size, true, vb.pp("mlp").pp("fc1"))?,
+                fc2: linear(cfg.intermediate_size, d, true, vb.pp("mlp").pp("fc2"))?,
                 act: cfg.hidden_act,
             });
         }
@@ -52,8 +53,8 @@ impl VisionTower {
             patch_embed,
             blocks,
             ln_q: layer_norm(d, 1e-6, mvb.pp("ln_q"))?,
-            fc1: linear(group_dim, group_dim, mvb.pp("mlp").pp(0))?,
-            fc2: linear(group_dim, cfg.out_hidden_size, mvb.pp("mlp").pp(2))?,
+            fc1: linear(group_dim, group_dim, true, mvb.pp("mlp").pp(0))?,
+            fc2: linear(group_dim, cfg.out_hidden_size, true, mvb.pp("mlp").pp(2))?,
             group_dim,
             cfg: cfg.clone(),
         })

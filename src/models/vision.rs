@@ -7,7 +7,9 @@
 //! second half by the column.
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use super::linear::{Linear, QuantFormat};
 
 use super::text::inv_freq;
 
@@ -73,6 +75,13 @@ pub fn vision_rotary(
     Ok((Tensor::from_vec(cos, (n, quarter * 2), device)?, Tensor::from_vec(sin, (n, quarter * 2), device)?))
 }
 
+/// A vision tower's linear layer (in, out), with a bias if `bias`: kept in the model's dtype (the
+/// tower is never quantized), as the project's [`Linear`], whose wide products on the CPU run as
+/// slices on candle's thread pool like the text decoder's.
+pub(crate) fn linear(in_features: usize, out_features: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Linear> {
+    Linear::load(in_features, out_features, bias, QuantFormat::None, vb)
+}
+
 /// Multi-head self-attention over packed segments: patches attend only to patches of the same
 /// segment (an image, or a window of one).
 pub struct VisionAttention {
@@ -85,8 +94,8 @@ pub struct VisionAttention {
 impl VisionAttention {
     pub fn new(dim: usize, num_heads: usize, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(VisionAttention {
-            qkv: linear(dim, dim * 3, vb.pp("qkv"))?,
-            proj: linear(dim, dim, vb.pp("proj"))?,
+            qkv: linear(dim, dim * 3, true, vb.pp("qkv"))?,
+            proj: linear(dim, dim, true, vb.pp("proj"))?,
             num_heads,
             head_dim: dim / num_heads,
         })

@@ -14,19 +14,10 @@ pub mod text;
 pub mod vision;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::{check_prefill_rows, mrope_positions, Decoder, ImageInput, KvCache, ModelConfig, PromptInput, QuantFormat, Quantization};
 use crate::error::{Error, Result};
-
-/// The vision tower's linear layers (with biases, never quantized) are made here.
-pub(crate) fn linear(input: usize, output: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Linear> {
-    if bias {
-        candle_nn::linear(input, output, vb)
-    } else {
-        candle_nn::linear_no_bias(input, output, vb)
-    }
-}
 
 /// A Qwen3-VL model: vision tower and text decoder.
 pub struct Qwen3VlModel {

@@ -10,12 +10,12 @@
 //! decoder adds those features to its first layers' hidden states.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 
-use super::linear;
 use crate::models::config::VisionConfig;
 use crate::models::qwen2_5_vl::activation;
-use crate::models::vision::{image_segments, patch_positions, vision_rotary, VisionAttention};
+use crate::models::linear::Linear;
+use crate::models::vision::{image_segments, linear, patch_positions, vision_rotary, VisionAttention};
 
 /// The Conv3d patch embedding, kernel = stride = (temporal, patch, patch), with bias: a matrix
 /// product over flattened patches.
