@@ -1,5 +1,7 @@
-//! The text decoder's linear layer, plain or quantized, behind one type, and the quantization
-//! formats that `--quant` names.
+//! The models' linear layer, plain or quantized, behind one type, and the quantization formats
+//! that `--quant` names. The text decoder's layers take a format; the vision towers' use the same
+//! type kept in the model's dtype, for the same CPU products: a few rows (decoding) through the
+//! thin paths, a prefill's rows as slices of output features on candle's pool (`sliced_gemm`).
 //!
 //! A quantized layer holds its weight as a candle `QTensor` in one of the GGML block formats
 //! (q8_0: blocks of 32 values, 8.5 bits per weight; q6_k: 256, 6.56; q4_k: 256, 4.5), made from
