@@ -342,10 +342,11 @@ enum SliceSource<'a> {
 }
 
 /// `x·Wᵀ` for a wide, contiguous f32 `x` (rows × in) on the CPU: W's output features in slices of
-/// [`DEQUANTIZED_SLICE`], each slice a task on candle's thread pool that puts its slice of W into
-/// the task's own buffer (copied, or dequantized; still in cache when gemm reads it), its rows
-/// [`padded_row_stride`] apart, and makes one single-threaded gemm call writing its columns of the
-/// result. None where a quantized slice did not expand.
+/// [`slice_depth`] (256, fewer where 256 rows would pass 4 MiB), each slice a task on candle's
+/// thread pool that puts its slice of W into the task's own buffer (copied, or dequantized; still
+/// in cache when gemm reads it), its rows [`padded_row_stride`] apart, and makes one
+/// single-threaded gemm call writing its columns of the result. None where a quantized slice did
+/// not expand.
 ///
 /// Why the copy: gemm reads the weight in place (it packs only the activations here), a few of
 /// its rows at a time, and rows whose stride is a multiple of 256 bytes fall into the same few
@@ -375,11 +376,12 @@ fn sliced_gemm(x: &Tensor, out_features: usize, source: SliceSource<'_>) -> cand
     let dst = SharedColumns(out.as_mut_ptr());
     let failed = AtomicBool::new(false);
     let stride = padded_row_stride(in_features);
-    candle_core::utils::barrier_pool().execute_chunked(out_features.div_ceil(DEQUANTIZED_SLICE), |slices| {
+    let depth = slice_depth(stride);
+    candle_core::utils::barrier_pool().execute_chunked(out_features.div_ceil(depth), |slices| {
         let mut buffer = Vec::new();
         for i in slices {
-            let start = i * DEQUANTIZED_SLICE;
-            let n = DEQUANTIZED_SLICE.min(out_features - start);
+            let start = i * depth;
+            let n = depth.min(out_features - start);
             buffer.resize(n * stride, 0.0);
             for (feature, row) in (start..start + n).zip(buffer.chunks_exact_mut(stride)) {
                 let row = &mut row[..in_features];
@@ -433,6 +435,18 @@ fn sliced_gemm(x: &Tensor, out_features: usize, source: SliceSource<'_>) -> cand
     }
     Ok(Some(Tensor::from_vec(out, dims, &Device::Cpu)?))
 }
+
+/// Output features per slice of [`sliced_gemm`] for rows `stride` values apart:
+/// [`DEQUANTIZED_SLICE`], fewer for wide rows so that a task's buffer stays near
+/// [`SLICE_BUFFER_BYTES`] (each pool thread holds one during a product), but never fewer than 64.
+fn slice_depth(stride: usize) -> usize {
+    (SLICE_BUFFER_BYTES / (stride.max(1) * 4) / 16 * 16).clamp(64, DEQUANTIZED_SLICE)
+}
+
+/// What a slice's buffer may hold before [`slice_depth`] makes slices shallower: 4 MiB, so that a
+/// machine with many cores does not hold a large part of a weight in f32 at once (a width of
+/// 18,944, Qwen2.5-VL-7B's intermediate, would otherwise take 19 MB per thread).
+const SLICE_BUFFER_BYTES: usize = 4 << 20;
 
 /// The distance between rows of `width` f32 values in [`sliced_gemm`]'s buffers: an odd multiple
 /// of 16 values (64 bytes, a cache line), so that successive rows start in different sets of the
@@ -732,6 +746,33 @@ mod tests {
             assert_eq!((stride / 16) % 2, 1, "{width}: an odd number of cache lines");
             assert!(stride - width < 32, "{width}: at most a line and a half of padding");
         }
+    }
+
+    #[test]
+    fn slices_of_wide_rows_are_shallower_and_their_products_unchanged() {
+        for width in [96, 896, 2048, 4864, 8960, 18944, 29568] {
+            let stride = padded_row_stride(width);
+            let depth = slice_depth(stride);
+            assert!(depth.is_multiple_of(16) && (64..=DEQUANTIZED_SLICE).contains(&depth), "{width}: {depth}");
+            assert!(depth == 64 || depth * stride * 4 <= SLICE_BUFFER_BYTES, "{width}: {depth} rows of {stride}");
+        }
+        assert_eq!(slice_depth(padded_row_stride(896)), DEQUANTIZED_SLICE);
+        assert!(slice_depth(padded_row_stride(8192)) < DEQUANTIZED_SLICE);
+        // Rows 8,192 wide: slices of 112 features, 300 = 112 + 112 + 76.
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (300, 8192), &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (1, WIDE_ROWS + 8, 8192), &dev).unwrap();
+        let got = wide_f32_product(&x, &w).unwrap().expect("a wide product");
+        let want = x.broadcast_matmul(&w.t().unwrap()).unwrap();
+        let diff = (&got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-3, "{diff}");
+        let layer = Linear::from_weight(w, None, QuantFormat::Q8_0).unwrap();
+        let Linear::Quantized { weight, .. } = &layer else { panic!("q8_0 did not quantize") };
+        let QMatMul::QTensor(q) = weight else { panic!("no blocks") };
+        let want = x.broadcast_matmul(&q.dequantize(&dev).unwrap().t().unwrap()).unwrap();
+        let got = wide_quantized_product(&x, weight).unwrap().expect("a wide product");
+        let diff = (&got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-3, "q8_0: {diff}");
     }
 
     #[test]
