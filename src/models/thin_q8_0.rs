@@ -106,7 +106,6 @@ fn run_features(weights: &[u8], row_bytes: usize, k: usize, x: &QuantizedRows, r
     }
 }
 
-/// The scalar definition the kernel must agree with (for the tests).
 /// q8_0 blocks expanded to f32 (`out` holds 32 values per 34-byte block of `blocks`): each value
 /// is its 8-bit integer times the block's f16 scale, one f32 multiply, as candle's `to_float`
 /// computes it, so the values are the same bits. For a prefill's product from the dequantized
@@ -136,6 +135,7 @@ fn expand_portable(blocks: &[u8], out: &mut [f32]) {
     }
 }
 
+/// The scalar definition the kernel must agree with (for the tests).
 #[cfg(test)]
 fn dot_reference(w: &[u8], xq: &[i8], xd: &[f32]) -> f32 {
     let mut sum = 0f32;
@@ -223,6 +223,11 @@ mod avx2 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::thin::random;
+    use super::*;
+    use candle_core::Device;
+    use candle_core::quantized::QTensor;
+    use candle_core::Module;
 
     /// The expansion is candle's `to_float`, bit for bit, on the AVX2 path and the portable one.
     #[test]
@@ -242,11 +247,6 @@ mod tests {
         assert_eq!(portable, want);
         assert!(!expand(&bytes[..bytes.len() - 1], &mut got), "a part block is refused");
     }
-    use super::super::thin::random;
-    use super::*;
-    use candle_core::Device;
-    use candle_core::quantized::QTensor;
-    use candle_core::Module;
 
     fn layer(out_features: usize, in_features: usize) -> QMatMul {
         let w = Tensor::from_vec(random(out_features * in_features, 7), (out_features, in_features), &Device::Cpu).unwrap();
